@@ -1,0 +1,1 @@
+"""Event store, lazy datasets, batches, splits, the DataModule and on-device representations."""

@@ -1,0 +1,352 @@
+"""Graph neural networks on hit graphs (``GraphInput``: flat nodes + ``edge_index`` + ``batch``).
+
+``EdgeConvGNN`` is DGCNN (static edges from the graph builder, or kNN rebuilt in feature space after
+each layer); ``GraphNet`` is a generic residual message-passing stack where the convolution is a name
+or any callable ``conv(in, out, **kw)``, so a config can pick any PyG conv by ``_target_`` (with
+``_partial_: true``) without editing recoml. Only plain-torch/PyG code that needs none of PyG's
+compiled extras (torch-cluster, torch-scatter, pyg-lib) is used; kNN is chunked ``cdist`` + ``topk``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch_geometric.nn import (
+    EdgeConv,
+    GATConv,
+    GATv2Conv,
+    GCNConv,
+    GINConv,
+    GraphConv,
+    SAGEConv,
+    TransformerConv,
+    global_max_pool,
+    global_mean_pool,
+)
+from torch_geometric.nn.conv import MessagePassing
+
+from recoml.errors import ConfigError
+from recoml.models.encodings import make_fourier
+from recoml.models.heads import MLPHead
+
+__all__ = [
+    "CONVS",
+    "GAT",
+    "GCN",
+    "EdgeConvGNN",
+    "GraphInput",
+    "GraphNet",
+    "GraphSAGE",
+    "knn_graph",
+]
+
+
+class GraphInput(Protocol):
+    """What graph models read (``recoml.data.representations`` builds it)."""
+
+    x: torch.Tensor  # (N, F) node features
+    pos: torch.Tensor  # (N, 3 or 4) coordinates used for graph building
+    edge_index: torch.Tensor  # (2, E): row 0 source/neighbour, row 1 target/centre (PyG convention)
+    batch: torch.Tensor  # (N,) graph of each node
+    num_graphs: int
+
+
+@torch.no_grad()
+def knn_graph(
+    x: torch.Tensor,
+    batch: torch.Tensor,
+    k: int,
+    loop: bool = False,
+    num_graphs: int | None = None,
+    max_elements: int = 2**25,
+) -> torch.Tensor:
+    """k nearest neighbours of every node within its own graph, ``edge_index (2, E)`` in PyG convention.
+
+    Graphs are padded to a dense ``(G, Nmax, F)`` block and processed in chunks of graphs (and of query
+    rows, for huge graphs) so one ``cdist`` never holds more than ``max_elements`` distances; padded
+    slots and other graphs are never candidates. Nodes of graphs with ``<= k`` nodes get all their
+    graph-mates. Runs on any device; no gradient (neighbour choice is not differentiable anyway).
+    """
+    device = x.device
+    n = x.shape[0]
+    empty = torch.empty(2, 0, dtype=torch.long, device=device)
+    if n == 0 or k <= 0:
+        return empty
+    batch = batch.long()
+    if n > 1 and bool((batch[1:] < batch[:-1]).any()):
+        perm = torch.argsort(batch, stable=True)
+        return perm[knn_graph(x[perm], batch[perm], k, loop, num_graphs, max_elements)]
+
+    n_graphs = int(num_graphs) if num_graphs is not None else int(batch.max()) + 1
+    counts = torch.bincount(batch, minlength=n_graphs)
+    ptr = torch.zeros(n_graphs + 1, dtype=torch.long, device=device)
+    ptr[1:] = torch.cumsum(counts, 0)
+    nmax = int(counts.max())
+    kk = min(int(k), nmax - (0 if loop else 1))
+    if kk <= 0:
+        return empty
+    local = torch.arange(n, device=device) - ptr[batch]
+    xf = x.detach().float().reshape(n, -1)
+    dense = xf.new_zeros(n_graphs, nmax, xf.shape[1])
+    dense[batch, local] = xf
+    valid = torch.zeros(n_graphs, nmax, dtype=torch.bool, device=device)
+    valid[batch, local] = True
+
+    sources, targets = [], []
+    g_step = max(1, max_elements // (nmax * nmax))
+    for g0 in range(0, n_graphs, g_step):
+        g1 = min(n_graphs, g0 + g_step)
+        r_step = max(1, max_elements // ((g1 - g0) * nmax))
+        cand = dense[g0:g1]
+        cand_ok = valid[g0:g1].unsqueeze(1)  # (g, 1, Nmax)
+        for r0 in range(0, nmax, r_step):
+            r1 = min(nmax, r0 + r_step)
+            d = torch.cdist(dense[g0:g1, r0:r1], cand)  # (g, r, Nmax)
+            d = d.masked_fill(~cand_ok, float("inf"))
+            if not loop:
+                rows = torch.arange(r1 - r0, device=device)
+                d[:, rows, rows + r0] = float("inf")
+            vals, idx = d.topk(kk, dim=-1, largest=False)  # (g, r, kk)
+            keep = torch.isfinite(vals) & valid[g0:g1, r0:r1].unsqueeze(-1)
+            base = ptr[g0:g1].view(-1, 1, 1)
+            centre = (base + torch.arange(r0, r1, device=device).view(1, -1, 1)).expand_as(idx)
+            sources.append((base + idx)[keep])
+            targets.append(centre[keep])
+    return torch.stack([torch.cat(sources), torch.cat(targets)])
+
+
+def _norm(kind: str | None, width: int) -> nn.Module:
+    if kind is None or kind == "none":
+        return nn.Identity()
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    raise ConfigError(f"norm must be 'batch', 'layer' or None, got {kind!r}")
+
+
+def _edge_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
+    """The edge function of EdgeConv, applied to ``[x_i, x_j - x_i]``."""
+    return nn.Sequential(nn.Linear(2 * in_dim, out_dim), nn.ReLU(inplace=True), nn.Linear(out_dim, out_dim))
+
+
+def _pool(h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Per-graph ``[max, mean]`` of node features; empty graphs give zeros."""
+    return torch.cat(
+        [global_max_pool(h, batch, size=num_graphs), global_mean_pool(h, batch, size=num_graphs)], dim=-1
+    )
+
+
+class EdgeConvGNN(nn.Module):
+    """DGCNN: ``n_layers`` EdgeConvs, features of all layers concatenated, global max+mean pool, MLP head.
+
+    ``dynamic=False`` uses the ``edge_index`` given by the graph builder in every layer (kNN on ``pos``
+    with ``k`` if it is ``None``); ``dynamic=True`` uses it in the first layer and rebuilds a kNN graph
+    (per event) in the current feature space before each later layer. ``node_level=True`` returns
+    ``(N, out_dim)``: each node's features concatenated with its graph's pooled features.
+    """
+
+    representation = "graph"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_dim: int,
+        hidden: int = 64,
+        n_layers: int = 3,
+        k: int = 16,
+        dynamic: bool = False,
+        aggr: str = "max",
+        node_level: bool = False,
+        dropout: float = 0.0,
+        norm: str | None = "batch",
+        head_hidden: int | Sequence[int] | None = 128,
+        fourier_scales: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if n_layers < 1:
+            raise ConfigError("EdgeConvGNN needs n_layers >= 1")
+        self.in_channels = int(in_channels)
+        self.out_dim = int(out_dim)
+        self.k = int(k)
+        self.dynamic = bool(dynamic)
+        self.node_level = bool(node_level)
+        self.encoding, width = make_fourier(fourier_scales, in_channels)
+        self.convs = nn.ModuleList()
+        self.post = nn.ModuleList()
+        for _ in range(n_layers):
+            self.convs.append(EdgeConv(_edge_mlp(width, hidden), aggr=aggr))
+            post: list[nn.Module] = [_norm(norm, hidden), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                post.append(nn.Dropout(dropout))
+            self.post.append(nn.Sequential(*post))
+            width = hidden
+        node_dim = n_layers * hidden
+        self.num_features = 2 * node_dim
+        head_in = node_dim + 2 * node_dim if self.node_level else 2 * node_dim
+        self.head = MLPHead(head_in, out_dim, hidden=head_hidden, dropout=dropout)
+
+    def forward(self, inputs: GraphInput) -> torch.Tensor:
+        batch, n_graphs = inputs.batch, int(inputs.num_graphs)
+        edge_index = inputs.edge_index
+        if edge_index is None:
+            edge_index = knn_graph(inputs.pos, batch, self.k, num_graphs=n_graphs)
+        h = self.encoding(inputs.x)
+        feats = []
+        for i, (conv, post) in enumerate(zip(self.convs, self.post)):
+            if self.dynamic and i > 0:
+                edge_index = knn_graph(h, batch, self.k, num_graphs=n_graphs)
+            h = post(conv(h, edge_index))
+            feats.append(h)
+        h = torch.cat(feats, dim=-1)
+        g = _pool(h, batch, n_graphs)
+        if not self.node_level:
+            return self.head(g)
+        return self.head(torch.cat([h, g[batch]], dim=-1))
+
+
+ConvFactory = Callable[..., MessagePassing]
+
+
+def _gat(in_dim: int, out_dim: int, **kw: Any) -> MessagePassing:
+    return GATv2Conv(in_dim, out_dim, **kw)
+
+
+def _gat_v1(in_dim: int, out_dim: int, **kw: Any) -> MessagePassing:
+    return GATConv(in_dim, out_dim, **kw)
+
+
+def _edgeconv(in_dim: int, out_dim: int, aggr: str = "max") -> MessagePassing:
+    return EdgeConv(_edge_mlp(in_dim, out_dim), aggr=aggr)
+
+
+def _gin(in_dim: int, out_dim: int, **kw: Any) -> MessagePassing:
+    mlp = nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(inplace=True), nn.Linear(out_dim, out_dim))
+    return GINConv(mlp, **kw)
+
+
+#: convolutions ``GraphNet(conv=...)`` knows by name; anything else goes in as a callable.
+CONVS: dict[str, ConvFactory] = {
+    "gcn": GCNConv,
+    "gat": _gat,
+    "gatv2": _gat,
+    "gat_v1": _gat_v1,
+    "sage": SAGEConv,
+    "graphconv": GraphConv,
+    "transformer": TransformerConv,
+    "edgeconv": _edgeconv,
+    "gin": _gin,
+}
+
+
+def _out_per_head(conv: ConvFactory, hidden: int, kwargs: Mapping[str, Any]) -> int:
+    """Width to ask of a multi-head conv so that its concatenated output is still ``hidden`` wide."""
+    merged = {**dict(getattr(conv, "keywords", None) or {}), **kwargs}
+    heads = int(merged.get("heads", 1) or 1)
+    if heads <= 1 or merged.get("concat", True) is False:
+        return hidden
+    if hidden % heads:
+        raise ConfigError(f"hidden={hidden} must be divisible by heads={heads} (heads are concatenated)")
+    return hidden // heads
+
+
+class GraphNet(nn.Module):
+    """A residual stack of any PyG message-passing layer: encoder, ``n_layers`` x conv, pool, head.
+
+    Every layer maps ``hidden -> hidden`` (multi-head convs with concatenated heads are asked for
+    ``hidden // heads`` per head), then norm, ReLU, dropout and a residual connection. ``conv`` is a
+    name in :data:`CONVS` or a callable called as ``conv(hidden, hidden, **conv_kwargs)``, e.g. Hydra's
+    ``{_target_: torch_geometric.nn.TransformerConv, _partial_: true, heads: 2}``. Convs whose
+    ``forward`` takes ``pos`` also get the node positions.
+    """
+
+    representation = "graph"
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_dim: int,
+        conv: str | ConvFactory = "gcn",
+        hidden: int = 64,
+        n_layers: int = 3,
+        norm: str | None = "batch",
+        residual: bool = True,
+        dropout: float = 0.0,
+        node_level: bool = False,
+        conv_kwargs: Mapping[str, Any] | None = None,
+        head_hidden: int | Sequence[int] | None = 128,
+        fourier_scales: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(conv, str):
+            if conv not in CONVS:
+                raise ConfigError(f"unknown conv {conv!r}; known: {sorted(CONVS)} (or pass a callable)")
+            factory = CONVS[conv]
+        elif callable(conv):
+            factory = conv
+        else:
+            raise TypeError(f"conv must be a name or a callable, got {type(conv).__name__}")
+        kwargs = dict(conv_kwargs or {})
+        self.in_channels = int(in_channels)
+        self.out_dim = int(out_dim)
+        self.node_level = bool(node_level)
+        self.residual = bool(residual)
+        self.encoding, width = make_fourier(fourier_scales, in_channels)
+        self.encoder = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(inplace=True))
+        out = _out_per_head(factory, hidden, kwargs)
+        self.convs = nn.ModuleList(factory(hidden, out, **kwargs) for _ in range(n_layers))
+        self.post = nn.ModuleList()
+        for _ in range(n_layers):
+            post: list[nn.Module] = [_norm(norm, hidden), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                post.append(nn.Dropout(dropout))
+            self.post.append(nn.Sequential(*post))
+        self._takes_pos = ["pos" in inspect.signature(c.forward).parameters for c in self.convs]
+        self.num_features = 2 * hidden
+        head_in = 3 * hidden if self.node_level else 2 * hidden
+        self.head = MLPHead(head_in, out_dim, hidden=head_hidden, dropout=dropout)
+
+    def forward(self, inputs: GraphInput) -> torch.Tensor:
+        batch, n_graphs, edge_index = inputs.batch, int(inputs.num_graphs), inputs.edge_index
+        h = self.encoder(self.encoding(inputs.x))
+        for conv, post, takes_pos in zip(self.convs, self.post, self._takes_pos):
+            if takes_pos:
+                m = conv(x=h, pos=inputs.pos, edge_index=edge_index)
+            else:
+                m = conv(h, edge_index)
+            m = post(m)
+            h = h + m if self.residual else m
+        g = _pool(h, batch, n_graphs)
+        if not self.node_level:
+            return self.head(g)
+        return self.head(torch.cat([h, g[batch]], dim=-1))
+
+
+class GCN(GraphNet):
+    """``GraphNet(conv="gcn")`` (Kipf & Welling), named for configs."""
+
+    def __init__(self, in_channels: int, out_dim: int, **kwargs: Any) -> None:
+        super().__init__(in_channels, out_dim, conv="gcn", **kwargs)
+
+
+class GAT(GraphNet):
+    """``GraphNet(conv="gat")``: GATv2 with ``heads`` concatenated to ``hidden`` (``v2=False``: GATConv)."""
+
+    def __init__(
+        self, in_channels: int, out_dim: int, heads: int = 4, v2: bool = True, **kwargs: Any
+    ) -> None:
+        conv_kwargs = {"heads": heads, **dict(kwargs.pop("conv_kwargs", None) or {})}
+        super().__init__(
+            in_channels, out_dim, conv="gat" if v2 else "gat_v1", conv_kwargs=conv_kwargs, **kwargs
+        )
+
+
+class GraphSAGE(GraphNet):
+    """``GraphNet(conv="sage")`` (Hamilton et al., mean aggregation by default), named for configs."""
+
+    def __init__(self, in_channels: int, out_dim: int, **kwargs: Any) -> None:
+        super().__init__(in_channels, out_dim, conv="sage", **kwargs)

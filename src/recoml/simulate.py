@@ -1,0 +1,44 @@
+"""``python -m recoml.simulate detector=wcte n_events=20000 particles=[e-,mu-,gamma]``: toy events to an
+event store plus a split file."""
+
+from __future__ import annotations
+
+import logging
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from recoml.utils.cli import CONF_DIR, report_errors, save_config
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="simulate")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    from recoml.sim.to_store import simulate_to_store
+
+    save_config(cfg, cfg.paths.output_dir)
+    output, splits = simulate_to_store(
+        detector=instantiate(cfg.detector),
+        output=cfg.output,
+        split_path=cfg.split_path,
+        fractions=tuple(cfg.fractions),
+        split_seed=cfg.split_seed,
+        n_events=cfg.n_events,
+        particles=list(cfg.particles),
+        energy_range=tuple(cfg.energy_range),
+        fiducial_margin=cfg.fiducial_margin,
+        seed=cfg.seed,
+        n_workers=cfg.n_workers,
+        chunk_size=cfg.chunk_size,
+        overwrite=cfg.overwrite,
+        physics=OmegaConf.to_container(cfg.physics, resolve=True),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    log.info("wrote %s and %s", output, splits)
+
+
+if __name__ == "__main__":
+    main()

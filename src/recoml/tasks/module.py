@@ -1,0 +1,205 @@
+"""The one LightningModule: representation (on the device) -> model -> task, with metrics and optimizers
+from the config. Every part is built from the resolved config stored in the checkpoint, so
+``RecoModule.load_from_checkpoint(path)`` (or :func:`recoml.load_model`) rebuilds the trained model
+from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from recoml.data.batch import HitBatch
+from recoml.errors import ConfigError, RecomlError
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RecomlError):
+    """The loss became NaN or infinite."""
+
+
+class RecoModule(pl.LightningModule):
+    """Generic reconstruction module. ``config`` is the full resolved training config (a plain dict)."""
+
+    def __init__(self, config: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        cfg = OmegaConf.create(config)
+        self.detector = instantiate(cfg.detector)
+        self.task = instantiate(cfg.task)
+        self.representation = build_representation(cfg, self.detector)
+        self.net = build_net(cfg, self.representation, self.task)
+        augment = cfg.get("augment") or {}
+        self.augment = instantiate(augment)(detector=self.detector) if augment else None
+        self.channels_last = bool(cfg.get("channels_last", False)) and self.representation.kind == "image"
+        extra = (cfg.get("metrics") or {}).get("extra") or {}
+        self.metrics = nn.ModuleDict(
+            {stage: self.task.make_metrics() for stage in ("val", "test")}
+            | {
+                f"{stage}_extra": nn.ModuleDict({k: instantiate(v) for k, v in extra.items()})
+                for stage in ("val", "test")
+            }
+        )
+        self.optimizer_cfg = cfg.optimizer
+        self.scheduler_cfg = cfg.get("scheduler") or {}
+        self.register_buffer("fitted", torch.tensor(False))
+
+    # -- data-dependent set-up ------------------------------------------------------------------
+    def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
+        """One pass over training batches: input normalization and task target statistics."""
+        batches = list(batches)
+        self.representation.fit(batches)
+        self.task.fit(batches)
+        self.fitted.fill_(True)
+
+    # -- forward --------------------------------------------------------------------------------
+    def forward(self, batch: HitBatch) -> torch.Tensor:
+        inputs = self.representation(batch)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        out = self.net(inputs)
+        if self.task.node_level and out.dim() == 3:  # padded point clouds -> flat hits
+            out = out[inputs.mask]
+        return out
+
+    def on_after_batch_transfer(self, batch: HitBatch, dataloader_idx: int) -> HitBatch:
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            batch = self.augment(batch)
+        return batch
+
+    def _loss(self, batch: HitBatch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self(batch)
+        loss = self.task.loss(out, batch)
+        if not torch.isfinite(loss):
+            events = [] if batch.event_index is None else batch.event_index[:20].tolist()
+            raise NonFiniteLossError(
+                f"{stage} loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                f"the batch holds events {events}{' ...' if batch.n_events > 20 else ''} "
+                "(check those events' inputs, the learning rate, or enable gradient clipping)"
+            )
+        return out, loss
+
+    def training_step(self, batch: HitBatch, batch_idx: int) -> torch.Tensor:
+        _, loss = self._loss(batch, "train")
+        self.log("train/loss", loss, batch_size=batch.n_events, prog_bar=True)
+        return loss
+
+    def _eval_step(self, batch: HitBatch, stage: str) -> None:
+        out, loss = self._loss(batch, stage)
+        self.log(f"{stage}/loss", loss, batch_size=batch.n_events, sync_dist=True, prog_bar=stage == "val")
+        self.task.update_metrics(self.metrics[stage], out, batch)
+        extra = self.metrics[f"{stage}_extra"]
+        if len(extra):
+            pred = self.task.predict(out)
+            truth = self.task.truth(batch)
+            for metric in extra.values():
+                metric.update(next(iter(pred.values())), next(iter(truth.values())))
+
+    def validation_step(self, batch: HitBatch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: HitBatch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _log_metrics(self, stage: str) -> None:
+        values = flatten_metrics(self.metrics[stage]) | flatten_metrics(self.metrics[f"{stage}_extra"])
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
+        for collection in (self.metrics[stage], self.metrics[f"{stage}_extra"]):
+            reset_metrics(collection)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: HitBatch, batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self(batch)
+        result = {f"pred/{k}": v for k, v in self.task.predict(out).items()}
+        result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
+        result["event_index"] = batch.event_index
+        result["offsets"] = batch.offsets
+        return result
+
+    # -- optimization ---------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = instantiate(self.optimizer_cfg)(self.parameters())
+        factory = self.scheduler_cfg.get("scheduler")
+        if not factory:
+            return optimizer
+        kwargs = {}
+        if self.scheduler_cfg.get("total_steps_arg"):
+            kwargs[self.scheduler_cfg.total_steps_arg] = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = instantiate(factory)(optimizer, **kwargs)
+        config = {"scheduler": scheduler, "interval": self.scheduler_cfg.get("interval", "epoch")}
+        if self.scheduler_cfg.get("monitor"):
+            config["monitor"] = self.scheduler_cfg.monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["recoml"] = self.hparams.get("provenance") or {}
+
+
+def flatten_metrics(metrics: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Compute a MetricCollection, a Metric, or a (nested) ModuleDict of them as ``{name: value}``."""
+    from torchmetrics import Metric, MetricCollection
+
+    if isinstance(metrics, MetricCollection):
+        return {f"{prefix}{k}": v for k, v in metrics.compute().items()}
+    if isinstance(metrics, Metric):
+        return {prefix.rstrip("/"): metrics.compute()}
+    out: dict[str, torch.Tensor] = {}
+    for name, child in metrics.items():
+        if isinstance(child, Metric) and child.update_count == 0:
+            continue
+        out |= flatten_metrics(child, f"{prefix}{name}/")
+    return out
+
+
+def reset_metrics(metrics: nn.Module) -> None:
+    from torchmetrics import Metric
+
+    for m in metrics.modules():
+        if isinstance(m, Metric):
+            m.reset()
+
+
+def build_representation(cfg: DictConfig, detector) -> nn.Module:
+    """The model's representation builder, fed by the detector (buffers move with the module)."""
+    factory = instantiate(cfg.model.representation)
+    try:
+        return factory(detector=detector)
+    except (AttributeError, TypeError, ValueError) as err:
+        raise ConfigError(
+            f"model={cfg.model.name} needs a '{cfg.model.representation._target_.rsplit('.', 1)[-1]}' "
+            f"representation that detector={detector.name} cannot provide: {err}"
+        ) from err
+
+
+def build_net(cfg: DictConfig, representation: nn.Module, task) -> nn.Module:
+    """Instantiate the network with its input width from the representation and output width from the task."""
+    factory = instantiate(cfg.model.net)
+    cls = getattr(factory, "func", factory)
+    wants = getattr(cls, "representation", None)
+    if wants is not None and wants != representation.kind:
+        raise ConfigError(
+            f"model={cfg.model.name} ({cls.__name__}) consumes '{wants}' inputs but its representation "
+            f"builds '{representation.kind}'"
+        )
+    kwargs = {"in_channels": representation.out_channels, "out_dim": task.out_dim}
+    if task.node_level:
+        if representation.kind == "image":
+            raise ConfigError(
+                f"task={task.name} needs one output per hit; model={cfg.model.name} makes images. "
+                "Use a graph or point-cloud model (model=gnn, pointnet, gat, gcn, graphsage)."
+            )
+        kwargs["node_level"] = True
+    return factory(**kwargs)

@@ -1,0 +1,63 @@
+"""Several tasks learned by one network: the output vector is split between the tasks' heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+
+from recoml.data.batch import HitBatch
+from recoml.tasks.base import Task
+
+
+class MultiTask(Task):
+    """Weighted sum of per-event tasks; metrics and predictions are prefixed with each task's name."""
+
+    def __init__(
+        self,
+        tasks: Mapping[str, Task],
+        weights: Mapping[str, float] | None = None,
+        name: str = "multi",
+        monitor: str = "val/loss",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__(name, "", monitor, monitor_mode)
+        if any(t.node_level for t in tasks.values()):
+            raise ValueError("task=multi combines per-event tasks only (hit classification is per hit)")
+        self.tasks = nn.ModuleDict(dict(tasks))
+        self.weights = {k: float((weights or {}).get(k, 1.0)) for k in self.tasks}
+        self.sizes = [t.out_dim for t in self.tasks.values()]
+        self.out_dim = sum(self.sizes)
+
+    @property
+    def target_fields(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f for t in self.tasks.values() for f in t.target_fields))
+
+    def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
+
+    def fit(self, batches: Iterable[HitBatch]) -> None:
+        batches = list(batches)
+        for task in self.tasks.values():
+            task.fit(batches)
+
+    def loss(self, output: torch.Tensor, batch: HitBatch) -> torch.Tensor:
+        parts = self.split(output)
+        return sum(self.weights[k] * t.loss(parts[k], batch) for k, t in self.tasks.items())
+
+    def predict(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        parts = self.split(output)
+        return {f"{k}/{n}": v for k, t in self.tasks.items() for n, v in t.predict(parts[k]).items()}
+
+    def truth(self, batch: HitBatch) -> dict[str, torch.Tensor]:
+        return {f"{k}/{n}": v for k, t in self.tasks.items() for n, v in t.truth(batch).items()}
+
+    def make_metrics(self) -> nn.ModuleDict:
+        """One collection per sub-task; the module flattens them as ``<task>/<metric>``."""
+        return nn.ModuleDict({k: t.make_metrics() for k, t in self.tasks.items()})
+
+    def update_metrics(self, metrics: nn.ModuleDict, output: torch.Tensor, batch: HitBatch) -> None:
+        parts = self.split(output)
+        for k, t in self.tasks.items():
+            t.update_metrics(metrics[k], parts[k], batch)

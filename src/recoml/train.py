@@ -1,0 +1,21 @@
+"""``python -m recoml.train [overrides]``: train, test, and report where everything went."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from recoml.utils.cli import CONF_DIR, report_errors
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@report_errors
+def main(cfg: DictConfig) -> float | None:
+    from recoml.training import train
+
+    metrics = train(cfg)
+    return metrics.get(cfg.task.monitor)
+
+
+if __name__ == "__main__":
+    main()
