@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchmetrics import MeanMetric
 
 from recoml.data.batch import HitBatch
 from recoml.errors import ConfigError, RecomlError
@@ -94,7 +95,7 @@ class RecoModule(pl.LightningModule):
 
     def _eval_step(self, batch: HitBatch, stage: str) -> None:
         out, loss = self._loss(batch, stage)
-        self.log(f"{stage}/loss", loss, batch_size=batch.n_events, sync_dist=True, prog_bar=stage == "val")
+        self.metrics[f"{stage}_loss"].update(loss.detach(), weight=batch.n_events)
         self.task.update_metrics(self.metrics[stage], out, batch)
         extra = self.metrics[f"{stage}_extra"]
         if len(extra):
@@ -112,7 +113,8 @@ class RecoModule(pl.LightningModule):
     def _log_metrics(self, stage: str) -> None:
         values = flatten_metrics(self.metrics[stage]) | flatten_metrics(self.metrics[f"{stage}_extra"])
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
-        for collection in (self.metrics[stage], self.metrics[f"{stage}_extra"]):
+        self.log(f"{stage}/loss", self.metrics[f"{stage}_loss"].compute(), prog_bar=True)
+        for collection in (self.metrics[stage], self.metrics[f"{stage}_extra"], self.metrics[f"{stage}_loss"]):
             reset_metrics(collection)
 
     def on_validation_epoch_end(self) -> None:

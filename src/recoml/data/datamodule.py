@@ -1,0 +1,238 @@
+"""EventDataModule: splits + EventDatasets + batch samplers + DataLoaders for Lightning.
+
+Use with ``Trainer(use_distributed_sampler=False)``: the samplers shard across DDP ranks themselves
+(training: shuffled per epoch, padded to equal batch counts; evaluation: contiguous unpadded shards,
+every event exactly once). Lightning's DistributedSampler would shard a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from torch.utils.data import DataLoader
+
+from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
+from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
+from recoml.data.splits import load_splits, make_splits, save_splits, split_meta, splits_meta
+from recoml.data.store import EventStore, open_store
+from recoml.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+_SPLIT_OF = {"train": "train_idxs", "val": "val_idxs", "test": "test_idxs"}
+
+
+def _info_rank_zero(msg: str, *args: object) -> None:
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        log.info(msg, *args)
+
+
+def default_split_path(path: str | os.PathLike) -> Path:
+    """``<dir>/<stem>_splits.npz`` next to the data file."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_splits.npz")
+
+
+class EventDataModule(L.LightningDataModule):
+    """Loaders over one event store.
+
+    ``split_path=None`` makes seeded splits (``fractions``, ``seed``, whole ``group_by`` groups such as
+    ``root_files`` when given) and saves them next to the data as ``<stem>_splits.npz`` (reused while
+    seed, fractions and grouping match). ``predict_split`` names the split ``predict_dataloader`` serves
+    (``train``/``val``/``test``/``all``). ``persistent_workers=None`` means ``num_workers > 0``.
+    An existing ``<stem>_splits.npz`` without recoml metadata (e.g. WatChMaL's) is used as it is.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        split_path: str | os.PathLike | None = None,
+        batch_size: int = 256,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool | None = None,
+        hit_fields: Sequence[str] = DEFAULT_HIT_FIELDS,
+        target_fields: Sequence[str] = DEFAULT_TARGET_FIELDS,
+        in_memory: bool = False,
+        seed: int = 0,
+        fractions: Sequence[float] = (0.8, 0.1, 0.1),
+        group_by: str | None = None,
+        drop_last: bool = False,
+        predict_split: str = "test",
+        prefetch_factor: int | None = None,
+    ) -> None:
+        super().__init__()
+        # In checkpoints (reproducibility) but not logged: keys like `seed` may clash with the model's.
+        self.save_hyperparameters(logger=False)
+        self.path = Path(path)
+        self.split_path = Path(split_path) if split_path is not None else None
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.num_workers = int(num_workers)
+        self.pin_memory = bool(pin_memory)
+        self.persistent_workers = (
+            self.num_workers > 0 if persistent_workers is None else bool(persistent_workers)
+        )
+        self.hit_fields = tuple(hit_fields)
+        self.target_fields = tuple(target_fields)
+        self.in_memory = bool(in_memory)
+        self.seed = int(seed)
+        self.fractions = tuple(float(f) for f in fractions)
+        self.group_by = group_by
+        self.drop_last = bool(drop_last)
+        if predict_split not in (*_SPLIT_OF, "all"):
+            raise ConfigError(f"predict_split must be one of train, val, test, all; got '{predict_split}'")
+        self.predict_split = predict_split
+        self.prefetch_factor = prefetch_factor
+        self.store: EventStore | None = None
+        self.splits: dict[str, np.ndarray] | None = None
+        self._datasets: dict[str, EventDataset] = {}
+
+    # -- setup ----------------------------------------------------------------------------------------
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the store (structural checks) and load or make the splits; datasets are built on demand."""
+        if self.store is None:
+            self.store = open_store(self.path)
+        if self.splits is None:
+            self.splits = self._load_or_make_splits(self.store)
+
+    def _load_or_make_splits(self, store: EventStore) -> dict[str, np.ndarray]:
+        if self.split_path is not None:
+            splits = load_splits(self.split_path, store.n_events)
+            _info_rank_zero("using splits %s", self.split_path)
+            return splits
+        meta = splits_meta(store.n_events, self.fractions, self.seed, self.group_by)
+        target = default_split_path(self.path)
+        if target.is_file():
+            found = split_meta(target)
+            if found == meta:
+                _info_rank_zero("reusing splits %s", target)
+                return load_splits(target, store.n_events)
+            if not found:  # written elsewhere (simulation, WatChMaL): use it as it is
+                _info_rank_zero(
+                    "using splits %s as found (no recoml metadata: DataModule fractions/seed not applied)",
+                    target,
+                )
+                return load_splits(target, store.n_events)
+            if self._rank_world()[0] == 0:
+                log.warning("splits %s were made with %s; remaking them with %s", target, found, meta)
+        groups = store.array(self.group_by) if self.group_by else None
+        # Deterministic: every rank computes the same splits, only rank zero writes them.
+        splits = make_splits(store.n_events, self.fractions, self.seed, groups=groups)
+        if self._rank_world()[0] == 0:
+            try:
+                save_splits(target, splits, meta=meta)
+                log.info("made splits %s (fractions %s, seed %d)", target, list(self.fractions), self.seed)
+            except OSError as exc:
+                log.warning("could not save splits next to the data (%s); using them in memory only", exc)
+        return splits
+
+    def _rank_world(self) -> tuple[int, int]:
+        """(rank, world size): from the attached Trainer, else torch.distributed, else (0, 1)."""
+        trainer = self.trainer
+        if trainer is not None:
+            world = int(trainer.world_size)
+            connector = getattr(trainer, "_accelerator_connector", None)
+            if world > 1 and getattr(connector, "use_distributed_sampler", False):
+                raise ConfigError(
+                    "EventDataModule shards batches across ranks itself: build the Trainer with "
+                    "use_distributed_sampler=False"
+                )
+            return int(trainer.global_rank), world
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Store rows of ``split`` (``train``/``val``/``test``/``all``); DataError when it is empty."""
+        self.setup()
+        assert self.splits is not None and self.store is not None
+        if split == "all":
+            idx = np.arange(self.store.n_events, dtype=np.int64)
+        else:
+            idx = self.splits[_SPLIT_OF[split]]
+        if len(idx) == 0:
+            source = self.split_path or default_split_path(self.path)
+            raise DataError(
+                f"the '{split}' split of {self.path} is empty (splits {source}, "
+                f"fractions {list(self.fractions)}); change the fractions or the split file"
+            )
+        return idx
+
+    def dataset(self, split: str) -> EventDataset:
+        if split not in self._datasets:
+            self._datasets[split] = EventDataset(
+                self.store if self.store is not None else self.path,
+                indices=self.split_indices(split),
+                hit_fields=self.hit_fields,
+                target_fields=self.target_fields,
+                in_memory=self.in_memory,
+            )
+        return self._datasets[split]
+
+    def statistics_batches(self, max_batches: int | None = None):
+        """Training batches in file order, unsharded and unaugmented, for fitting normalization and target
+        statistics: every rank sees the same events, so every rank fits the same numbers."""
+        ds = self.dataset("train")
+        sampler = EvalBatchSampler(len(ds), self.eval_batch_size, rank=0, world_size=1)
+        for i, batch_positions in enumerate(sampler):
+            if max_batches is not None and i >= max_batches:
+                return
+            yield ds[batch_positions]
+
+    # -- loaders --------------------------------------------------------------------------------------
+
+    def _loader(self, ds: EventDataset, sampler: torch.utils.data.Sampler) -> DataLoader:
+        extra = {}
+        if self.num_workers > 0:
+            extra["persistent_workers"] = self.persistent_workers
+            if self.prefetch_factor is not None:
+                extra["prefetch_factor"] = self.prefetch_factor
+        return DataLoader(
+            ds,
+            sampler=sampler,
+            batch_size=None,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            **extra,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        ds = self.dataset(split)
+        rank, world = self._rank_world()
+        return self._loader(ds, EvalBatchSampler(len(ds), self.eval_batch_size, rank=rank, world_size=world))
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset("train")
+        rank, world = self._rank_world()
+        sampler = TrainBatchSampler(
+            len(ds), self.batch_size, seed=self.seed, drop_last=self.drop_last, rank=rank, world_size=world
+        )
+        if len(sampler) == 0:
+            raise DataError(
+                f"the 'train' split of {self.path} gives no batch of {self.batch_size} events per rank "
+                f"({len(ds)} events, {world} rank(s), drop_last={self.drop_last})"
+            )
+        return self._loader(ds, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.predict_split)
+
+    def teardown(self, stage: str | None = None) -> None:
+        if self.store is not None:
+            self.store.close()
