@@ -7,16 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from recoml.data.splits import make_splits, save_splits
+from recoml.data.datamodule import default_split_path
+from recoml.data.splits import make_splits, save_splits, splits_meta
 from recoml.data.store import StoreWriter
 from recoml.detectors.geometry import WCDetector
 
 log = logging.getLogger(__name__)
-
-
-def default_split_path(output: str | Path) -> Path:
-    output = Path(output)
-    return output.with_name(f"{output.stem}_splits.npz")
 
 
 def simulate_to_store(
@@ -81,6 +77,7 @@ def simulate_to_store(
             writer.append(arrays)
             bar.update(count)
     split_path = Path(split_path) if split_path else default_split_path(output)
-    save_splits(split_path, make_splits(n_events, fractions=tuple(fractions), seed=split_seed))
+    splits = make_splits(n_events, fractions=tuple(fractions), seed=split_seed)
+    save_splits(split_path, splits, meta=splits_meta(n_events, tuple(fractions), split_seed))
     log.info("simulated %d %s events into %s (splits %s)", n_events, detector.name, output, split_path)
     return output, split_path
