@@ -18,9 +18,13 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from recoml.data.batch import HitBatch
+from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales
 from recoml.errors import ConfigError, RecomlError
 
 log = logging.getLogger(__name__)
+
+#: Features standardized after log1p: charges spread over orders of magnitude.
+LOG_FEATURES = ("charge",)
 
 
 class NonFiniteLossError(RecomlError):
@@ -37,6 +41,7 @@ class RecoModule(pl.LightningModule):
         self.detector = instantiate(cfg.detector)
         self.task = instantiate(cfg.task)
         self.representation = build_representation(cfg, self.detector)
+        self.normalizer = representation_normalizer(self.representation)
         self.net = build_net(cfg, self.representation, self.task)
         augment = cfg.get("augment") or {}
         self.augment = instantiate(augment)(detector=self.detector) if augment else None
@@ -48,6 +53,9 @@ class RecoModule(pl.LightningModule):
                 f"{stage}_extra": nn.ModuleDict({k: instantiate(v) for k, v in extra.items()})
                 for stage in ("val", "test")
             }
+            # Evaluation shards are unpadded (every event once), so the loss is a metric too:
+            # an exact event-weighted mean across ranks.
+            | {f"{stage}_loss": MeanMetric() for stage in ("val", "test")}
         )
         self.optimizer_cfg = cfg.optimizer
         self.scheduler_cfg = cfg.get("scheduler") or {}
@@ -57,7 +65,10 @@ class RecoModule(pl.LightningModule):
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
         """One pass over training batches: input normalization and task target statistics."""
         batches = list(batches)
-        self.representation.fit(batches)
+        fitted = fit_normalizer(
+            batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
+        )
+        self.normalizer.load_state_dict(fitted.state_dict())
         self.task.fit(batches)
         self.fitted.fill_(True)
 
@@ -67,8 +78,10 @@ class RecoModule(pl.LightningModule):
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         out = self.net(inputs)
-        if self.task.node_level and out.dim() == 3:  # padded point clouds -> flat hits
-            out = out[inputs.mask]
+        if self.task.node_level and out.dim() == 3:  # padded point clouds -> flat hits, in hit order
+            flat = out.new_zeros(batch.n_hits, out.shape[-1])
+            flat[inputs.index[inputs.mask]] = out[inputs.mask]
+            out = flat
         return out
 
     def on_after_batch_transfer(self, batch: HitBatch, dataloader_idx: int) -> HitBatch:
@@ -114,8 +127,8 @@ class RecoModule(pl.LightningModule):
         values = flatten_metrics(self.metrics[stage]) | flatten_metrics(self.metrics[f"{stage}_extra"])
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
         self.log(f"{stage}/loss", self.metrics[f"{stage}_loss"].compute(), prog_bar=True)
-        for collection in (self.metrics[stage], self.metrics[f"{stage}_extra"], self.metrics[f"{stage}_loss"]):
-            reset_metrics(collection)
+        for suffix in ("", "_extra", "_loss"):
+            reset_metrics(self.metrics[f"{stage}{suffix}"])
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
@@ -175,15 +188,33 @@ def reset_metrics(metrics: nn.Module) -> None:
 
 
 def build_representation(cfg: DictConfig, detector) -> nn.Module:
-    """The model's representation builder, fed by the detector (buffers move with the module)."""
+    """The model's representation builder, fed by the detector (buffers move with the module), with a
+    feature normalizer whose statistics :meth:`RecoModule.fit_statistics` fits on the training split."""
     factory = instantiate(cfg.model.representation)
     try:
-        return factory(detector=detector)
+        probe = factory(detector=detector)
     except (AttributeError, TypeError, ValueError) as err:
         raise ConfigError(
             f"model={cfg.model.name} needs a '{cfg.model.representation._target_.rsplit('.', 1)[-1]}' "
             f"representation that detector={detector.name} cannot provide: {err}"
         ) from err
+    names = tuple(getattr(probe, "quantities", None) or probe.feature_names)
+    scales = geometry_scales(detector)
+    normalizer = FeatureNormalizer(
+        names,
+        log_features=[n for n in LOG_FEATURES if n in names],
+        mean={n: m for n, (m, _) in scales.items() if n in names},
+        std={n: s for n, (_, s) in scales.items() if n in names},
+    )
+    return factory(detector=detector, normalizer=normalizer)
+
+
+def representation_normalizer(representation: nn.Module) -> FeatureNormalizer:
+    """The normalizer a builder holds (images keep it directly, graphs/points in their feature module)."""
+    for module in representation.modules():
+        if isinstance(module, FeatureNormalizer):
+            return module
+    raise ConfigError(f"{type(representation).__name__} holds no FeatureNormalizer")
 
 
 def build_net(cfg: DictConfig, representation: nn.Module, task) -> nn.Module:

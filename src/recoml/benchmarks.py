@@ -1,0 +1,184 @@
+"""Throughput measurements behind ``python -m recoml.bench`` (events/s, never asserted by tests)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from recoml.data.batch import HitBatch
+from recoml.data.dataset import EventDataset, bench_loading
+from recoml.detectors.geometry import WCDetector
+
+log = logging.getLogger(__name__)
+
+
+def detector_by_name(name: str) -> WCDetector:
+    return instantiate(compose(config_name="train", overrides=[f"detector={name}"]).detector)
+
+
+def timed(fn: Callable[[], Any], n_iter: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Seconds per call, after one warm-up call."""
+    fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(n_iter):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / n_iter
+
+
+def _sync(device: torch.device) -> Callable[[], None]:
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBatch:
+    """A HitBatch of real toy events (not random hits), so sizes and hit patterns are realistic."""
+    from recoml.sim.to_store import simulate_to_store
+
+    path = workdir / f"bench_{detector.name}_{n_events}.h5"
+    if not path.exists():
+        simulate_to_store(detector, path, n_events=n_events, seed=123)
+    ds = EventDataset(path, target_fields=("labels", "energies", "positions", "directions", "angles"))
+    return ds[list(range(len(ds)))]
+
+
+def bench_simulation(cfg: DictConfig) -> list[dict[str, Any]]:
+    from recoml.sim import bench_simulation as run
+
+    rows = []
+    for name in cfg.detectors:
+        n = int(cfg.simulation.n_events.get(name, 500))
+        rate = run(detector_by_name(name), n)
+        rows.append({"suite": "simulation", "case": name, "events_per_s": rate, "device": "cpu"})
+    return rows
+
+
+def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
+    from recoml.sim.to_store import simulate_to_store
+
+    path = workdir / "bench_loading_wcte.h5"
+    if not path.exists():
+        simulate_to_store(detector_by_name("wcte"), path, n_events=int(cfg.loading.n_events), seed=7)
+    rows = []
+    for workers in cfg.loading.workers:
+        rate = bench_loading(path, batch_size=int(cfg.loading.batch_size), num_workers=int(workers))
+        rows.append(
+            {
+                "suite": "loading",
+                "case": f"wcte hdf5, {workers} workers",
+                "events_per_s": rate,
+                "device": "cpu",
+            }
+        )
+    return rows
+
+
+def bench_representations(cfg: DictConfig, workdir: Path, suites: list[str]) -> list[dict[str, Any]]:
+    from recoml.data.representations import GraphBuilder, ImageBuilder, PointCloudBuilder
+
+    device = torch.device(cfg.device)
+    r = cfg.representations
+    builders = {
+        "images": lambda det: ImageBuilder(det),
+        "knn": lambda det: GraphBuilder(det, k=int(r.k)),
+        "points": lambda det: PointCloudBuilder(det),
+    }
+    rows = []
+    for name in cfg.detectors:
+        det = detector_by_name(name)
+        batch = simulated_batch(det, int(r.batch_size), workdir).to(device)
+        for suite in suites:
+            builder = builders[suite](det).to(device)
+            with torch.no_grad():
+                seconds = timed(functools.partial(builder, batch), int(r.n_iter), _sync(device))
+            rows.append(
+                {
+                    "suite": suite,
+                    "case": f"{name}, batch {batch.n_events}, {batch.n_hits / batch.n_events:.0f} hits/event",
+                    "events_per_s": batch.n_events / seconds,
+                    "device": str(device),
+                }
+            )
+    return rows
+
+
+def step_times(module, host_batch: HitBatch, device: torch.device, precision: str, n_steps: int):
+    """Seconds per optimizer step: full pipeline from a host batch, and model-only on device inputs."""
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    dtype = torch.bfloat16 if "bf16" in precision else None
+
+    def step(batch: HitBatch, inputs=None) -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = module.net(inputs) if inputs is not None else module(batch)
+            loss = module.task.loss(out, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    dev_batch = host_batch.to(device)
+    with torch.no_grad():
+        inputs = module.representation(dev_batch)
+    full = timed(lambda: step(host_batch.to(device, non_blocking=True)), n_steps, _sync(device))
+    model_only = timed(lambda: step(dev_batch, inputs), n_steps, _sync(device))
+    return full, model_only
+
+
+def bench_training(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
+    """Full pipeline (HitBatch on the host -> device -> representation -> step) vs the model-only ceiling
+    (the same step on the representation's output already on the device)."""
+    from recoml.tasks.module import RecoModule
+
+    device = torch.device(cfg.device)
+    t = cfg.train
+    rows = []
+    for name in cfg.detectors:
+        det = detector_by_name(name)
+        host_batch = simulated_batch(det, int(t.batch_size), workdir)
+        for model in t.models:
+            train_cfg = compose(config_name="train", overrides=[f"detector={name}", f"model={model}"])
+            train_cfg.paths.output_dir = str(workdir)
+            module = RecoModule(OmegaConf.to_container(train_cfg, resolve=True)).to(device)
+            module.fit_statistics([host_batch])
+            seconds_full, seconds_model = step_times(
+                module, host_batch, device, str(t.precision), int(t.n_steps)
+            )
+            n = host_batch.n_events
+            rows.append(
+                {
+                    "suite": "train",
+                    "case": f"{model} on {name} ({t.precision})",
+                    "events_per_s": n / seconds_full,
+                    "ceiling_events_per_s": n / seconds_model,
+                    "fraction_of_ceiling": seconds_model / seconds_full,
+                    "device": str(device),
+                }
+            )
+    return rows
+
+
+def run(cfg: DictConfig, workdir: Path | None = None) -> list[dict[str, Any]]:
+    torch.set_num_threads(int(cfg.threads))
+    suites = list(cfg.suites)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(workdir or tmp)
+        rows: list[dict[str, Any]] = []
+        if "simulation" in suites:
+            rows += bench_simulation(cfg)
+        if "loading" in suites:
+            rows += bench_loading_suite(cfg, work)
+        reps = [s for s in suites if s in ("images", "knn", "points")]
+        if reps:
+            rows += bench_representations(cfg, work, reps)
+        if "train" in suites:
+            rows += bench_training(cfg, work)
+    return rows

@@ -1,0 +1,136 @@
+"""Training end to end through composed configs (as lightning-hydra-template tests them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from recoml import load_model
+from recoml.errors import ConfigError, DataError
+from recoml.sim.to_store import simulate_to_store
+from recoml.training import train
+
+from .conftest import CONF_DIR
+
+N_TOY = 600
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> Path:
+    """A small toy WCTE store shared by the training tests (simulated once per session)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    data_dir = tmp_path_factory.mktemp("data")
+    det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
+    simulate_to_store(det, data_dir / "toy_wcte.h5", n_events=N_TOY, seed=1)
+    return data_dir
+
+
+def make_cfg(tmp_path: Path, data_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """Compose the train config with a run directory in tmp_path and a tiny, fast setting."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            return_hydra_config=True,
+            overrides=[
+                f"paths.data_dir={data_dir}",
+                f"paths.log_dir={tmp_path / 'logs'}",
+                "dataset.batch_size=32",
+                "dataset.eval_batch_size=64",
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=2",
+                "trainer.limit_val_batches=1",
+                "trainer.limit_test_batches=1",
+                "callbacks.progress_bar=null",
+                "normalization_batches=2",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+def test_default_config_trains_one_step_and_writes_run_directory(tmp_path: Path, toy_data: Path) -> None:
+    cfg = make_cfg(tmp_path, toy_data)
+    metrics = train(cfg)
+    run = tmp_path / "run"
+    assert "test/acc" in metrics and "val/loss" in metrics
+    assert (run / "config.yaml").exists() and (run / "metrics.json").exists()
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["data_files"][0]["sha256"] and prov["recoml_version"]
+    assert (run / "checkpoints" / "last.ckpt").exists()
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["recoml"]["data_files"][0]["path"].endswith("toy_wcte.h5")
+    assert ckpt["hyper_parameters"]["config"]["model"]["name"] == "resnet18"
+
+
+def test_checkpoint_alone_rebuilds_the_model(tmp_path: Path, toy_data: Path) -> None:
+    from recoml.data.dataset import EventDataset
+
+    cfg = make_cfg(tmp_path, toy_data)
+    train(cfg)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    model = load_model(str(ckpt))
+    batch = EventDataset(toy_data / "toy_wcte.h5", target_fields=("labels",))[list(range(8))]
+    probs = model.task.predict(model(batch))["probabilities"]
+    assert probs.shape == (8, 3)
+    assert torch.allclose(probs.sum(-1), torch.ones(8), atol=1e-5)
+    # The normalization fitted on the training split travels with the checkpoint.
+    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    assert any("normalizer" in k or "mean" in k for k in state)
+
+
+def test_model_the_detector_cannot_feed_is_a_config_error(tmp_path: Path, toy_data: Path) -> None:
+    cfg = make_cfg(tmp_path, toy_data, ["task=hit_classification"])  # resnet18 gives no per-hit output
+    with pytest.raises(ConfigError, match="needs one output per hit"):
+        train(cfg)
+
+
+def test_task_whose_target_the_dataset_lacks_names_the_field(tmp_path: Path, toy_data: Path) -> None:
+    cfg = make_cfg(tmp_path, toy_data, ["task=energy", "task.target=true_energy"])
+    with pytest.raises(DataError, match="true_energy"):
+        train(cfg)
+
+
+def test_empty_split_is_a_data_error(tmp_path: Path, toy_data: Path) -> None:
+    cfg = make_cfg(tmp_path, toy_data, ["dataset.fractions=[1.0,0.0,0.0]", "dataset.split_seed=5"])
+    with pytest.raises(DataError, match="split"):
+        train(cfg)
+
+
+def test_checkpoint_from_another_task_is_refused(tmp_path: Path, toy_data: Path) -> None:
+    train(make_cfg(tmp_path / "a", toy_data))
+    ckpt = tmp_path / "a" / "run" / "checkpoints" / "last.ckpt"
+    cfg = make_cfg(tmp_path / "b", toy_data, ["task=energy", f"ckpt_path={ckpt}"])
+    with pytest.raises(ConfigError, match="task=pid"):
+        train(cfg)
+
+
+def test_user_target_model_trains(tmp_path: Path, toy_data: Path) -> None:
+    cfg = make_cfg(
+        tmp_path,
+        toy_data,
+        [
+            "~model.net",
+            "+model.net={_target_:tests.user_plugins.TinyImageNet,_partial_:true,hidden:8}",
+            "+callbacks.user._target_=tests.user_plugins.CountingCallback",
+        ],
+    )
+    metrics = train(cfg)
+    assert metrics["train/loss"] > 0
+    from tests.user_plugins import CountingCallback
+
+    assert CountingCallback.batches >= 2
