@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+from .helpers import CONF_DIR, REPO, toy_store_dir
+
+__all__ = ["CONF_DIR", "REPO", "shared_data", "toy_data"]
 
 
 def _shared_data_dir() -> Path:
@@ -22,3 +23,29 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"real test data not found at {path} (set RECOML_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small toy WCTE store (``helpers.N_TOY`` events) shared by the training tests."""
+    return toy_store_dir(tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """No W&B credentials anywhere (no API key, no netrc, no WANDB_MODE); W&B's own files in tmp_path.
+
+    Whatever the code under test sets (``WANDB_MODE=offline``) is undone afterwards, and the run is
+    finished so that the next test's logger starts its own.
+    """
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.setenv(name, "")  # recorded, so that the value set by the code is removed again
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb_home" / name.lower()))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    yield
+    import wandb
+
+    wandb.finish()

@@ -7,60 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
 from recoml import load_model
 from recoml.errors import ConfigError, DataError
-from recoml.sim.to_store import simulate_to_store
 from recoml.training import train
 
-from .conftest import CONF_DIR
-
-N_TOY = 600
-
-
-@pytest.fixture(scope="session")
-def toy_data(tmp_path_factory) -> Path:
-    """A small toy WCTE store shared by the training tests (simulated once per session)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    data_dir = tmp_path_factory.mktemp("data")
-    det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
-    simulate_to_store(det, data_dir / "toy_wcte.h5", n_events=N_TOY, seed=1)
-    return data_dir
-
-
-def make_cfg(tmp_path: Path, data_dir: Path, overrides: list[str] = ()) -> DictConfig:
-    """Compose the train config with a run directory in tmp_path and a tiny, fast setting."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(
-            config_name="train",
-            return_hydra_config=True,
-            overrides=[
-                f"paths.data_dir={data_dir}",
-                f"paths.log_dir={tmp_path / 'logs'}",
-                "dataset.batch_size=32",
-                "dataset.eval_batch_size=64",
-                "trainer.max_epochs=1",
-                "trainer.limit_train_batches=2",
-                "trainer.limit_val_batches=1",
-                "trainer.limit_test_batches=1",
-                "callbacks.progress_bar=null",
-                "normalization_batches=2",
-                *overrides,
-            ],
-        )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(tmp_path / "run")
-        cfg.hydra.runtime.output_dir = str(tmp_path / "run")
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
+from .helpers import make_cfg
 
 
 def test_default_config_trains_one_step_and_writes_run_directory(tmp_path: Path, toy_data: Path) -> None:

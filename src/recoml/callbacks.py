@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 class SignalCheckpoint(pl.Callback):
     """On SIGTERM or SIGUSR1 (SLURM sends it before pre-emption) save ``last.ckpt`` and stop.
 
-    The checkpoint is written at the end of the running batch, so it holds consistent optimizer,
+    The checkpoint is written when Lightning stops between batches, so it holds consistent optimizer,
     scheduler, loop and RNG state; ``ckpt_path=last`` resumes from it.
     """
 
@@ -41,13 +41,20 @@ class SignalCheckpoint(pl.Callback):
             signal.signal(sig, self._handler)
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        if self.received is None and not trainer.received_sigterm:
+        # SIGUSR1 is ours to turn into a clean stop; Lightning does the same for SIGTERM.
+        if self.received is not None:
+            raise SIGTERMException()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        # Lightning raises SIGTERMException between batches, so the state saved here is consistent.
+        if not isinstance(exception, SIGTERMException):
             return
         signum = self.received or signal.SIGTERM
         path = self.dirpath / "last.ckpt"
         trainer.save_checkpoint(path)
         log.warning("received %s: saved %s; resume with ckpt_path=last", signal.Signals(signum).name, path)
-        raise SIGTERMException()
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for sig, previous in self._previous.items():

@@ -19,6 +19,17 @@ def _wandb_credentials() -> bool:
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
 
 
+def multirun_group(group: str | None) -> str | None:
+    """``<group>_<sweep dir name>`` inside a Hydra multirun (one group per multirun), else ``group``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return group
+    sweep = Path(str(HydraConfig.get().sweep.dir)).name
+    return f"{group}_{sweep}" if group else sweep
+
+
 def wandb_logger(
     save_dir: str,
     project: str = "recoml",
@@ -31,7 +42,8 @@ def wandb_logger(
 ):
     """A WandbLogger that falls back to offline mode (said once) when no API key is configured.
 
-    Runs are grouped by ``group`` (the experiment name, or the HPO study / multirun name).
+    Runs are grouped by ``group`` (the experiment name; an HPO study sets its name); in a Hydra
+    multirun the sweep directory's name is appended, so that the multirun's jobs form one group.
     """
     from lightning.pytorch.loggers import WandbLogger
 
@@ -48,9 +60,20 @@ def wandb_logger(
         save_dir=save_dir,
         project=project,
         name=name,
-        group=group,
+        group=multirun_group(group),
         tags=list(tags),
         offline=offline,
         log_model=log_model,
         **kwargs,
     )
+
+
+def mlflow_logger(experiment_name: str, tracking_uri: str, **kwargs):
+    """An MLFlowLogger; a local ``file:`` store is allowed explicitly (MLflow 3 refuses it by default,
+    but a directory beside the runs is what a laptop or a cluster without a tracking server has)."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    if tracking_uri.startswith("file:"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        Path(tracking_uri.removeprefix("file:")).mkdir(parents=True, exist_ok=True)
+    return MLFlowLogger(experiment_name=experiment_name, tracking_uri=tracking_uri, **kwargs)

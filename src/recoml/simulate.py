@@ -20,8 +20,26 @@ def main(cfg: DictConfig) -> None:
     from recoml.sim.to_store import simulate_to_store
 
     save_config(cfg, cfg.paths.output_dir)
+    detector = instantiate(cfg.detector)
+    if getattr(detector, "kind", None) == "tracker":  # helices in a solenoid; options in the tracker block
+        from recoml.sim.tracker import simulate_tracker_to_store
+
+        output, splits = simulate_tracker_to_store(
+            detector,
+            cfg.output,
+            n_events=cfg.n_events,
+            seed=cfg.seed,
+            split_path=cfg.split_path,
+            fractions=tuple(cfg.fractions),
+            split_seed=cfg.split_seed,
+            overwrite=cfg.overwrite,
+            config=OmegaConf.to_container(cfg, resolve=True),
+            **OmegaConf.to_container(cfg.tracker, resolve=True),
+        )
+        log.info("wrote %s and %s", output, splits)
+        return
     output, splits = simulate_to_store(
-        detector=instantiate(cfg.detector),
+        detector=detector,
         output=cfg.output,
         split_path=cfg.split_path,
         fractions=tuple(cfg.fractions),

@@ -70,6 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     data_path = ensure_dataset(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
+    config.pop("hydra", None)  # present when composed with return_hydra_config (tests, HPO)
     prov = provenance.collect([data_path])
     out_dir = Path(cfg.paths.output_dir)
 
@@ -111,8 +112,9 @@ def _report(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> 
     log.info("run directory: %s", out_dir)
     if ckpt is not None and ckpt.best_model_path:
         log.info("best checkpoint: %s", ckpt.best_model_path)
-    if ckpt is not None and ckpt.last_model_path:
-        log.info("last checkpoint: %s", ckpt.last_model_path)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.exists():
+        log.info("last checkpoint: %s (resume with ckpt_path=last)", last)
     log.info("metrics: %s", out_dir / "metrics.json")
     for name in sorted(k for k in metrics if k.startswith("test/")):
         log.info("  %-28s %.4f", name, metrics[name])

@@ -24,11 +24,14 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     recipe = cfg.dataset.get("simulate")
     if not recipe:
         raise DataError(f"dataset.path: {path} does not exist (and dataset.simulate is not set)")
-    from recoml.sim.to_store import simulate_to_store
-
     log.info("%s not found: simulating %d toy %s events", path, recipe.n_events, cfg.detector.name)
-    simulate_to_store(
-        detector=instantiate(cfg.detector),
+    detector = instantiate(cfg.detector)
+    if getattr(detector, "kind", None) == "tracker":  # helices in a solenoid
+        from recoml.sim.tracker import simulate_tracker_to_store as simulate
+    else:
+        from recoml.sim.to_store import simulate_to_store as simulate
+    simulate(
+        detector=detector,
         output=path,
         split_path=None,
         fractions=tuple(cfg.dataset.fractions),
@@ -43,6 +46,8 @@ def make_datamodule(cfg: DictConfig, task):
     from recoml.data.datamodule import EventDataModule
 
     d = cfg.dataset
+    # A dataset may name its representation's hit fields (tracker stores have no PMTs).
+    representation_fields = tuple(d.get("hit_fields") or REPRESENTATION_HIT_FIELDS)
     return EventDataModule(
         path=d.path,
         split_path=d.get("split_path"),
@@ -53,6 +58,6 @@ def make_datamodule(cfg: DictConfig, task):
         num_workers=d.get("num_workers", 0),
         pin_memory=d.get("pin_memory", False),
         in_memory=d.get("in_memory", False),
-        hit_fields=tuple(dict.fromkeys(REPRESENTATION_HIT_FIELDS + tuple(task.hit_fields))),
+        hit_fields=tuple(dict.fromkeys((*representation_fields, *task.hit_fields))),
         target_fields=tuple(task.target_fields),
     )

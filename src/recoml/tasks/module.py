@@ -65,10 +65,14 @@ class RecoModule(pl.LightningModule):
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
         """One pass over training batches: input normalization and task target statistics."""
         batches = list(batches)
-        fitted = fit_normalizer(
-            batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
-        )
-        self.normalizer.load_state_dict(fitted.state_dict())
+        if getattr(self.representation, "owns_normalization", False):
+            # Builders with fixed scales (tracker graphs) fit what they need themselves, if anything.
+            self.representation.fit_statistics(batches)
+        else:
+            fitted = fit_normalizer(
+                batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
+            )
+            self.normalizer.load_state_dict(fitted.state_dict())
         self.task.fit(batches)
         self.fitted.fill_(True)
 
@@ -161,6 +165,46 @@ class RecoModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["recoml"] = self.hparams.get("provenance") or {}
+        # Lightning restores optimizer, scheduler and loops; the global RNGs (dropout, augmentation)
+        # are ours to keep, so that a resumed run draws what the uninterrupted one would have.
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Only when resuming a fit: loading a model for inference must not reseed the caller's RNGs.
+        resuming = self._trainer is not None and self._trainer.state.fn == "fit"
+        if resuming and "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+
+
+def rng_states() -> dict[str, Any]:
+    """The state of every global random number generator training draws from."""
+    import random
+
+    import numpy as np
+
+    name, key, pos, gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        # numpy's key as a tensor: checkpoints must load with torch.load(weights_only=True).
+        "numpy": [str(name), torch.from_numpy(key.astype(np.int64)), int(pos), int(gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    name, key, pos, gauss, cached = states["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def flatten_metrics(metrics: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -198,6 +242,8 @@ def build_representation(cfg: DictConfig, detector) -> nn.Module:
             f"model={cfg.model.name} needs a '{cfg.model.representation._target_.rsplit('.', 1)[-1]}' "
             f"representation that detector={detector.name} cannot provide: {err}"
         ) from err
+    if getattr(probe, "owns_normalization", False):  # e.g. tracker graphs: fixed detector scales, no PMTs
+        return probe
     names = tuple(getattr(probe, "quantities", None) or probe.feature_names)
     scales = geometry_scales(detector)
     normalizer = FeatureNormalizer(

@@ -1,0 +1,486 @@
+"""Conversion driver: plan chunks of entries, read them (in worker processes if asked), stream into a store.
+
+Memory stays bounded by a few chunks whatever the input size: chunks are read by entry range, converted,
+appended to a :class:`~recoml.data.store.StoreWriter` (temporary file, renamed when complete) and dropped;
+at most ``2 * n_workers`` chunks are in flight. Chunks are appended in input order, so the output does
+not depend on ``n_workers``. Inputs are hashed (sha256) in a background thread while they are converted.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import multiprocessing
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from tqdm.auto import tqdm
+
+from recoml.conversion.assemble import NAN_POLICIES, ChunkStats, build_chunk
+from recoml.conversion.mapping import RootMapping, TrackmlMapping
+from recoml.conversion.pmt_match import PmtMatcher
+from recoml.conversion.root_reader import check_branches, event_boundary, open_tree, read_branches
+from recoml.data.store import StoreWriter
+from recoml.data.validate import index_name
+from recoml.errors import ConfigError, DataError
+
+__all__ = [
+    "convert_root",
+    "convert_trackml",
+    "expand_inputs",
+    "remove_stale_temporaries",
+    "sha256_file",
+]
+
+log = logging.getLogger(__name__)
+
+_TMP_RE = re.compile(r"\.tmp-(?P<pid>\d+)(?:\.chunks)?$")
+
+
+# ------------------------------------------------------------------------------------------ utilities
+
+
+def sha256_file(path: str | os.PathLike, block: int = 8 << 20) -> str:
+    """Hex sha256 of a file, read in blocks (hashlib releases the GIL, so a thread overlaps conversion)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def expand_inputs(spec: str | os.PathLike | Sequence[str | os.PathLike], suffix: str = ".root") -> list[Path]:
+    """Input files from a glob, a file, a directory (its ``*suffix`` files) or a list of those; sorted."""
+    items = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    if not items:
+        raise ConfigError("input is empty; give a file, a glob such as 'data/*.root' or a directory")
+    out: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found = sorted(path.glob(f"*{suffix}"))
+            if not found:
+                raise DataError(f"{path}: directory holds no '*{suffix}' file")
+            out.extend(found)
+        elif glob.has_magic(text):
+            found = sorted(Path(p) for p in glob.glob(os.path.expanduser(text)))
+            if not found:
+                raise DataError(f"input '{text}' matches no file")
+            out.extend(found)
+        else:
+            if not path.exists():
+                raise DataError(f"{path}: input file not found")
+            out.append(path)
+    return list(dict.fromkeys(out))
+
+
+def remove_stale_temporaries(output: str | os.PathLike) -> list[Path]:
+    """Delete temporary files an interrupted (killed) conversion to ``output`` left behind.
+
+    StoreWriter names them ``.<name>.tmp-<pid>[.chunks]``; those whose process no longer runs are removed,
+    so a restarted conversion starts clean and never mistakes a half-written file for output.
+    """
+    output = Path(output)
+    removed = []
+    if not output.parent.is_dir():
+        return removed
+    for path in output.parent.glob(f".{output.name}.tmp-*"):
+        m = _TMP_RE.search(path.name)
+        if m and not psutil.pid_exists(int(m.group("pid"))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    if removed:
+        log.warning(
+            "removed %d leftover temporary file(s) of an interrupted conversion: %s", len(removed), removed
+        )
+    return removed
+
+
+def _ordered_map(
+    fn: Callable[[Any], Any],
+    tasks: Iterable[Any],
+    n_workers: int,
+    initializer: Callable[..., None],
+    initargs: tuple,
+) -> Iterator[Any]:
+    """``map(fn, tasks)`` in order: in this process, or a spawned pool with ``2 * n_workers`` in flight."""
+    if n_workers <= 1:
+        initializer(*initargs)
+        for task in tasks:
+            yield fn(task)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs a hashing thread
+    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=initializer, initargs=initargs)
+    try:
+        it = iter(tasks)
+        pending: deque[Future] = deque(pool.submit(fn, t) for t in islice(it, 2 * n_workers))
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(fn, nxt))
+            yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Hasher:
+    """sha256 of the inputs in a background thread (or not at all)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sha256") if enabled else None
+        self._futures: dict[Path, Future] = {}
+
+    def add(self, path: Path) -> None:
+        if self._pool is not None and path not in self._futures:
+            self._futures[path] = self._pool.submit(sha256_file, path)
+
+    def result(self, path: Path) -> str | None:
+        return self._futures[path].result() if path in self._futures else None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------------------ ROOT
+
+
+@dataclass(frozen=True)
+class _RootJob:
+    """What every worker needs, sent once per process."""
+
+    mapping: RootMapping
+    nan_policy: str
+    matcher: PmtMatcher | None
+
+
+@dataclass(frozen=True)
+class _RootTask:
+    path: str
+    start: int
+    stop: int
+    n_entries: int  # of the whole tree
+
+
+_JOB: Any = None
+_TREES: dict[str, Any] = {}
+
+
+def _reset_worker_state() -> None:
+    """Drop the job and open files that an in-process (n_workers=1) run left in this module."""
+    global _JOB
+    _JOB = None
+    _TREES.clear()
+
+
+def _init_root(job: _RootJob) -> None:
+    global _JOB
+    _JOB = job
+    _TREES.clear()
+
+
+def _tree(path: str) -> Any:
+    if path not in _TREES:
+        _TREES.clear()  # one open file per process at a time
+        _TREES[path] = open_tree(path, _JOB.mapping.tree)
+    return _TREES[path]
+
+
+def _run_root_task(task: _RootTask) -> tuple[dict[str, np.ndarray] | None, ChunkStats, int]:
+    job: _RootJob = _JOB
+    mapping = job.mapping
+    tree = _tree(task.path)
+    start, stop = task.start, task.stop
+    if mapping.layout == "long":
+        assert mapping.event_column is not None
+        start = event_boundary(tree, mapping.event_column, start, task.n_entries)
+        stop = event_boundary(tree, mapping.event_column, stop, task.n_entries)
+    if stop <= start:
+        return None, ChunkStats(), task.stop - task.start
+    values = read_branches(tree, mapping.branches, start, stop)
+    chunk, stats = build_chunk(mapping, values, stop - start, start, task.path, job.nan_policy, job.matcher)
+    return chunk, stats, task.stop - task.start
+
+
+def _plan(mapping: RootMapping, files: list[Path], max_entries: int | None) -> list[dict]:
+    """Open every input, check tree and branches, and fix the entry range converted from each."""
+    plans = []
+    left = max_entries
+    for path in files:
+        tree = open_tree(path, mapping.tree)
+        check_branches(tree, mapping.branches, path)
+        n = int(tree.num_entries)
+        stop = n if left is None else min(n, left)
+        if left is not None:
+            left -= stop
+        plans.append({"path": path, "n_entries": n, "entry_start": 0, "entry_stop": stop})
+    return plans
+
+
+def convert_root(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    mapping: RootMapping,
+    *,
+    detector: Any = None,
+    overwrite: bool = False,
+    n_workers: int = 1,
+    chunk_size: int = 10_000,
+    nan_policy: str = "raise",
+    max_entries: int | None = None,
+    hash_inputs: bool = True,
+    progress: bool | None = None,
+) -> Path:
+    """Convert ROOT files into one event store at ``output``; return its path.
+
+    ``detector`` (a WCDetector) is needed when the mapping matches hit positions to PMTs. ``chunk_size``
+    entries are read at a time (rows for a long tree); ``max_entries`` caps the entries read over all
+    files. ``progress`` None shows a bar only on a terminal.
+    """
+    if nan_policy not in NAN_POLICIES:
+        raise ConfigError(f"nan_policy '{nan_policy}' is not one of {list(NAN_POLICIES)}")
+    if chunk_size < 1 or n_workers < 1:
+        raise ConfigError(f"chunk_size ({chunk_size}) and n_workers ({n_workers}) must be at least 1")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise DataError(f"{output} already exists; set overwrite=true to replace it")
+    files = expand_inputs(inputs)
+    matcher = None
+    if mapping.pmt_match is not None:
+        if detector is None:
+            raise ConfigError(
+                f"mapping '{mapping.name}' matches hit positions to PMTs (pmt_match) and needs a detector: "
+                "add detector=<name> or detector=from_file detector.path=<geofile>"
+            )
+        matcher = PmtMatcher.from_detector(detector, mapping.pmt_match.tolerance)
+    plans = _plan(mapping, files, max_entries)
+    tasks = [
+        _RootTask(str(p["path"]), a, min(a + chunk_size, p["entry_stop"]), p["n_entries"])
+        for p in plans
+        for a in range(p["entry_start"], p["entry_stop"], chunk_size)
+    ]
+    remove_stale_temporaries(output)
+    hasher = _Hasher(hash_inputs)
+    total = ChunkStats()
+    attrs: dict[str, Any] = {
+        "converter": "recoml.convert",
+        "mapping_name": mapping.name,
+        "mapping": mapping.raw,
+        "nan_policy": nan_policy,
+        "chunk_size": chunk_size,
+    }
+    if matcher is not None:
+        attrs["detector"] = {
+            "name": matcher.name,
+            "n_pmts": len(matcher.positions),
+            "tolerance_cm": matcher.tolerance,
+        }
+    n_total = sum(p["entry_stop"] - p["entry_start"] for p in plans)
+    try:
+        with StoreWriter(
+            output, attrs=attrs, overwrite=overwrite, object_types=list(mapping.objects)
+        ) as writer:
+            for p in plans:
+                hasher.add(p["path"])
+            bar = tqdm(
+                total=n_total, unit="entries", desc=f"convert {output.name}", disable=_disable(progress)
+            )
+            done_files: set[str] = set()
+            remaining = {str(p["path"]): p["entry_stop"] - p["entry_start"] for p in plans}
+            with bar:
+                job = _RootJob(mapping, nan_policy, matcher)
+                for (chunk, stats, n_read), task in zip(
+                    _ordered_map(_run_root_task, tasks, n_workers, _init_root, (job,)), tasks
+                ):
+                    if chunk is not None and stats.n_events:
+                        writer.append(chunk)
+                    _add_stats(total, stats)
+                    remaining[task.path] -= n_read
+                    if remaining[task.path] <= 0:
+                        done_files.add(task.path)
+                    bar.update(n_read)
+                    bar.set_postfix(files=f"{len(done_files)}/{len(plans)}", events=writer.n_events)
+            writer.attrs["source_files"] = [
+                {
+                    "path": str(p["path"]),
+                    "sha256": hasher.result(p["path"]),
+                    "size_bytes": p["path"].stat().st_size,
+                    "tree": mapping.tree,
+                    "entry_start": p["entry_start"],
+                    "entry_stop": p["entry_stop"],
+                }
+                for p in plans
+            ]
+            writer.attrs["conversion_stats"] = asdict(total)
+    finally:
+        hasher.close()
+        _reset_worker_state()
+    _log_stats(output, total)
+    return output
+
+
+def _add_stats(total: ChunkStats, stats: ChunkStats) -> None:
+    total.n_entries += stats.n_entries
+    total.n_events += stats.n_events
+    total.dropped_events += stats.dropped_events
+    for key, value in stats.dropped_objects.items():
+        total.dropped_objects[key] = total.dropped_objects.get(key, 0) + value
+    for key, value in stats.nan_counts.items():
+        total.nan_counts[key] = total.nan_counts.get(key, 0) + value
+
+
+def _log_stats(output: Path, total: ChunkStats) -> None:
+    if total.nan_counts:
+        log.warning(
+            "%s: dropped %d event(s) and %s object(s) holding NaN values %s",
+            output,
+            total.dropped_events,
+            total.dropped_objects,
+            total.nan_counts,
+        )
+    log.info("%s: %d events from %d entries", output, total.n_events, total.n_entries)
+
+
+def _disable(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
+
+
+# ------------------------------------------------------------------------------------------ TrackML
+
+
+@dataclass(frozen=True)
+class _TrackmlJob:
+    directory: str
+    cells: bool
+    detectors: Any  # pandas.DataFrame | None
+    hash_inputs: bool
+
+
+def _init_trackml(job: _TrackmlJob) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _run_trackml_task(event: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    from recoml.conversion.trackml import event_number, read_trackml_event
+
+    job: _TrackmlJob = _JOB
+    arrays = read_trackml_event(job.directory, event, cells=job.cells, detectors=job.detectors)
+    chunk: dict[str, np.ndarray] = {
+        "event_ids": np.array([event_number(event)], dtype=np.int32),
+        index_name("hits"): np.zeros(1, dtype=np.int64),
+        index_name("particles"): np.zeros(1, dtype=np.int64),
+        **arrays,
+    }
+    files = []
+    for path in sorted(Path(job.directory).glob(f"{event}-*.csv*")):
+        files.append(
+            {
+                "path": str(path),
+                "size_bytes": path.stat().st_size,
+                "sha256": sha256_file(path) if job.hash_inputs else None,
+            }
+        )
+    return chunk, files
+
+
+def _trackml_detectors_path(directory: Path, spec: str | bool | None) -> Path | None:
+    from recoml.conversion.trackml import find_trackml_file
+
+    if spec is False:
+        return None
+    if spec not in (None, True):
+        return Path(str(spec))
+    for where in (directory, directory.parent):
+        found = find_trackml_file(where, "detectors", required=False)
+        if found is not None:
+            return found
+    if spec is True:
+        raise DataError(f"{directory}: detectors.csv not found here or in the parent directory")
+    log.warning("%s: no detectors.csv beside the events; hits get no module geometry", directory)
+    return None
+
+
+def convert_trackml(
+    directory: str | os.PathLike,
+    output: str | os.PathLike,
+    mapping: TrackmlMapping,
+    *,
+    overwrite: bool = False,
+    n_workers: int = 1,
+    hash_inputs: bool = True,
+    progress: bool | None = None,
+) -> Path:
+    """Convert a directory of TrackML events (+ detectors.csv) into one store with hits and particles."""
+    from recoml.conversion.trackml import list_trackml_events, normalize_event_id, read_trackml_detectors
+
+    directory = Path(directory)
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise DataError(f"{output} already exists; set overwrite=true to replace it")
+    events = list_trackml_events(directory)
+    if mapping.events is not None:
+        wanted = [normalize_event_id(e) for e in mapping.events]
+        missing = [e for e in wanted if e not in events]
+        if missing:
+            raise DataError(f"{directory}: TrackML event(s) {missing} not found; events found: {events[:10]}")
+        events = wanted
+    if not events:
+        raise DataError(f"{directory}: no TrackML event found (no file named event<number>-hits.csv[.gz])")
+    det_path = _trackml_detectors_path(directory, mapping.detectors)
+    detectors = read_trackml_detectors(det_path) if det_path is not None else None
+    remove_stale_temporaries(output)
+    attrs: dict[str, Any] = {
+        "converter": "recoml.convert",
+        "mapping_name": mapping.name,
+        "mapping": mapping.raw,
+        "units": "mm, GeV",
+    }
+    if det_path is not None:
+        attrs["detectors_file"] = {
+            "path": str(det_path),
+            "sha256": sha256_file(det_path) if hash_inputs else None,
+            "n_modules": len(detectors),
+        }
+    sources: list[dict[str, Any]] = []
+    job = _TrackmlJob(str(directory), mapping.cells, detectors, hash_inputs)
+    try:
+        with StoreWriter(
+            output, attrs=attrs, overwrite=overwrite, object_types=["hits", "particles"]
+        ) as writer:
+            _convert_trackml_events(writer, events, job, n_workers, progress, sources)
+    finally:
+        _reset_worker_state()
+    log.info("%s: %d TrackML events", output, len(events))
+    return output
+
+
+def _convert_trackml_events(
+    writer: StoreWriter,
+    events: list[str],
+    job: _TrackmlJob,
+    n_workers: int,
+    progress: bool | None,
+    sources: list[dict[str, Any]],
+) -> None:
+    """Append one chunk per event, in order; record each event's files (and their sha256)."""
+    desc = f"convert {writer.path.name}"
+    with tqdm(total=len(events), unit="events", desc=desc, disable=_disable(progress)) as bar:
+        for chunk, files in _ordered_map(_run_trackml_task, events, n_workers, _init_trackml, (job,)):
+            writer.append(chunk)
+            sources.extend(files)
+            bar.update(1)
+    writer.attrs["source_files"] = sources

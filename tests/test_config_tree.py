@@ -1,0 +1,83 @@
+"""Every option of every config group composes and runs one fast training step (as
+lightning-hydra-template does), so no option rots unnoticed. Options that need hardware this machine
+lacks (GPUs) or a subprocess (ddp_sim, see test_ddp.py) are skipped with the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from recoml.training import train
+
+from .helpers import CONF_DIR, compose_train, make_cfg
+
+#: Groups that only configure Hydra or the machine, or hold recipes for other entry points.
+NOT_RUN = {"hydra", "paths", "local", "convert"}
+#: Groups whose options are checked by composing only (recipes for other data or other entry points).
+COMPOSE_ONLY = {"experiment", "hparams_search"}
+#: Small toy sets simulated on the fly for options that switch the detector.
+SMALL_SIM = ["dataset.simulate.n_events=48", "dataset.fractions=[0.5,0.25,0.25]", "model.net.width=8"]
+
+
+def _options(group: str) -> list[str]:
+    root = CONF_DIR / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def _train_options() -> list[tuple[str, str]]:
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in NOT_RUN)
+    train_yaml = (CONF_DIR / "train.yaml").read_text()
+    return [(g, o) for g in groups if f"- {g}:" in train_yaml for o in _options(g)]
+
+
+OPTIONS = _train_options()
+
+
+def _extra_overrides(group: str, option: str, toy_data: Path, shared: Path) -> list[str]:
+    """What an option needs besides itself to run one step on this machine's small data."""
+    if group == "task" and option == "hit_classification":
+        return ["model=gnn", "model.net.hidden=16"]
+    if group == "detector" and option == "from_file":
+        return [f"detector.path={shared / 'geometry' / 'wcte_wcsim_geofile.txt'}", *SMALL_SIM]
+    if group in ("detector", "dataset") and option not in ("wcte", "toy", "from_file"):
+        return SMALL_SIM
+    if group == "dataset" and option == "from_file":
+        return [
+            f"dataset.path={toy_data / 'toy_wcte.h5'}",
+            "dataset.num_workers=0",
+            "dataset.pin_memory=false",
+        ]
+    return []
+
+
+def test_every_group_of_train_yaml_is_covered() -> None:
+    groups = {g for g, _ in OPTIONS}
+    assert {"detector", "dataset", "model", "task", "optimizer", "scheduler", "metrics", "logger"} <= groups
+    assert {"trainer", "callbacks", "debug", "augment"} <= groups
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_runs_one_step(group: str, option: str, tmp_path: Path, toy_data: Path, request) -> None:
+    if group in COMPOSE_ONLY:
+        cfg = compose_train([f"{group}={option}"])
+        assert cfg is not None
+        return
+    if group == "trainer" and option in ("gpu", "ddp") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device (checked on the lent GPU, see docs/benchmarks.md)")
+    if group == "trainer" and option == "ddp_sim":
+        pytest.skip("spawns processes: covered by test_ddp.py")
+    if group == "logger" and option == "wandb":
+        request.getfixturevalue("wandb_env")
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if group == "detector" and option == "from_file" and not shared.is_dir():
+        pytest.skip("real geometry files not found beside the checkout")
+    extra = _extra_overrides(group, option, toy_data, shared)
+    # Options that change the detector simulate their own small toy set in tmp_path.
+    data_dir = tmp_path / "data" if extra is SMALL_SIM or SMALL_SIM[0] in extra else toy_data
+    cfg = make_cfg(tmp_path, data_dir, [f"{group}={option}", *extra, "trainer.max_epochs=1"])
+    metrics = train(cfg)
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    if not cfg.trainer.fast_dev_run:
+        assert any(k.startswith("test/") for k in metrics), metrics
