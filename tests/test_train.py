@@ -86,3 +86,43 @@ def test_user_target_model_trains(tmp_path: Path, toy_data: Path) -> None:
     from tests.user_plugins import CountingCallback
 
     assert CountingCallback.batches >= 2
+
+
+@pytest.mark.parametrize(
+    "switches",
+    [
+        ["channels_last=true", "trainer.precision=bf16-mixed"],
+        [
+            "trainer.gradient_clip_val=0.5",
+            "trainer.accumulate_grad_batches=2",
+            "trainer.limit_train_batches=4",
+        ],
+        pytest.param(["compile=true"], marks=pytest.mark.slow),
+    ],
+    ids=["channels_last+bf16", "clip+accumulate", "compile"],
+)
+def test_performance_switches_train(tmp_path: Path, toy_data: Path, switches: list[str]) -> None:
+    spy = ["+callbacks.spy._target_=tests.user_plugins.TrainerSpy"]
+    metrics = train(make_cfg(tmp_path, toy_data, [*switches, *spy]))
+    assert torch.isfinite(torch.tensor(metrics["test/loss"]))
+    from tests.user_plugins import TrainerSpy
+
+    trainer = TrainerSpy.trainer
+    if "trainer.accumulate_grad_batches=2" in switches:
+        assert trainer.accumulate_grad_batches == 2 and trainer.global_step == 2  # 4 batches, 2 steps
+        assert trainer.gradient_clip_val == 0.5
+    if "trainer.precision=bf16-mixed" in switches:
+        assert trainer.precision == "bf16-mixed"
+        module = trainer.lightning_module
+        assert module.channels_last
+
+
+def test_unknown_option_lists_the_available_ones() -> None:
+    from hydra.errors import MissingConfigException
+
+    from .helpers import compose_train
+
+    with pytest.raises(MissingConfigException) as err:
+        compose_train(["model=resnet_nope"])
+    message = str(err.value)
+    assert "Available options" in message and "resnet18" in message and "gnn" in message
