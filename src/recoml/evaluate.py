@@ -1,0 +1,21 @@
+"""``python -m recoml.evaluate predictions=<file> | predictions=[a,b] labels=[cnn,gnn]``: metrics, plots
+(PNG + PDF), report.md and metrics.json in the run directory."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from recoml.utils.cli import CONF_DIR, report_errors
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    from recoml.evaluation import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

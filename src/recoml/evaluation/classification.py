@@ -1,0 +1,197 @@
+"""Event classification (particle identification): ROC per signal/background pair, AUC, background
+rejection at fixed signal efficiencies, confusion matrix, efficiency vs true energy and distance to wall
+at a fixed working point."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import numpy as np
+
+from recoml.errors import ConfigError
+from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
+from recoml.metrics import physics as pm
+from recoml.plotting import Series, edges_for, plot_confusion, plot_histograms, plot_panels, plot_roc
+from recoml.prediction.reader import SectionData
+
+#: Per-event truth the efficiency curves are drawn against: (field, axis label, name in file names).
+EFFICIENCY_VARIABLES = (
+    ("aux_energy", "true energy [MeV]", "energy"),
+    ("aux_dwall", "distance to wall [cm]", "dwall"),
+)
+
+
+def class_names(run: SectionData) -> list[str]:
+    names = run.info.get("class_names")
+    if names:
+        return list(names)
+    return [f"class{i}" for i in range(run.get("pred_probabilities").shape[1])]
+
+
+def percent(e: float) -> str:
+    return f"{100 * e:g}"
+
+
+@register("classification")
+class ClassificationEvaluator(Evaluator):
+    """Options: ``pairs`` (``[[signal, background], ...]``; default: the task's pairs, else every pair in
+    class order), ``efficiencies`` (signal efficiencies for the rejection, default 0.9/0.95/0.99),
+    ``working_point`` (signal efficiency defining the cut of the efficiency curves, default 0.9),
+    ``n_bins``."""
+
+    required = ("pred_probabilities", "true_labels")
+    main_metric = "accuracy"
+    higher_is_better = True
+
+    def pairs(self, run: SectionData) -> list[tuple[int, int]]:
+        names = class_names(run)
+        chosen = self.options.get("pairs") or run.info.get("pairs") or list(combinations(names, 2))
+        out = []
+        for pair in chosen:
+            if len(pair) != 2 or any(p not in names for p in pair):
+                raise ConfigError(f"pairs: {list(pair)} is not a pair of classes of {run.path} ({names})")
+            out.append((names.index(pair[0]), names.index(pair[1])))
+        return out
+
+    def prepare(self, runs: Sequence[SectionData]) -> None:
+        n_bins = int(self.options.get("n_bins", 10))
+        self.edges = {
+            var: edges_for([r.get(var) for r in runs], n_bins)
+            for var, _, _ in EFFICIENCY_VARIABLES
+            if all(r.has(var) for r in runs)
+        }
+        first = [class_names(r) for r in runs]
+        if any(f != first[0] for f in first):
+            raise ConfigError(
+                f"runs compared have different classes: {dict(zip([r.label for r in runs], first))}"
+            )
+
+    def evaluate(self, run: SectionData) -> SectionResult:
+        probs = np.asarray(run.get("pred_probabilities"), dtype=np.float64)
+        true = np.asarray(run.get("true_labels"), dtype=np.int64)
+        names = class_names(run)
+        predicted = probs.argmax(1)
+        matrix = pm.confusion_matrix(true, predicted, len(names))
+        res = SectionResult()
+        res.scalars["accuracy"] = float(np.mean(predicted == true))
+        for i, name in enumerate(names):
+            res.scalars[f"efficiency_{name}"] = float(matrix[i, i])
+        res.tables["confusion_matrix"] = {"classes": names, "matrix": matrix.tolist()}
+        wp = float(self.options.get("working_point", 0.9))
+        for a, b in self.pairs(run):
+            key = f"{names[a]}_vs_{names[b]}"
+            sel = (true == a) | (true == b)
+            score = pm.pair_discriminant(probs[sel], a, b)
+            signal = true[sel] == a
+            fpr, tpr, _ = pm.roc_curve(score, signal)
+            res.curves[key] = {"fpr": fpr, "tpr": tpr, "score": score, "signal": signal}
+            res.scalars[f"{key}/auc"] = pm.roc_auc(score, signal)
+            for eff in self.options.get("efficiencies", (0.9, 0.95, 0.99)):
+                r = pm.rejection_at_efficiency(score, signal, float(eff))
+                res.scalars[f"{key}/rejection@{percent(eff)}%"] = r["rejection"]
+                res.scalars[f"{key}/bkg_eff@{percent(eff)}%"] = r["background_efficiency"]
+            cut = pm.threshold_at_efficiency(score[signal], wp)
+            res.tables[f"{key}/working_point"] = {"signal_efficiency": wp, "threshold": cut}
+            for var, _, short in EFFICIENCY_VARIABLES:
+                if var not in self.edges:
+                    continue
+                x = np.asarray(run.get(var))[sel]
+                passed = score >= cut
+                res.tables[f"{key}/efficiency_vs_{short}"] = {
+                    "signal": _jsonable(pm.binned_efficiency(x[signal], passed[signal], self.edges[var])),
+                    "background": _jsonable(
+                        pm.binned_efficiency(x[~signal], passed[~signal], self.edges[var])
+                    ),
+                }
+        return res
+
+    def plot(self, runs, results, sink: PlotSink, section: str) -> None:
+        names = class_names(runs[0])
+        wp = float(self.options.get("working_point", 0.9))
+        for a, b in self.pairs(runs[0]):
+            key = f"{names[a]}_vs_{names[b]}"
+            label = f"{names[a]} vs {names[b]}"
+            series = [
+                Series(
+                    f"{r.label} (AUC {res.scalars[f'{key}/auc']:.3f})",
+                    res.curves[key]["fpr"],
+                    res.curves[key]["tpr"],
+                    color=i,
+                )
+                for i, (r, res) in enumerate(zip(runs, results))
+            ]
+            sink.save(
+                plot_roc(series, f"{section}: {label}"),
+                section,
+                f"roc_{key}",
+                f"ROC, {label} (signal {names[a]})",
+            )
+            samples = []
+            for i, (r, res) in enumerate(zip(runs, results)):
+                c = res.curves[key]
+                samples.append((f"{r.label}: {names[a]}", c["score"][c["signal"]], i))
+                samples.append((f"{r.label}: {names[b]}", c["score"][~c["signal"]], i, "--"))
+            fig = plot_histograms(
+                samples,
+                np.linspace(0, 1, 41),
+                f"discriminant p({names[a]}) / (p({names[a]}) + p({names[b]}))",
+                logy=True,
+            )
+            sink.save(fig, section, f"discriminant_{key}", f"Discriminant, {label}")
+            for var, xlabel, short in EFFICIENCY_VARIABLES:
+                if var not in self.edges:
+                    continue
+                table = f"{key}/efficiency_vs_{short}"
+                sig = [
+                    _series(r.label, res.tables[table]["signal"], i)
+                    for i, (r, res) in enumerate(zip(runs, results))
+                ]
+                bkg = [
+                    _series(r.label, res.tables[table]["background"], i)
+                    for i, (r, res) in enumerate(zip(runs, results))
+                ]
+                fig = plot_panels(
+                    [
+                        {
+                            "series": sig,
+                            "xlabel": xlabel,
+                            "ylabel": f"{names[a]} efficiency",
+                            "ylim": (0, 1.05),
+                        },
+                        {
+                            "series": bkg,
+                            "xlabel": xlabel,
+                            "ylabel": f"{names[b]} mis-identified as {names[a]}",
+                        },
+                    ],
+                    title=f"{section}: {label} at {percent(wp)}% {names[a]} efficiency",
+                )
+                sink.save(
+                    fig,
+                    section,
+                    f"efficiency_vs_{short}_{key}",
+                    f"Efficiency vs {xlabel.split(' [')[0]}, {label}",
+                    caption=f"cut on the discriminant giving {percent(wp)}% {names[a]} efficiency overall",
+                )
+        matrices = [
+            (r.label, np.asarray(res.tables["confusion_matrix"]["matrix"])) for r, res in zip(runs, results)
+        ]
+        sink.save(
+            plot_confusion(matrices, names, f"{section}: confusion (row-normalized)"),
+            section,
+            "confusion",
+            "Confusion matrix",
+            caption="true class per row, highest probability per column",
+        )
+
+
+def _jsonable(d: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    return {k: [float(x) for x in np.asarray(v)] for k, v in d.items()}
+
+
+def _series(label: str, table: dict[str, list[float]], color: int) -> Series:
+    eff = np.asarray(table["efficiency"], dtype=float)
+    low, high = np.asarray(table["low"], dtype=float), np.asarray(table["high"], dtype=float)
+    err = np.maximum(np.stack([eff - low, high - eff]), 0.0)  # rounding must not make a bar negative
+    return Series(label, np.asarray(table["centers"]), eff, err, color)

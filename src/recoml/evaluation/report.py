@@ -1,0 +1,133 @@
+"""``report.md`` (every figure, a metrics table per section) and ``metrics.json`` of an evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from recoml.evaluation.registry import FigureRecord, SectionResult
+
+DEFINITIONS = {
+    "selection": "an event (hit) is selected when its score >= the cut",
+    "roc": "signal efficiency vs background efficiency over all cuts; AUC = trapezoidal area",
+    "pair_discriminant": "p_signal / (p_signal + p_background), on events whose truth is one of the pair",
+    "rejection@X%": "1 / background efficiency at the tightest cut keeping >= X% of the signal",
+    "working_point": "cut on the discriminant that keeps the configured signal efficiency overall",
+    "resolution": "68% quantile of |residual|",
+    "bias": "mean of the signed residual",
+    "energy_residual": "(E_pred - E_true) / E_true",
+    "vertex_residual": (
+        "longitudinal = r . d_true (signed), transverse = |r - (r . d_true) d_true|, total = |r|"
+    ),
+    "direction_residual": "angle between predicted and true direction, degrees",
+    "hit_efficiency_purity": "efficiency = TP / (TP + FN), purity = TP / (TP + FP) at the working point",
+    "dwall": "distance from the true vertex to the nearest tank wall",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
+            return "inf"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null / strings."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_metrics_json(
+    path: Path,
+    runs: Sequence[dict[str, Any]],
+    sections: dict[str, dict[str, Any]],
+    figures: Sequence[FigureRecord],
+) -> Path:
+    payload = {
+        "runs": runs,
+        "definitions": DEFINITIONS,
+        "sections": {
+            name: {
+                "kind": s["kind"],
+                "metrics": {label: res.scalars for label, res in s["results"].items()},
+                "tables": {label: res.tables for label, res in s["results"].items()},
+            }
+            for name, s in sections.items()
+        },
+        "figures": [
+            {"section": f.section, "title": f.title, **{k: str(v.name) for k, v in f.files.items()}}
+            for f in figures
+        ],
+    }
+    _write(path, json.dumps(_finite(payload), indent=2) + "\n")
+    return path
+
+
+def _table(results: dict[str, SectionResult]) -> list[str]:
+    labels = list(results)
+    names = list(dict.fromkeys(k for res in results.values() for k in res.scalars))
+    lines = ["| metric | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels)]
+    for name in names:
+        row = [_fmt(results[label].scalars.get(name, float("nan"))) for label in labels]
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    return lines
+
+
+def write_report(
+    path: Path,
+    runs: Sequence[dict[str, Any]],
+    sections: dict[str, dict[str, Any]],
+    figures: Sequence[FigureRecord],
+    plots_dir: str = "plots",
+) -> Path:
+    """Markdown: the runs compared, then per section its metrics table and every figure (PNG inline, PDF
+    linked), then the metric definitions."""
+    title = (
+        "recoml evaluation"
+        if len(runs) == 1
+        else "recoml comparison: " + " vs ".join(r["label"] for r in runs)
+    )
+    lines = [
+        f"# {title}",
+        "",
+        "| run | predictions | task | model | detector | split | events | checkpoint |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['label']} | `{r['path']}` | {r.get('task')} | {r.get('model')} | {r.get('detector')} | "
+            f"{r.get('split')} | {r.get('n_events')} | `{r.get('checkpoint')}` |"
+        )
+    for name, s in sections.items():
+        lines += ["", f"## {name} ({s['kind']})", "", *_table(s["results"]), ""]
+        for f in (f for f in figures if f.section == name):
+            png, pdf = f.files.get("png"), f.files.get("pdf")
+            lines += [f"### {f.title}", ""]
+            if f.caption:
+                lines += [f"_{f.caption}_", ""]
+            lines += [f"![{f.title}]({plots_dir}/{png.name})", "", f"[PDF]({plots_dir}/{pdf.name})", ""]
+    lines += ["", "## Definitions", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()] + [""]
+    _write(path, "\n".join(lines))
+    return path

@@ -1,0 +1,190 @@
+"""Evaluate one predictions file, or compare several on the same plots and tables.
+
+Sections (one per task in a file) are matched across files by task kind, so a CNN's and a GNN's PID, or
+the energy head of a multi-task run and a single-task energy run, are compared with the same evaluator,
+the same binning and the same metric definitions. ``kind`` restricts the evaluation to one kind and
+refuses files without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from recoml.errors import ConfigError, DataError
+from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
+from recoml.evaluation.report import write_metrics_json, write_report
+from recoml.prediction.reader import Predictions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Evaluation:
+    """Where an evaluation went and what it found: ``sections[name]["results"][label]`` hold the
+    :class:`SectionResult` of every run."""
+
+    directory: Path
+    report: Path
+    metrics: Path
+    sections: dict[str, dict[str, Any]]
+    figures: list[FigureRecord]
+
+    def scalars(self, section: str, label: str) -> dict[str, float]:
+        return self.sections[section]["results"][label].scalars
+
+
+def default_labels(paths: Sequence[Path]) -> list[str]:
+    """The run directory's name of each file; ``run0``, ``run1``... where those are not unique."""
+    names = [p.parent.name or p.stem for p in paths]
+    return names if len(set(names)) == len(names) else [f"run{i}" for i in range(len(paths))]
+
+
+def _section_keys(pred: Predictions) -> dict[str, dict[str, Any]]:
+    """Sections of a file keyed by kind (by ``kind:name`` when a kind occurs twice)."""
+    kinds = [s["kind"] for s in pred.sections]
+    return {
+        (s["kind"] if kinds.count(s["kind"]) == 1 else f"{s['kind']}:{s['name']}"): s for s in pred.sections
+    }
+
+
+def _match_sections(preds: Sequence[Predictions], kind: str | None) -> dict[str, list[dict[str, Any]]]:
+    keyed = [_section_keys(p) for p in preds]
+    if kind is not None:
+        if kind not in EVALUATORS:
+            raise ConfigError(f"kind: unknown evaluation kind '{kind}'; known: {sorted(EVALUATORS)}")
+        required = ", ".join(EVALUATORS[kind].required)
+        for p, k in zip(preds, keyed):
+            if kind not in k:
+                raise DataError(
+                    f"{p.describe()}; kind={kind} needs a task of kind {kind} (fields {required})"
+                )
+        return {kind: [k[kind] for k in keyed]}
+    common = [key for key in keyed[0] if all(key in k for k in keyed[1:])]
+    if not common:
+        found = "; ".join(p.describe() for p in preds)
+        raise DataError(f"the predictions have no task kind in common, so they cannot be compared: {found}")
+    for p, k in zip(preds, keyed):
+        skipped = sorted(set(k) - set(common))
+        if skipped:
+            log.warning("%s: sections %s are not in every file compared; skipped", p.path, skipped)
+    return {key: [k[key] for k in keyed] for key in common}
+
+
+def evaluate_files(
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    labels: Sequence[str] | None = None,
+    kind: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    style: str | None = None,
+) -> Evaluation:
+    """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
+    from recoml.plotting import apply_style
+
+    paths = [Path(str(p)) for p in paths]
+    if not paths:
+        raise ConfigError("predictions: give at least one predictions file")
+    labels = list(labels) if labels else default_labels(paths)
+    if len(labels) != len(paths):
+        raise ConfigError(f"labels: {len(labels)} labels for {len(paths)} predictions files")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"labels must be unique, got {labels}")
+    preds = [Predictions(p, label) for p, label in zip(paths, labels)]
+    matched = _match_sections(preds, kind)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    apply_style(style)
+    sink = PlotSink(out_dir / "plots")
+    sections: dict[str, dict[str, Any]] = {}
+    for key, infos in matched.items():
+        name = infos[0]["name"]
+        evaluator = evaluator_for(infos[0]["kind"], options)
+        runs = [p.section(info) for p, info in zip(preds, infos)]
+        for run in runs:
+            evaluator.check(run)
+        evaluator.prepare(runs)
+        results: dict[str, SectionResult] = {run.label: evaluator.evaluate(run) for run in runs}
+        evaluator.plot(runs, list(results.values()), sink, name)
+        sections[name] = {
+            "kind": infos[0]["kind"],
+            "key": key,
+            "results": results,
+            "main_metric": evaluator.main_metric,
+        }
+        log.info(
+            "%s (%s): %s",
+            name,
+            key,
+            {lab: r.scalars.get(evaluator.main_metric) for lab, r in results.items()},
+        )
+    runs_meta = [
+        {
+            "label": p.label,
+            "path": str(p.path.resolve()),
+            "task": p.attrs.get("task"),
+            "model": p.attrs.get("model"),
+            "detector": p.attrs.get("detector"),
+            "split": p.attrs.get("split"),
+            "n_events": p.n_events,
+            "checkpoint": p.attrs.get("checkpoint"),
+        }
+        for p in preds
+    ]
+    metrics = write_metrics_json(out_dir / "metrics.json", runs_meta, sections, sink.figures)
+    report = write_report(out_dir / "report.md", runs_meta, sections, sink.figures)
+    log.info("report: %s (%d figures)", report, len(sink.figures))
+    return Evaluation(out_dir, report, metrics, sections, sink.figures)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if OmegaConf.is_list(value) or isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def copy_tree_atomic(src: Path, dst: Path, overwrite: bool) -> Path:
+    """Copy a directory to ``dst`` through a temporary sibling, replacing ``dst`` only when allowed."""
+    if dst.exists() and not overwrite:
+        raise DataError(f"output: {dst} already exists; set overwrite=true to replace it")
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.replace(tmp, dst)
+    return dst
+
+
+def evaluate(cfg: DictConfig) -> Evaluation:
+    """The function behind ``python -m recoml.evaluate``."""
+    from recoml.utils.cli import save_config
+
+    paths = _as_list(cfg.get("predictions"))
+    output = cfg.get("output")
+    if output and Path(output).exists() and not cfg.get("overwrite", False):
+        raise DataError(f"output: {output} already exists; set overwrite=true to replace it")
+    out_dir = Path(cfg.paths.output_dir)
+    save_config(cfg, out_dir)
+    options = OmegaConf.to_container(cfg.get("options") or {}, resolve=True)
+    result = evaluate_files(
+        paths,
+        out_dir,
+        labels=_as_list(cfg.get("labels")) or None,
+        kind=cfg.get("kind"),
+        options=options,
+        style=cfg.get("plot_style"),
+    )
+    if output:
+        copy_tree_atomic(out_dir, Path(output), bool(cfg.get("overwrite", False)))
+        log.info("copied the evaluation to %s", output)
+    return result

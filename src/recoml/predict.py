@@ -1,0 +1,21 @@
+"""``python -m recoml.predict ckpt_path=... [split=test dataset=... trainer=ddp_sim output=...]``: run a
+checkpoint over a dataset split and write ``predictions.h5`` in the run directory."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from recoml.utils.cli import CONF_DIR, report_errors
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    from recoml.prediction.run import predict
+
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Load a training checkpoint for inference and check it against the data it is asked to read.
+
+Prediction and export rebuild the model from the checkpoint alone (its resolved training config and
+state dict), so these checks catch the usual mistakes early, with one sentence each: a file that is not
+a recoml checkpoint, data from another detector, a store that lacks the fields the model or the task read.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
+from recoml.data.store import EventStore
+from recoml.errors import ConfigError, DataError
+from recoml.prediction.schema import AUX_SOURCES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
+    (``checkpoint["recoml"]``) and the ``state_dict``."""
+
+    path: Path
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+    @property
+    def cfg(self) -> DictConfig:
+        return OmegaConf.create(self.config)
+
+    def name_of(self, group: str) -> str | None:
+        return (self.config.get(group) or {}).get("name")
+
+    def describe(self) -> str:
+        return f"checkpoint {self.path} (model={self.name_of('model')}, task={self.name_of('task')}, " + (
+            f"detector={self.name_of('detector')})"
+        )
+
+
+def load_checkpoint(path: str | Path | None) -> Checkpoint:
+    """Read a Lightning checkpoint written by ``recoml.train``; ConfigError/DataError when it is not one."""
+    if path in (None, "", "???"):
+        raise ConfigError(
+            "ckpt_path: give the checkpoint to use, "
+            "e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
+        )
+    path = Path(str(path))
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many types for a foreign or truncated file
+        raise DataError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
+    config = (raw.get("hyper_parameters") or {}).get("config") if isinstance(raw, dict) else None
+    if not isinstance(config, dict) or "state_dict" not in raw:
+        raise DataError(
+            f"{path}: not a recoml checkpoint (expected 'state_dict' and 'hyper_parameters.config', "
+            "as written by python -m recoml.train)"
+        )
+    state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
+    return Checkpoint(path.resolve(), config, dict(raw.get("recoml") or {}), state)
+
+
+def build_module(ckpt: Checkpoint):
+    """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
+    from recoml.tasks.module import RecoModule
+
+    module = RecoModule(ckpt.config, ckpt.provenance)
+    missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{ckpt.path}: the state dict does not fit the model its config builds "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    return module.eval()
+
+
+def resolve_data_path(path: str, ckpt: Checkpoint) -> Path:
+    """The dataset file: as configured, else (a relative path from another working directory) the file of
+    the same name the checkpoint's provenance recorded with its absolute path."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    for entry in ckpt.provenance.get("data_files", []):
+        recorded = Path(entry.get("path", ""))
+        if recorded.name == p.name and recorded.is_file():
+            log.info("dataset %s not found here; using %s recorded in the checkpoint", p, recorded)
+            return recorded
+    raise DataError(
+        f"dataset.path: {p} does not exist (the path {ckpt.describe()} was trained on); "
+        "pass dataset=<name> or dataset=from_file dataset.path=<store>"
+    )
+
+
+def check_detector(ckpt: Checkpoint, detector_cfg: Any, what: str) -> None:
+    """ConfigError when a dataset chosen for prediction belongs to another detector than the model's."""
+    if detector_cfg is None:
+        return
+    theirs = detector_cfg.get("name")
+    mine = ckpt.name_of("detector")
+    if theirs is not None and mine is not None and theirs != mine:
+        raise ConfigError(
+            f"{ckpt.describe()} was trained for detector={mine}; {what} is for detector={theirs}"
+        )
+
+
+def check_store(store: EventStore, module, ckpt: Checkpoint) -> list[str]:
+    """Check the store against the model (detector, PMT ids, fields); return the per-event truth fields
+    it also holds for the aux columns of a predictions file."""
+    detector = module.detector
+    stored_detector = store.attrs.get("detector")
+    if isinstance(stored_detector, str) and stored_detector != detector.name:
+        raise DataError(
+            f"{store.path} holds {stored_detector} events (its 'detector' attribute) but {ckpt.describe()} "
+            f"was trained for detector={detector.name}"
+        )
+    n_pmts = store.attrs.get("n_pmts")
+    if isinstance(n_pmts, int) and n_pmts != detector.n_pmts:
+        raise DataError(
+            f"{store.path} was written for {n_pmts} PMTs (its 'n_pmts' attribute) but "
+            f"detector={detector.name} of {ckpt.describe()} has {detector.n_pmts}"
+        )
+    task = module.task
+    needed = [*REPRESENTATION_HIT_FIELDS, *task.hit_fields, *task.target_fields]
+    missing = [f for f in dict.fromkeys(needed) if f not in store.fields]
+    if missing:
+        raise DataError(
+            f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "
+            f"fields present: {store.fields}"
+        )
+    store.validate(n_pmts=detector.n_pmts, full=False)
+    return [f for f in AUX_SOURCES if f in store.event_fields]

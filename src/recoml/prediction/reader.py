@@ -1,0 +1,158 @@
+"""Read a predictions file back: its sections (one per task) with their fields, checked on the way.
+
+Every problem is a :class:`~recoml.errors.DataError` naming the file: missing file, not HDF5, not a
+predictions file (no ``sections`` attribute), no events, or a field an evaluation needs that is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from recoml.errors import DataError
+from recoml.prediction.schema import AUX, HIT, PRED, TRUE
+
+
+@dataclass
+class SectionData:
+    """One task's predictions from one file, field prefixes removed (``pred_energy``, ``true_energy``,
+    ``aux_dwall``, ``event_index``; per hit ``hit_pred_hit_probability`` ... with ``offsets``).
+
+    ``label`` names the run in comparisons; ``info`` holds the task's ``class_names``, ``pairs``,
+    ``threshold`` when it has them.
+    """
+
+    label: str
+    path: Path
+    name: str
+    kind: str
+    info: dict[str, Any]
+    events: dict[str, np.ndarray]
+    hits: dict[str, np.ndarray] = field(default_factory=dict)
+    offsets: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_events(self) -> int:
+        return len(self.events["event_index"]) if "event_index" in self.events else 0
+
+    def has(self, name: str) -> bool:
+        return name in self.events or name in self.hits
+
+    def get(self, name: str) -> np.ndarray:
+        """A field by its un-prefixed name; DataError naming the file and the stored name if absent."""
+        if name in self.events:
+            return self.events[name]
+        if name in self.hits:
+            return self.hits[name]
+        raise DataError(
+            f"{self.path}: field '{self.stored_name(name)}' is missing; the {self.kind} evaluation of task "
+            f"'{self.name}' needs it (fields present: {sorted(self.events) + sorted(self.hits)})"
+        )
+
+    def stored_name(self, name: str) -> str:
+        """The dataset name in the file (with the section prefix) of an un-prefixed field name."""
+        prefix = self.info.get("prefix", "")
+        for kind in (PRED, TRUE, HIT + PRED, HIT + TRUE):
+            if name.startswith(kind):
+                return f"{kind}{prefix}{name[len(kind) :]}"
+        return name
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and (value[:1] in ("{", "[") or value == "null"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+class Predictions:
+    """An opened predictions file: ``attrs`` (decoded), ``sections``, ``n_events``; :meth:`section` reads
+    one task's fields."""
+
+    def __init__(self, path: str | os.PathLike, label: str | None = None) -> None:
+        self.path = Path(path)
+        self.label = label or self.path.parent.name or self.path.stem
+        if not self.path.is_file():
+            raise DataError(f"predictions: {self.path} does not exist")
+        if not h5py.is_hdf5(self.path):
+            raise DataError(f"{self.path}: not an HDF5 file; expected a predictions file from recoml.predict")
+        with h5py.File(self.path, "r") as f:
+            self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            self.shapes = {k: f[k].shape for k in f if isinstance(f[k], h5py.Dataset)}
+        sections = self.attrs.get("sections")
+        if not isinstance(sections, list) or not sections:
+            raise DataError(
+                f"{self.path}: attribute 'sections' is missing; this is not a predictions file written by "
+                "recoml.predict"
+            )
+        self.sections: list[dict[str, Any]] = sections
+        if "event_index" not in self.shapes:
+            raise DataError(f"{self.path}: dataset 'event_index' is missing; expected one row per event")
+        self.n_events = int(self.shapes["event_index"][0])
+        if self.n_events == 0:
+            raise DataError(f"{self.path}: the predictions file holds no events; nothing to evaluate")
+
+    @property
+    def kinds(self) -> list[str]:
+        return [s["kind"] for s in self.sections]
+
+    def describe(self) -> str:
+        kinds = ", ".join(f"{s['name']} ({s['kind']})" for s in self.sections)
+        return f"{self.path} holds predictions of task '{self.attrs.get('task')}': {kinds}"
+
+    def section(self, info: dict[str, Any]) -> SectionData:
+        """Read one section's per-event and per-hit fields (prefix removed) plus the aux truth."""
+        with h5py.File(self.path, "r") as f:
+            arrays = {name: ds[()] for name, ds in f.items() if isinstance(ds, h5py.Dataset)}
+        return section_from_arrays(arrays, info, self.label, self.path, self.attrs)
+
+
+def section_from_arrays(
+    arrays: dict[str, np.ndarray],
+    info: dict[str, Any],
+    label: str,
+    path: Path | str = "<memory>",
+    attrs: dict[str, Any] | None = None,
+) -> SectionData:
+    """One section of predictions held as ``{stored name: array}`` (a file's datasets, or arrays made in
+    memory, e.g. by the int8 check of an export)."""
+    prefix = info.get("prefix", "")
+    events: dict[str, np.ndarray] = {}
+    hits: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        for kind in (PRED, TRUE):
+            rest = name[len(kind + prefix) :]
+            if name.startswith(kind + prefix) and "." not in rest:
+                events[kind + rest] = value
+            if name.startswith(HIT + kind + prefix):
+                hits[HIT + kind + name[len(HIT + kind + prefix) :]] = value
+        if name.startswith(AUX) or name == "event_index":
+            events[name] = value
+    offsets = None
+    if "event_hits_index" in arrays and hits:
+        n_hits = len(next(iter(hits.values())))
+        offsets = np.append(np.asarray(arrays["event_hits_index"], dtype=np.int64), n_hits)
+    return SectionData(
+        label=label,
+        path=Path(path),
+        name=info["name"],
+        kind=info["kind"],
+        info=dict(info),
+        events=events,
+        hits=hits,
+        offsets=offsets,
+        attrs=dict(attrs or {}),
+    )

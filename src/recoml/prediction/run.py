@@ -1,0 +1,176 @@
+"""The function behind ``python -m recoml.predict``: a checkpoint + a dataset split -> ``predictions.h5``.
+
+The model, task and detector come from the checkpoint's own config; the predict config chooses the data
+(the training dataset by default, or ``dataset=<group option>``), the split, the trainer (``cpu``,
+``gpu``, ``ddp``, ``ddp_sim``) and where the file goes. Every event of the split is predicted exactly
+once, also under DDP, and predictions stream to disk batch by batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recoml.data.datamodule import EventDataModule
+from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
+from recoml.data.store import open_store
+from recoml.data.store_hdf5 import remove_quietly
+from recoml.errors import ConfigError, DataError
+from recoml.prediction.checkpoint import (
+    Checkpoint,
+    build_module,
+    check_detector,
+    check_store,
+    load_checkpoint,
+    resolve_data_path,
+)
+from recoml.prediction.schema import FILE_NAME, PRED, TRUE, sections_of, task_kind
+from recoml.prediction.writer import PredictionWriter
+from recoml.utils.cli import save_config
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def check_output(path: str | os.PathLike | None, overwrite: bool) -> Path | None:
+    """An output the user named: refuse an existing one unless ``overwrite=true``."""
+    if path in (None, ""):
+        return None
+    path = Path(str(path))
+    if path.exists() and not overwrite:
+        raise DataError(f"output: {path} already exists; set overwrite=true to replace it")
+    return path
+
+
+def copy_atomic(src: Path, dst: Path) -> Path:
+    """Copy ``src`` to ``dst`` under a temporary name, then rename (a reader never sees half a file)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return dst
+
+
+def dataset_config(cfg: DictConfig, ckpt: Checkpoint) -> DictConfig:
+    """The dataset to predict on: ``cfg.dataset`` when chosen (same detector as the model), else the
+    checkpoint's; ``batch_size`` overrides the evaluation batch size."""
+    if cfg.get("dataset") is not None:
+        check_detector(ckpt, cfg.get("detector"), f"dataset={cfg.dataset.get('name')}")
+        dataset = OmegaConf.create(OmegaConf.to_container(cfg.dataset, resolve=True))
+    else:
+        if cfg.get("detector") is not None:
+            check_detector(ckpt, cfg.detector, "the chosen detector")
+        dataset = OmegaConf.create(ckpt.config["dataset"])
+    if cfg.get("batch_size"):
+        dataset.eval_batch_size = int(cfg.batch_size)
+    return dataset
+
+
+def make_predict_datamodule(
+    dataset: DictConfig, path: Path, task: Any, split: str, aux_fields: list[str]
+) -> EventDataModule:
+    """Loaders over ``split`` reading what the model and task need plus the aux truth fields."""
+    return EventDataModule(
+        path=path,
+        split_path=dataset.get("split_path"),
+        fractions=tuple(dataset.get("fractions", (0.8, 0.1, 0.1))),
+        seed=dataset.get("split_seed", 0),
+        batch_size=dataset.get("batch_size", 256),
+        eval_batch_size=dataset.get("eval_batch_size"),
+        num_workers=dataset.get("num_workers", 0),
+        pin_memory=dataset.get("pin_memory", False),
+        in_memory=dataset.get("in_memory", False),
+        hit_fields=tuple(dict.fromkeys(REPRESENTATION_HIT_FIELDS + tuple(task.hit_fields))),
+        target_fields=tuple(dict.fromkeys([*task.target_fields, *aux_fields])),
+        predict_split=split,
+    )
+
+
+def file_attributes(ckpt: Checkpoint, module: Any, split: str, data_path: Path) -> dict[str, Any]:
+    task = module.task
+    return {
+        "sections": sections_of(task),
+        "task": task.name,
+        "task_kind": task_kind(task),
+        "detector": module.detector.name,
+        "model": ckpt.name_of("model"),
+        "checkpoint": str(ckpt.path),
+        "split": split,
+        "dataset": str(Path(data_path).resolve()),
+        "provenance": ckpt.provenance,
+        "config": ckpt.config,
+    }
+
+
+def dataset_attributes(sections: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Class names on the class-probability and label datasets."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in sections:
+        if "class_names" in s:
+            for field in (f"{PRED}{s['prefix']}probabilities", f"{TRUE}{s['prefix']}labels"):
+                out[field] = {"class_names": s["class_names"]}
+    return out
+
+
+def predict(cfg: DictConfig) -> Path | None:
+    """Predict as configured; returns the predictions file on rank zero (``None`` on other ranks)."""
+    split = cfg.get("split", "test")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {list(SPLITS)}, got '{split}'")
+    out_dir = Path(cfg.paths.output_dir)
+    output = check_output(cfg.get("output"), bool(cfg.get("overwrite", False)))
+    target = out_dir / FILE_NAME
+    check_output(target, bool(cfg.get("overwrite", False)))
+
+    ckpt = load_checkpoint(cfg.get("ckpt_path"))
+    if cfg.get("dataset") is not None and cfg.get("detector") is None:
+        with open_dict(cfg):  # a dataset option that follows the detector (toy) needs one to resolve
+            cfg.detector = OmegaConf.create(ckpt.config["detector"])
+    dataset = dataset_config(cfg, ckpt)
+    data_path = resolve_data_path(str(dataset.path), ckpt)
+    module = build_module(ckpt)
+    with open_store(data_path) as store:
+        aux_fields = check_store(store, module, ckpt)
+    datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields)
+
+    sections = sections_of(module.task)
+    writer = PredictionWriter(
+        target,
+        node_level=module.task.node_level,
+        radius=module.detector.radius,
+        half_height=module.detector.half_height,
+        attrs=file_attributes(ckpt, module, split, data_path),
+        dataset_attrs=dataset_attributes(sections),
+        overwrite=bool(cfg.get("overwrite", False)),
+    )
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=[writer], logger=False, enable_model_summary=False
+    )
+    if trainer.is_global_zero:
+        save_config(cfg, out_dir)
+    log.info("predicting the %s split of %s with %s", split, data_path, ckpt.describe())
+    with warnings.catch_warnings():
+        # recoml's batch samplers and on_after_batch_transfer are deliberate; Lightning warns about both.
+        warnings.filterwarnings("ignore", message=".*(infer the batch indices|on_after_batch_transfer).*")
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    if not trainer.is_global_zero:
+        return None
+    if output is not None:
+        copy_atomic(target, output)
+        log.info("predictions: %s (copied to %s)", target, output)
+    else:
+        log.info("predictions: %s", target)
+    return output or target

@@ -1,0 +1,147 @@
+"""Helpers shared by the predict / evaluate / export tests: tiny trained checkpoints (trained once per
+session), configs of the other entry points composed with a run directory, synthetic predictions files."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from recoml.data.store import write_store
+from recoml.metrics.physics import distance_to_wall, towall
+
+from .helpers import CONF_DIR, make_cfg, toy_store_dir
+
+#: The WCTE tank (conf/detector/wcte.yaml), for synthetic truth.
+RADIUS, HALF_HEIGHT = 155.26, 156.0
+CLASSES = ["gamma", "e", "mu"]
+#: A small EdgeConv GNN for hit classification (training overrides).
+HITS = ("model=gnn", "task=hit_classification", "model.net.hidden=16", "+model.net.head_hidden=32")
+
+
+def compose_verb(config_name: str, run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/<config_name>.yaml`` composed with ``overrides``, its run directory set to ``run_dir``."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+@functools.cache
+def trained_checkpoint(root: Path, name: str, overrides: tuple[str, ...] = ()) -> Path:
+    """``last.ckpt`` of a two-step training on the shared toy WCTE store (once per session and name)."""
+    from recoml.training import train
+
+    data = toy_store_dir(root)
+    cfg = make_cfg(root / f"trained_{name}", data, ["test=false", *overrides])
+    train(cfg)
+    return root / f"trained_{name}" / "run" / "checkpoints" / "last.ckpt"
+
+
+# -------------------------------------------------------------------------------- synthetic predictions
+
+
+def _truth(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    r = RADIUS * 0.8 * np.sqrt(rng.random(n))
+    phi = 2 * np.pi * rng.random(n)
+    vertex = np.stack([r * np.cos(phi), HALF_HEIGHT * 0.8 * (2 * rng.random(n) - 1), r * np.sin(phi)], 1)
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return {
+        "aux_energy": rng.uniform(100, 1000, n).astype(np.float32),
+        "aux_vertex": vertex.astype(np.float32),
+        "aux_direction": d.astype(np.float32),
+        "aux_dwall": distance_to_wall(vertex, RADIUS, HALF_HEIGHT).astype(np.float32),
+        "aux_towall": towall(vertex, d, RADIUS, HALF_HEIGHT).astype(np.float32),
+    }
+
+
+def _section(kind: str, name: str, prefix: str = "") -> dict:
+    info = {"name": name, "kind": kind, "prefix": prefix}
+    if kind == "classification":
+        info |= {"class_names": CLASSES, "label_values": [0, 1, 2], "pairs": [["e", "mu"], ["e", "gamma"]]}
+    if kind == "hit_classification":
+        info["threshold"] = 0.5
+    return info
+
+
+def _outputs(
+    kind: str, rng: np.random.Generator, truth: dict, n: int, quality: float, prefix: str = ""
+) -> dict:
+    p, t = f"pred_{prefix}", f"true_{prefix}"
+    if kind == "classification":
+        labels = rng.integers(0, 3, n)
+        logits = rng.normal(size=(n, 3)) + quality * np.eye(3)[labels]
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        return {f"{p}probabilities": probs.astype(np.float32), f"{t}labels": labels}
+    if kind == "energy":
+        e = truth["aux_energy"]
+        return {f"{p}energy": e * (1 + rng.normal(0, 0.3 / quality, n)), f"{t}energy": e}
+    if kind == "vertex":
+        v = truth["aux_vertex"]
+        return {f"{p}position": v + rng.normal(0, 30 / quality, (n, 3)), f"{t}position": v}
+    if kind == "direction":
+        d = truth["aux_direction"]
+        noisy = d + rng.normal(0, 0.3 / quality, (n, 3))
+        return {f"{p}direction": noisy / np.linalg.norm(noisy, axis=1, keepdims=True), f"{t}direction": d}
+    raise ValueError(kind)
+
+
+def write_predictions(path: Path, kind: str, n: int = 400, seed: int = 0, quality: float = 2.0) -> Path:
+    """A predictions file as recoml.predict writes it, with synthetic outputs of a given quality.
+
+    ``kind``: classification, energy, vertex, direction, hit_classification, or multi (pid + energy +
+    direction).
+    """
+    rng = np.random.default_rng(seed)
+    truth = _truth(rng, n)
+    arrays: dict[str, np.ndarray] = {"event_index": np.arange(n, dtype=np.int64), **truth}
+    if kind == "multi":
+        sections = [
+            _section("classification", "pid", "pid."),
+            _section("energy", "energy", "energy."),
+            _section("direction", "direction", "direction."),
+        ]
+        for s in sections:
+            arrays |= _outputs(s["kind"], rng, truth, n, quality, s["prefix"])
+    elif kind == "hit_classification":
+        sections = [_section(kind, "hit_classification")]
+        counts = rng.integers(5, 40, n)
+        signal = (rng.random(counts.sum()) < 0.7).astype(np.float32)
+        score = 1 / (1 + np.exp(-(quality * (2 * signal - 1) + rng.normal(size=len(signal)))))
+        arrays |= {
+            "event_hits_index": np.r_[0, np.cumsum(counts)[:-1]].astype(np.int64),
+            "hit_pred_hit_probability": score.astype(np.float32),
+            "hit_true_hit_signal": signal,
+        }
+    else:
+        name = "pid" if kind == "classification" else kind
+        sections = [_section(kind, name)]
+        arrays |= _outputs(kind, rng, truth, n, quality)
+    attrs = {
+        "sections": sections,
+        "task": "multi" if kind == "multi" else sections[0]["name"],
+        "task_kind": kind,
+        "detector": "wcte",
+        "model": "synthetic",
+        "split": "test",
+        "checkpoint": "none",
+    }
+    write_store(path, arrays, attrs=attrs, overwrite=True)
+    return path
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
