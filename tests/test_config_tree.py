@@ -19,6 +19,14 @@ NOT_RUN = {"hydra", "paths", "local", "convert"}
 COMPOSE_ONLY = {"experiment", "hparams_search"}
 #: Small toy sets simulated on the fly for options that switch the detector.
 SMALL_SIM = ["dataset.simulate.n_events=48", "dataset.fractions=[0.5,0.25,0.25]", "model.net.width=8"]
+#: Tracking options run inside their recipe (experiment=tracking/...) on a few tiny toy tracker events.
+TRACKING_SIM = [
+    "dataset.simulate.n_events=8",
+    "dataset.simulate.n_particles=40",
+    "dataset.fractions=[0.5,0.25,0.25]",
+]
+TRACKING_RECIPE = {"metric_learning": "metric_learning", "tracker_gnn": "hit_classification"}
+TRACKING_OPTIONS = {"toy_tracker", "trackml", "interaction_network", "edge_classification", *TRACKING_RECIPE}
 
 
 def _options(group: str) -> list[str]:
@@ -37,6 +45,8 @@ OPTIONS = _train_options()
 
 def _extra_overrides(group: str, option: str, toy_data: Path, shared: Path) -> list[str]:
     """What an option needs besides itself to run one step on this machine's small data."""
+    if option in TRACKING_OPTIONS and group in ("detector", "dataset", "model", "task"):
+        return [f"experiment=tracking/{TRACKING_RECIPE.get(option, 'edge_classifier')}", *TRACKING_SIM]
     if group == "task" and option == "hit_classification":
         return ["model=gnn", "model.net.hidden=16"]
     if group == "detector" and option == "from_file":
@@ -75,7 +85,8 @@ def test_option_runs_one_step(group: str, option: str, tmp_path: Path, toy_data:
         pytest.skip("real geometry files not found beside the checkout")
     extra = _extra_overrides(group, option, toy_data, shared)
     # Options that change the detector simulate their own small toy set in tmp_path.
-    data_dir = tmp_path / "data" if extra is SMALL_SIM or SMALL_SIM[0] in extra else toy_data
+    own_data = extra is SMALL_SIM or {SMALL_SIM[0], TRACKING_SIM[0]} & set(extra)
+    data_dir = tmp_path / "data" if own_data else toy_data
     cfg = make_cfg(tmp_path, data_dir, [f"{group}={option}", *extra, "trainer.max_epochs=1"])
     metrics = train(cfg)
     assert (tmp_path / "run" / "config.yaml").is_file()

@@ -162,7 +162,9 @@ def bench_training(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
                 "device": str(device),
             }
             # Said as soon as measured: a long suite that is cut short still leaves its figures.
-            log.info("%s: %.0f events/s, ceiling %.0f events/s", row["case"], n / seconds_full, n / seconds_model)
+            log.info(
+                "%s: %.0f events/s, ceiling %.0f events/s", row["case"], n / seconds_full, n / seconds_model
+            )
             rows.append(row)
     return rows
 

@@ -14,17 +14,22 @@ from recoml.models.cnn import ResNet, ResNet18, ResNet34, ResNet50
 from recoml.models.encodings import FourierEncoding
 from recoml.models.gnn import GAT, GCN, EdgeConvGNN, GraphInput, GraphNet, GraphSAGE, knn_graph
 from recoml.models.heads import MLPHead
+from recoml.models.interaction_network import EdgeClassifier, InteractionNetwork
+from recoml.models.metric_learning import HitEmbedding
 from recoml.models.pointnet import PointInput, PointNet
 
 __all__ = [
     "GAT",
     "GCN",
     "MODELS",
+    "EdgeClassifier",
     "EdgeConvGNN",
     "FourierEncoding",
     "GraphInput",
     "GraphNet",
     "GraphSAGE",
+    "HitEmbedding",
+    "InteractionNetwork",
     "MLPHead",
     "PointInput",
     "PointNet",
