@@ -82,3 +82,13 @@ def test_repo_conf_is_the_one_entry_points_use() -> None:
     from recoml.utils.cli import CONF_DIR as used
 
     assert used == CONF_DIR and (REPO / "conf" / "train.yaml").exists()
+
+
+def test_error_inside_a_config_object_is_one_clear_line(tmp_path: Path) -> None:
+    """Hydra's instantiate wraps errors raised while building a config object (here a detector read
+    from a file that does not exist); the entry point still prints the one sentence, not a traceback."""
+    missing = tmp_path / "no_such_geofile.txt"
+    done = run_simulate(tmp_path, "detector=from_file", f"detector.path={missing}", "n_events=10")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert str(missing) in done.stderr.splitlines()[-1]

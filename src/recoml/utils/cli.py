@@ -25,12 +25,26 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     def wrapper(cfg: DictConfig) -> Any:
         try:
             return fn(cfg)
-        except RecomlError as err:
+        except Exception as exc:
+            err = recoml_cause(exc)
+            if err is None:
+                raise
             log.error("%s", err)
             sys.stderr.write(f"error: {err}\n")
             sys.exit(2)
 
     return wrapper
+
+
+def recoml_cause(exc: BaseException) -> RecomlError | None:
+    """The RecomlError behind ``exc``: itself, or the cause Hydra's ``instantiate`` wrapped it in."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, RecomlError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def save_config(cfg: DictConfig, directory: str | Path, name: str = "config.yaml") -> Path:
