@@ -88,11 +88,6 @@ class RecoModule(pl.LightningModule):
             out = flat
         return out
 
-    def on_after_batch_transfer(self, batch: HitBatch, dataloader_idx: int) -> HitBatch:
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
-            batch = self.augment(batch)
-        return batch
-
     def _loss(self, batch: HitBatch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         out = self(batch)
         loss = self.task.loss(out, batch)
@@ -106,6 +101,8 @@ class RecoModule(pl.LightningModule):
         return out, loss
 
     def training_step(self, batch: HitBatch, batch_idx: int) -> torch.Tensor:
+        if self.augment is not None:  # on the device, training only: exact detector symmetries
+            batch = self.augment(batch)
         _, loss = self._loss(batch, "train")
         self.log("train/loss", loss, batch_size=batch.n_events, prog_bar=True)
         return loss
