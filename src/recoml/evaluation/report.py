@@ -26,6 +26,17 @@ DEFINITIONS = {
     "direction_residual": "angle between predicted and true direction, degrees",
     "hit_efficiency_purity": "efficiency = TP / (TP + FN), purity = TP / (TP + FP) at the working point",
     "dwall": "distance from the true vertex to the nearest tank wall",
+    "edge_efficiency_purity": (
+        "edges with score > the cut: efficiency = target edges kept / target edges in the graph, purity = "
+        "true edges kept / edges kept; edge AUC: target edges against false edges (docs/tracking.md)"
+    ),
+    "track_matching": (
+        "double majority: track purity > 0.5 and completeness > 0.5; ATLAS: purity >= the fraction (0.5)"
+    ),
+    "track_rates": (
+        "efficiency = matched target particles / targets; fake rate = unmatched tracks / tracks "
+        "(estimated pT > pt_min); duplicate rate = (matched tracks - particles they match) / matched tracks"
+    ),
 }
 
 

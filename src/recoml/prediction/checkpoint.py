@@ -113,9 +113,22 @@ def check_detector(ckpt: Checkpoint, detector_cfg: Any, what: str) -> None:
         )
 
 
-def check_store(store: EventStore, module, ckpt: Checkpoint) -> list[str]:
+def representation_fields(dataset: Any) -> tuple[str, ...]:
+    """The hit fields the representation reads: the dataset's ``hit_fields`` (tracker stores have no PMTs),
+    else the water-Cherenkov ``hit_pmt``, ``hit_charge``, ``hit_time`` (as training reads them)."""
+    fields = dataset.get("hit_fields") if dataset is not None else None
+    return tuple(fields or REPRESENTATION_HIT_FIELDS)
+
+
+def check_store(
+    store: EventStore,
+    module,
+    ckpt: Checkpoint,
+    hit_fields: tuple[str, ...] = REPRESENTATION_HIT_FIELDS,
+) -> list[str]:
     """Check the store against the model (detector, PMT ids, fields); return the per-event truth fields
-    it also holds for the aux columns of a predictions file."""
+    it also holds for the aux columns of a predictions file. ``hit_fields``: what the representation
+    reads (:func:`representation_fields`)."""
     detector = module.detector
     stored_detector = store.attrs.get("detector")
     if isinstance(stored_detector, str) and stored_detector != detector.name:
@@ -124,18 +137,19 @@ def check_store(store: EventStore, module, ckpt: Checkpoint) -> list[str]:
             f"was trained for detector={detector.name}"
         )
     n_pmts = store.attrs.get("n_pmts")
-    if isinstance(n_pmts, int) and n_pmts != detector.n_pmts:
+    detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
+    if isinstance(n_pmts, int) and detector_pmts is not None and n_pmts != detector_pmts:
         raise DataError(
             f"{store.path} was written for {n_pmts} PMTs (its 'n_pmts' attribute) but "
             f"detector={detector.name} of {ckpt.describe()} has {detector.n_pmts}"
         )
     task = module.task
-    needed = [*REPRESENTATION_HIT_FIELDS, *task.hit_fields, *task.target_fields]
+    needed = [*hit_fields, *task.hit_fields, *task.target_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]
     if missing:
         raise DataError(
             f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "
             f"fields present: {store.fields}"
         )
-    store.validate(n_pmts=detector.n_pmts, full=False)
+    store.validate(n_pmts=detector_pmts if "hit_pmt" in hit_fields else None, full=False)
     return [f for f in AUX_SOURCES if f in store.event_fields]

@@ -25,7 +25,9 @@ class SectionData:
     ``aux_dwall``, ``event_index``; per hit ``hit_pred_hit_probability`` ... with ``offsets``).
 
     ``label`` names the run in comparisons; ``info`` holds the task's ``class_names``, ``pairs``,
-    ``threshold`` when it has them.
+    ``threshold`` when it has them. ``objects`` holds every other object type of the file by its stored
+    field names (``{"edges": {"edge_score": ...}, "particles": {...}, "hits": {"hit_x": ...}}``) with
+    ``object_offsets`` ``(N + 1,)`` per type (edge predictions, see :mod:`recoml.prediction.edges`).
     """
 
     label: str
@@ -37,13 +39,21 @@ class SectionData:
     hits: dict[str, np.ndarray] = field(default_factory=dict)
     offsets: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    objects: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    object_offsets: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_events(self) -> int:
         return len(self.events["event_index"]) if "event_index" in self.events else 0
 
+    def _object_field(self, name: str) -> np.ndarray | None:
+        for fields in self.objects.values():
+            if name in fields:
+                return fields[name]
+        return None
+
     def has(self, name: str) -> bool:
-        return name in self.events or name in self.hits
+        return name in self.events or name in self.hits or self._object_field(name) is not None
 
     def get(self, name: str) -> np.ndarray:
         """A field by its un-prefixed name; DataError naming the file and the stored name if absent."""
@@ -51,10 +61,26 @@ class SectionData:
             return self.events[name]
         if name in self.hits:
             return self.hits[name]
+        value = self._object_field(name)
+        if value is not None:
+            return value
+        present = (
+            sorted(self.events) + sorted(self.hits) + sorted(f for o in self.objects.values() for f in o)
+        )
         raise DataError(
             f"{self.path}: field '{self.stored_name(name)}' is missing; the {self.kind} evaluation of task "
-            f"'{self.name}' needs it (fields present: {sorted(self.events) + sorted(self.hits)})"
+            f"'{self.name}' needs it (fields present: {present})"
         )
+
+    def offsets_of(self, object_type: str) -> np.ndarray:
+        """``(N + 1,)`` row offsets of an object type; DataError naming ``event_<type>_index`` if absent."""
+        if object_type not in self.object_offsets:
+            raise DataError(
+                f"{self.path}: dataset 'event_{object_type}_index' is missing; the {self.kind} evaluation of "
+                f"task '{self.name}' needs per-event {object_type} (object types present: "
+                f"{sorted(self.object_offsets)})"
+            )
+        return self.object_offsets[object_type]
 
     def stored_name(self, name: str) -> str:
         """The dataset name in the file (with the section prefix) of an un-prefixed field name."""
@@ -145,6 +171,7 @@ def section_from_arrays(
     if "event_hits_index" in arrays and hits:
         n_hits = len(next(iter(hits.values())))
         offsets = np.append(np.asarray(arrays["event_hits_index"], dtype=np.int64), n_hits)
+    objects, object_offsets = _object_types(arrays)
     return SectionData(
         label=label,
         path=Path(path),
@@ -155,4 +182,32 @@ def section_from_arrays(
         hits=hits,
         offsets=offsets,
         attrs=dict(attrs or {}),
+        objects=objects,
+        object_offsets=object_offsets,
     )
+
+
+def _object_types(
+    arrays: dict[str, np.ndarray],
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Every object type ``O`` with an ``event_O_index``: its plain fields (not the per-task ``hit_pred_*``
+    / ``hit_true_*``) and its offsets ``(N + 1,)``."""
+    from recoml.data.validate import field_prefix
+
+    objects: dict[str, dict[str, np.ndarray]] = {}
+    offsets: dict[str, np.ndarray] = {}
+    for name, index in arrays.items():
+        if not (name.startswith("event_") and name.endswith("_index")) or name == "event_index":
+            continue
+        otype = name[len("event_") : -len("_index")]
+        prefix = field_prefix(otype)
+        fields = {
+            k: v
+            for k, v in arrays.items()
+            if k.startswith(prefix) and not k.startswith((prefix + PRED, prefix + TRUE))
+        }
+        if not fields:
+            continue
+        objects[otype] = fields
+        offsets[otype] = np.append(np.asarray(index, dtype=np.int64), len(next(iter(fields.values()))))
+    return objects, offsets

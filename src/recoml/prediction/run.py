@@ -20,7 +20,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recoml.data.datamodule import EventDataModule
-from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import open_store
 from recoml.data.store_hdf5 import remove_quietly
 from recoml.errors import ConfigError, DataError
@@ -30,8 +29,10 @@ from recoml.prediction.checkpoint import (
     check_detector,
     check_store,
     load_checkpoint,
+    representation_fields,
     resolve_data_path,
 )
+from recoml.prediction.edges import EDGE_HIT_FIELDS
 from recoml.prediction.schema import FILE_NAME, PRED, TRUE, sections_of, task_kind
 from recoml.prediction.writer import PredictionWriter
 from recoml.utils.cli import save_config
@@ -80,9 +81,16 @@ def dataset_config(cfg: DictConfig, ckpt: Checkpoint) -> DictConfig:
 
 
 def make_predict_datamodule(
-    dataset: DictConfig, path: Path, task: Any, split: str, aux_fields: list[str]
+    dataset: DictConfig,
+    path: Path,
+    task: Any,
+    split: str,
+    aux_fields: list[str],
+    extra_hit_fields: tuple[str, ...] = (),
 ) -> EventDataModule:
-    """Loaders over ``split`` reading what the model and task need plus the aux truth fields."""
+    """Loaders over ``split`` reading what the model and task need, the aux truth fields and
+    ``extra_hit_fields`` (hit fields copied into the predictions file, e.g. for track building)."""
+    hit_fields = (*representation_fields(dataset), *task.hit_fields, *extra_hit_fields)
     return EventDataModule(
         path=path,
         split_path=dataset.get("split_path"),
@@ -93,16 +101,49 @@ def make_predict_datamodule(
         num_workers=dataset.get("num_workers", 0),
         pin_memory=dataset.get("pin_memory", False),
         in_memory=dataset.get("in_memory", False),
-        hit_fields=tuple(dict.fromkeys(REPRESENTATION_HIT_FIELDS + tuple(task.hit_fields))),
+        hit_fields=tuple(dict.fromkeys(hit_fields)),
         target_fields=tuple(dict.fromkeys([*task.target_fields, *aux_fields])),
         predict_split=split,
     )
 
 
+def is_edge_task(module: Any) -> bool:
+    return task_kind(module.task) == "edge_classification"
+
+
+def check_predictable(module: Any, ckpt: Checkpoint) -> None:
+    """ConfigError for a stage whose output is not a predictions file: metric learning feeds the edge
+    classifier's graph construction through its checkpoint, not through recoml.predict."""
+    from recoml.tasks.tracking import MetricLearningTask
+
+    if isinstance(module.task, MetricLearningTask):
+        raise ConfigError(
+            f"{ckpt.describe()} is a metric-learning stage: its hit embedding feeds the edge classifier "
+            "(train it with experiment=tracking/edge_classifier model.representation.constructor=embedding "
+            "model.representation.constructors.embedding.checkpoint=<this checkpoint>) and that stage's "
+            "checkpoint is what recoml.predict takes"
+        )
+
+
+def sections_for(module: Any) -> list[dict[str, Any]]:
+    """The file's sections; an edge classifier's also records what track building and matching need
+    (target definition ``pt_min``/``min_hits`` of its graph builder, the field ``bfield``)."""
+    sections = sections_of(module.task)
+    if is_edge_task(module):
+        rep = module.representation
+        for s in sections:
+            s |= {
+                "pt_min": float(getattr(rep, "pt_min", 1.0)),
+                "min_hits": int(getattr(rep, "min_hits", 3)),
+                "bfield": float(getattr(module.detector, "bfield", 2.0)),
+            }
+    return sections
+
+
 def file_attributes(ckpt: Checkpoint, module: Any, split: str, data_path: Path) -> dict[str, Any]:
     task = module.task
     return {
-        "sections": sections_of(task),
+        "sections": sections_for(module),
         "task": task.name,
         "task_kind": task_kind(task),
         "detector": module.detector.name,
@@ -142,11 +183,15 @@ def predict(cfg: DictConfig) -> Path | None:
     dataset = dataset_config(cfg, ckpt)
     data_path = resolve_data_path(str(dataset.path), ckpt)
     module = build_module(ckpt)
+    check_predictable(module, ckpt)
+    edges = is_edge_task(module)
     with open_store(data_path) as store:
-        aux_fields = check_store(store, module, ckpt)
-    datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields)
+        aux_fields = check_store(store, module, ckpt, representation_fields(dataset))
+        # Edge predictions carry the hits track building and matching read (those the store has).
+        extra = tuple(f for f in EDGE_HIT_FIELDS if f in store.fields) if edges else ()
+    datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields, extra)
 
-    sections = sections_of(module.task)
+    sections = sections_for(module)
     writer = PredictionWriter(
         target,
         node_level=module.task.node_level,
@@ -155,6 +200,7 @@ def predict(cfg: DictConfig) -> Path | None:
         attrs=file_attributes(ckpt, module, split, data_path),
         dataset_attrs=dataset_attributes(sections),
         overwrite=bool(cfg.get("overwrite", False)),
+        object_types=("hits", "edges") if edges else None,
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=[writer], logger=False, enable_model_summary=False

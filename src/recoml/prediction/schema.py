@@ -47,6 +47,13 @@ UNITS = {
     "aux_direction": "unit vector",
     "aux_dwall": "cm",
     "aux_towall": "cm",
+    # Tracking (edge predictions copy these store hit fields).
+    "x": "mm",
+    "y": "mm",
+    "z": "mm",
+    "tpx": "GeV",
+    "tpy": "GeV",
+    "tpz": "GeV",
 }
 
 #: Store fields read (when present) for the per-event truth every evaluation can use.

@@ -26,7 +26,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from recoml.data.batch import HitBatch
 from recoml.data.store import EventStore, StoreWriter, gather_events, open_store
 from recoml.data.store_hdf5 import remove_quietly
+from recoml.data.validate import index_name
 from recoml.errors import DataError
+from recoml.prediction.edges import edge_chunk
 from recoml.prediction.schema import HIT, PRED, TRUE, aux_truth, field_name, units_of
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,10 @@ def batch_chunk(
     radius: float,
     half_height: float,
 ) -> dict[str, np.ndarray]:
-    """One batch of :meth:`RecoModule.predict_step` output (+ the batch's targets) as store arrays."""
+    """One batch of :meth:`RecoModule.predict_step` output (+ the batch's targets) as store arrays; edge
+    predictions (a ``pred/edge_index``) become edges, hits and particles (:mod:`recoml.prediction.edges`)."""
+    if "pred/edge_index" in prediction:
+        return edge_chunk(prediction, batch)
 
     def host(t: torch.Tensor) -> np.ndarray:
         t = t.detach()
@@ -64,7 +69,8 @@ class PredictionWriter(BasePredictionWriter):
     """Lightning callback writing ``path`` (HDF5) from every rank's predicted batches.
 
     ``attrs`` become file attributes; ``dataset_attrs`` (``{field: {key: value}}``) are set on single
-    datasets (e.g. the class names of ``pred_probabilities``).
+    datasets (e.g. the class names of ``pred_probabilities``). ``object_types``: the per-object arrays every
+    batch holds (default ``hits`` for node-level tasks, none otherwise; edge tasks: ``hits``, ``edges``).
     """
 
     def __init__(
@@ -77,10 +83,14 @@ class PredictionWriter(BasePredictionWriter):
         attrs: Mapping[str, Any] | None = None,
         dataset_attrs: Mapping[str, Mapping[str, Any]] | None = None,
         overwrite: bool = False,
+        object_types: Sequence[str] | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.path = Path(path)
         self.node_level = bool(node_level)
+        self.object_types = (
+            tuple(object_types) if object_types is not None else (("hits",) if self.node_level else ())
+        )
         self.radius, self.half_height = float(radius), float(half_height)
         self.attrs = dict(attrs or {})
         self.dataset_attrs = {k: dict(v) for k, v in (dataset_attrs or {}).items()}
@@ -99,7 +109,7 @@ class PredictionWriter(BasePredictionWriter):
         self._writer = StoreWriter(
             self._rank_path,
             overwrite=True,
-            object_types=("hits",) if self.node_level else (),
+            object_types=self.object_types,
             attrs={"rank": trainer.global_rank},
         )
         self.n_events = 0
@@ -183,13 +193,12 @@ def merge_rank_files(
                 f"{path}: event {first} was predicted {np.sum(sorted_index == first)} times "
                 f"({len(dup)} duplicates across ranks); evaluation shards must not be padded"
             )
-        node_level = bool(stores) and "hits" in stores[0].object_types
-        hit_fields = stores[0].object_types.get("hits", []) if stores else []
+        objects = {t: list(f) for t, f in stores[0].object_types.items()} if stores else {}
         event_fields = list(stores[0].event_fields) if stores else []
-        with StoreWriter(tmp, overwrite=True, object_types=("hits",) if node_level else ()) as writer:
+        with StoreWriter(tmp, overwrite=True, object_types=tuple(objects)) as writer:
             for start in range(0, len(order), block):
                 sel = order[start : start + block]
-                writer.append(_gather_block(stores, which[sel], local[sel], hit_fields, event_fields))
+                writer.append(_gather_block(stores, which[sel], local[sel], objects, event_fields))
         _finish(tmp, attrs | {"n_events": len(order)}, dataset_attrs)
         if path.exists() and not overwrite:
             raise DataError(f"{path} already exists; set overwrite=true to replace it")
@@ -207,18 +216,18 @@ def merge_rank_files(
 
 
 def _read_rows(
-    store: EventStore, rows: np.ndarray, hit_fields: Sequence[str], event_fields: Sequence[str]
-) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, np.ndarray]]:
-    if hit_fields:
-        return store.read(rows, hit_fields, event_fields)
-    return {}, None, {k: np.asarray(store.array(k)[rows]) for k in event_fields}
+    store: EventStore, rows: np.ndarray, objects: Mapping[str, Sequence[str]], event_fields: Sequence[str]
+) -> tuple[dict[str, tuple[dict[str, np.ndarray], np.ndarray]], dict[str, np.ndarray]]:
+    """Rows of a rank file: ``({object type: (flat fields, offsets)}, per-event fields)``."""
+    flat = {t: store.read(rows, fields, (), object_type=t)[:2] for t, fields in objects.items()}
+    return flat, {k: np.asarray(store.array(k)[rows]) for k in event_fields}
 
 
 def _gather_block(
     stores: Sequence[EventStore],
     rank: np.ndarray,
     local: np.ndarray,
-    hit_fields: Sequence[str],
+    objects: Mapping[str, Sequence[str]],
     event_fields: Sequence[str],
 ) -> dict[str, np.ndarray]:
     """Rows ``local`` of rank files ``rank`` (in this order) as one self-contained chunk."""
@@ -229,18 +238,18 @@ def _gather_block(
         mine = np.flatnonzero(rank == r)
         if not len(mine):
             continue
-        parts.append(_read_rows(store, local[mine], hit_fields, event_fields))
+        parts.append(_read_rows(store, local[mine], objects, event_fields))
         position[mine] = offset + np.arange(len(mine))
         offset += len(mine)
-    chunk = {k: np.concatenate([p[2][k] for p in parts])[position] for k in event_fields}
-    if hit_fields:
-        flat = {k: np.concatenate([p[0][k] for p in parts]) for k in hit_fields}
-        counts = np.concatenate([np.diff(p[1]) for p in parts])
+    chunk = {k: np.concatenate([p[1][k] for p in parts])[position] for k in event_fields}
+    for otype, fields in objects.items():
+        flat = {k: np.concatenate([p[0][otype][0][k] for p in parts]) for k in fields}
+        counts = np.concatenate([np.diff(p[0][otype][1]) for p in parts])
         bounds = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=bounds[1:])
         gathered, offsets = gather_events(flat, bounds, position)
         chunk |= gathered
-        chunk["event_hits_index"] = offsets[:-1]
+        chunk[index_name(otype)] = offsets[:-1]
     return chunk
 
 
@@ -251,6 +260,6 @@ def _finish(tmp: Path, attrs: Mapping[str, Any], dataset_attrs: Mapping[str, Map
     with h5py.File(tmp, "r+") as f:
         write_attrs(f, dict(attrs))
         for name in f:
-            if name.startswith((PRED, TRUE, HIT, "aux_")):
+            if isinstance(f[name], h5py.Dataset) and name.startswith((PRED, TRUE, HIT, "aux_", "edge_")):
                 for key, value in _field_attrs(name, dataset_attrs).items():
                     f[name].attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)

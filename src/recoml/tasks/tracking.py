@@ -53,6 +53,9 @@ class EdgeClassificationTask(Task):
     ``pos_weight``. ``threshold`` is the score cut of the efficiency/purity metrics.
     """
 
+    #: The evaluator of its predictions (``recoml.evaluation.tracking``).
+    kind = "edge_classification"
+
     def __init__(
         self,
         name: str = "edge_classification",
@@ -96,10 +99,18 @@ class EdgeClassificationTask(Task):
 
     def predict(self, output: EdgeOutput) -> dict[str, torch.Tensor]:  # type: ignore[override]
         """Edge scores with the edges they belong to (``edge_index`` in batch hit indices) and their truth."""
-        out = {"edge_score": output.logits.float().sigmoid(), "edge_index": output.graph.edge_index}
-        if output.graph.edge_y is not None:
-            out["edge_y"] = output.graph.edge_y
-            out["edge_target"] = output.graph.edge_target  # type: ignore[assignment]
+        graph = output.graph
+        out = {"edge_score": output.logits.float().sigmoid(), "edge_index": graph.edge_index}
+        if graph.edge_y is not None and graph.truth is not None:
+            out["edge_y"] = graph.edge_y
+            out["edge_target"] = graph.edge_target  # type: ignore[assignment]
+            out["edge_weight"] = graph.edge_weight  # type: ignore[assignment]
+            # Target edges of the truth graph per event: the graph-efficiency denominator downstream.
+            truth = graph.truth
+            event = graph.hits.batch[truth.truth_index[0]]
+            out["event_truth_target_edges"] = torch.bincount(
+                event[truth.truth_target], minlength=graph.num_graphs
+            )
         return out
 
     def truth(self, batch: HitBatch) -> dict[str, torch.Tensor]:

@@ -3,12 +3,16 @@
 Plots: track efficiency vs pT and vs eta (double majority and ATLAS matching overlaid), fake rate and
 duplicate rate vs eta, and the edge-score distributions of target and false edges. Every file is written
 under a temporary name and renamed; an existing report directory is refused unless ``overwrite``.
+
+:func:`tracking_figures` and :func:`metric_rows` are shared with the ``edge_classification`` evaluator of
+``recoml.evaluate`` (:mod:`recoml.evaluation.tracking`), which overlays several runs with them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,7 @@ import numpy as np
 from recoml.errors import DataError
 from recoml.tracking.matching import MATCHING_STYLES
 
-__all__ = ["evaluate_checkpoint", "write_tracking_report"]
+__all__ = ["evaluate_checkpoint", "metric_rows", "tracking_figures", "write_tracking_report"]
 
 log = logging.getLogger(__name__)
 
@@ -25,56 +29,120 @@ _LABELS = {"double_majority": "double majority", "atlas": "ATLAS (purity)"}
 METRICS_FILE = "tracking_metrics.json"
 
 
-def _series(binned: dict[str, list[float]], label: str, color: int):
+#: Binned track metrics plotted: (key, x label (``{pt_min}`` filled in), y label, options of plot_lines).
+TRACK_PLOTS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("efficiency_vs_pt", "true pT [GeV]", "track efficiency", {"ylim": (0, 1.05)}),
+    ("efficiency_vs_eta", "true eta (pT > {pt_min} GeV)", "track efficiency", {"ylim": (0, 1.05)}),
+    ("fake_rate_vs_eta", "track eta", "fake rate", {}),
+    ("duplicate_rate_vs_eta", "true eta", "duplicate rate", {}),
+)
+_TITLES = {
+    "efficiency_vs_pt": "Track efficiency vs true pT",
+    "efficiency_vs_eta": "Track efficiency vs true eta",
+    "fake_rate_vs_eta": "Fake rate vs track eta",
+    "duplicate_rate_vs_eta": "Duplicate rate vs true eta",
+    "edge_scores": "Edge scores of target and false edges",
+}
+
+
+def _series(binned: dict[str, list[float]], label: str, color: int, linestyle: str = "-"):
     from recoml.plotting import Series
 
     edges = np.asarray(binned["edges"])
     centres = 0.5 * (edges[1:] + edges[:-1])
     n = np.asarray(binned["n"])
     ok = n > 0
-    return Series(label, centres[ok], np.asarray(binned["value"])[ok], np.asarray(binned["error"])[ok], color)
+    return Series(
+        label,
+        centres[ok],
+        np.asarray(binned["value"])[ok],
+        np.asarray(binned["error"])[ok],
+        color,
+        linestyle,
+    )
 
 
-def _plots(metrics: dict[str, Any], directory: Path) -> list[str]:
-    from recoml.plotting import apply_style, figure, plot_lines, save_figure
+def tracking_figures(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, Any, str]]:
+    """``(name, figure, title)`` of every tracking plot, all ``runs`` (``(label, metrics)``, metrics as
+    :func:`~recoml.tracking.pipeline.evaluate_tracking` returns them) overlaid: one run draws the two matching
+    definitions in two colours; several runs keep a colour each, double majority solid and ATLAS dashed."""
+    from recoml.plotting import figure, plot_lines
 
-    apply_style(None)
-    tracks = metrics["tracks"]
-    pt_min = metrics.get("pt_min", 1.0)
-    written: list[str] = []
-    specs = [
-        ("efficiency_vs_pt", "true pT [GeV]", "track efficiency", {"logy": False, "ylim": (0, 1.05)}),
-        ("efficiency_vs_eta", f"true eta (pT > {pt_min} GeV)", "track efficiency", {"ylim": (0, 1.05)}),
-        ("fake_rate_vs_eta", "track eta", "fake rate", {}),
-        ("duplicate_rate_vs_eta", "true eta", "duplicate rate", {}),
-    ]
-    for key, xlabel, ylabel, kw in specs:
-        series = [_series(tracks[s][key], _LABELS[s], i) for i, s in enumerate(MATCHING_STYLES)]
-        fig = plot_lines(series, xlabel, ylabel, **kw)
+    single = len(runs) == 1
+    pt_min = runs[0][1].get("pt_min", 1.0)
+    out: list[tuple[str, Any, str]] = []
+    for key, xlabel, ylabel, kw in TRACK_PLOTS:
+        series = []
+        for r, (label, metrics) in enumerate(runs):
+            for i, style in enumerate(MATCHING_STYLES):
+                name = _LABELS[style] if single else f"{label}: {_LABELS[style]}"
+                color, line = (i, "-") if single else (r, ("-", "--")[i])
+                series.append(_series(metrics["tracks"][style][key], name, color, line))
+        fig = plot_lines(series, xlabel.format(pt_min=pt_min), ylabel, **kw)
         if key == "efficiency_vs_pt":
             fig.axes[0].set_xscale("log")
-        save_figure(fig, directory, key)
-        written.append(key)
-    h = metrics.get("score_histograms")
-    if h:
+        out.append((key, fig, _TITLES[key]))
+    with_hist = [(label, m) for label, m in runs if m.get("score_histograms")]
+    if with_hist:
         fig, (ax,) = figure()
-        edges = np.asarray(h["edges"])
-        for i, (key, label) in enumerate((("target", "target edges"), ("false", "false edges"))):
-            counts = np.asarray(h[key], dtype=float)
-            if counts.sum() > 0:
-                ax.stairs(counts / counts.sum(), edges, color=f"C{i}", label=label)
-        ax.axvline(metrics["score_cut"], color="0.5", linewidth=0.8)
+        for r, (label, metrics) in enumerate(with_hist):
+            h = metrics["score_histograms"]
+            edges = np.asarray(h["edges"])
+            for i, (key, what) in enumerate((("target", "target edges"), ("false", "false edges"))):
+                counts = np.asarray(h[key], dtype=float)
+                if counts.sum() > 0:
+                    color, line = (i, "-") if single else (r, ("-", "--")[i])
+                    name = what if single else f"{label}: {what}"
+                    ax.stairs(counts / counts.sum(), edges, color=f"C{color}", linestyle=line, label=name)
+        ax.axvline(with_hist[0][1]["score_cut"], color="0.5", linewidth=0.8)
         ax.set_yscale("log")
         ax.set_xlabel("edge score")
         ax.set_ylabel("fraction of edges")
         ax.legend()
-        save_figure(fig, directory, "edge_scores")
-        written.append("edge_scores")
+        out.append(("edge_scores", fig, _TITLES["edge_scores"]))
+    return out
+
+
+def _plots(metrics: dict[str, Any], directory: Path) -> list[str]:
+    from recoml.plotting import apply_style, save_figure
+
+    apply_style(None)
+    written: list[str] = []
+    for name, fig, _ in tracking_figures([("", metrics)]):
+        save_figure(fig, directory, name)
+        written.append(name)
     return written
 
 
-def _markdown(metrics: dict[str, Any], plots: list[str]) -> str:
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, float]]:
+    """``(key, stage, metric, value)`` of the headline numbers: graph construction, edge classification at
+    the cut and at fixed purities, tracks per matching definition. ``key`` is a flat metric name
+    (``edge_efficiency``, ``track_efficiency_double_majority`` ...)."""
     e, t = metrics["edges"], metrics["tracks"]
+    rows = [
+        ("graph_efficiency", "graph construction", "edge efficiency", e["graph_efficiency"]),
+        ("graph_purity", "graph construction", "edge purity", e["graph_purity"]),
+        ("edges_per_event", "graph construction", "edges per event", e["edges_per_event"]),
+        ("edge_efficiency", "edge classification", "efficiency", e["efficiency"]),
+        ("edge_purity", "edge classification", "purity", e["purity"]),
+        ("edge_target_purity", "edge classification", "target purity", e["target_purity"]),
+        ("edge_auc", "edge classification", "AUC", e["auroc"]),
+    ]
+    for key in sorted(k for k in e if k.startswith("efficiency_at_purity_")):
+        p = key.rsplit("_", 1)[-1]
+        cut = e["cut_at_purity_" + p]
+        rows.append(
+            (f"edge_{key}", "edge classification", f"efficiency at purity 0.{p[1:]} (cut {cut:.3f})", e[key])
+        )
+    for style in MATCHING_STYLES:
+        for k in ("efficiency", "fake_rate", "duplicate_rate"):
+            rows.append(
+                (f"track_{k}_{style}", f"tracks ({_LABELS[style]})", k.replace("_", " "), t[style][k])
+            )
+    return rows
+
+
+def _markdown(metrics: dict[str, Any], plots: list[str]) -> str:
     lines = [
         "# Tracking evaluation",
         "",
@@ -84,23 +152,13 @@ def _markdown(metrics: dict[str, Any], plots: list[str]) -> str:
         "",
         "| stage | metric | value |",
         "|---|---|---|",
-        f"| graph construction | edge efficiency | {e['graph_efficiency']:.4f} |",
-        f"| graph construction | edge purity | {e['graph_purity']:.4f} |",
-        f"| graph construction | edges per event | {e['edges_per_event']:.0f} |",
-        f"| edge classification | efficiency | {e['efficiency']:.4f} |",
-        f"| edge classification | purity | {e['purity']:.4f} |",
-        f"| edge classification | target purity | {e['target_purity']:.4f} |",
-        f"| edge classification | AUC | {e['auroc']:.4f} |",
     ]
-    for key in sorted(k for k in e if k.startswith("efficiency_at_purity_")):
-        p = key.rsplit("_", 1)[-1]
-        cut = e["cut_at_purity_" + p]
+    for key, stage, name, value in metric_rows(metrics):
         lines.append(
-            f"| edge classification | efficiency at purity 0.{p[1:]} (cut {cut:.3f}) | {e[key]:.4f} |"
+            f"| {stage} | {name} | {value:.0f} |"
+            if key == "edges_per_event"
+            else f"| {stage} | {name} | {value:.4f} |"
         )
-    for style in MATCHING_STYLES:
-        for k in ("efficiency", "fake_rate", "duplicate_rate"):
-            lines.append(f"| tracks ({_LABELS[style]}) | {k.replace('_', ' ')} | {t[style][k]:.4f} |")
     lines += ["", "| stage | seconds per event |", "|---|---|"]
     lines += [f"| {k.replace('_', ' ')} | {v:.3f} |" for k, v in metrics["timing"].items()]
     lines += ["", *[f"![{p}]({p}.png)" for p in plots], ""]
