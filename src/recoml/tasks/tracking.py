@@ -45,7 +45,20 @@ def _graph_with_truth(output: object, task: str, kind: type) -> TrackGraph:
     return graph
 
 
-class EdgeClassificationTask(Task):
+class _GraphTruthTask(Task):
+    """Tracking tasks learn from the hits' particle truth (edges are built on the device), not from
+    per-event target fields."""
+
+    @property
+    def target_fields(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def hit_fields(self) -> tuple[str, ...]:
+        return _TRUTH_STORE_FIELDS
+
+
+class EdgeClassificationTask(_GraphTruthTask):
     """Binary classification of candidate edges with acorn's weighted BCE.
 
     Loss: ``(sum_w BCE(positives) + sum_w BCE(negatives)) / (n_positives + n_negatives)`` over edges with
@@ -70,14 +83,6 @@ class EdgeClassificationTask(Task):
             raise ConfigError(f"task.threshold must be in (0, 1), got {threshold}")
         self.threshold = float(threshold)
         self.pos_weight = float(pos_weight)
-
-    @property
-    def target_fields(self) -> tuple[str, ...]:
-        return ()
-
-    @property
-    def hit_fields(self) -> tuple[str, ...]:
-        return _TRUTH_STORE_FIELDS
 
     def loss(self, output: EdgeOutput, batch: HitBatch) -> torch.Tensor:  # type: ignore[override]
         graph = _graph_with_truth(output, self.name, EdgeOutput)
@@ -132,7 +137,7 @@ class EdgeClassificationTask(Task):
         )
 
 
-class MetricLearningTask(Task):
+class MetricLearningTask(_GraphTruthTask):
     """Hinge-loss embedding of hits (see :mod:`recoml.tracking.metric_learning`).
 
     ``out_dim`` is the embedding dimension. Training pairs: truth edges, hard negatives within ``r_train``
@@ -167,14 +172,6 @@ class MetricLearningTask(Task):
         self.r_infer = float(r_infer)
         self.knn_infer = int(knn_infer)
         self.weighting = EdgeWeighting(**dict(weighting or {}))
-
-    @property
-    def target_fields(self) -> tuple[str, ...]:
-        return ()
-
-    @property
-    def hit_fields(self) -> tuple[str, ...]:
-        return _TRUTH_STORE_FIELDS
 
     def loss(self, output: EmbeddingOutput, batch: HitBatch) -> torch.Tensor:  # type: ignore[override]
         graph = _graph_with_truth(output, self.name, EmbeddingOutput)
