@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,6 @@ def simulate_to_store(
     Events are produced in blocks of whole simulation chunks, so the file is identical whatever
     ``n_workers`` is, and memory stays bounded for large samples.
     """
-    from tqdm.auto import tqdm
-
     from recoml.sim import PhysicsConfig, simulate
 
     output = Path(output)
@@ -55,29 +53,64 @@ def simulate_to_store(
         "physics": phys.__dict__ if hasattr(phys, "__dict__") else str(phys),
         "config": config or {},
     }
-    block = chunk_size * max(1, n_workers) * 4
+
+    def block(start: int, count: int) -> dict[str, Any]:
+        return simulate(
+            detector,
+            count,
+            particles=tuple(particles),
+            energy_range=tuple(energy_range),
+            fiducial_margin=fiducial_margin,
+            physics=phys,
+            seed=seed,
+            first_event=start,
+            n_workers=n_workers,
+            chunk_size=chunk_size,
+        )
+
+    return write_simulation(
+        output,
+        block,
+        n_events=n_events,
+        block_size=chunk_size * max(1, n_workers) * 4,
+        attrs=attrs,
+        name=detector.name,
+        split_path=split_path,
+        fractions=fractions,
+        split_seed=split_seed,
+        overwrite=overwrite,
+    )
+
+
+def write_simulation(
+    output: Path,
+    simulate_block: Callable[[int, int], dict[str, Any]],
+    *,
+    n_events: int,
+    block_size: int,
+    attrs: dict[str, Any],
+    name: str,
+    split_path: str | Path | None,
+    fractions: Sequence[float],
+    split_seed: int,
+    overwrite: bool,
+    object_types: Sequence[str] = ("hits",),
+) -> tuple[Path, Path]:
+    """Append ``simulate_block(first_event, count)`` block by block to a store written under a temporary
+    name (so memory stays bounded and a crash leaves nothing), then write the split file beside it.
+    Every toy generator (water Cherenkov, tracker) goes through here."""
+    from tqdm.auto import tqdm
+
     with (
-        StoreWriter(output, attrs=attrs, overwrite=overwrite) as writer,
-        tqdm(total=n_events, unit="ev", desc=f"simulate {detector.name}", disable=None) as bar,
+        StoreWriter(output, attrs=attrs, overwrite=overwrite, object_types=object_types) as writer,
+        tqdm(total=n_events, unit="ev", desc=f"simulate {name}", disable=None) as bar,
     ):
-        for start in range(0, n_events, block):
-            count = min(block, n_events - start)
-            arrays = simulate(
-                detector,
-                count,
-                particles=tuple(particles),
-                energy_range=tuple(energy_range),
-                fiducial_margin=fiducial_margin,
-                physics=phys,
-                seed=seed,
-                first_event=start,
-                n_workers=n_workers,
-                chunk_size=chunk_size,
-            )
-            writer.append(arrays)
+        for start in range(0, n_events, block_size):
+            count = min(block_size, n_events - start)
+            writer.append(simulate_block(start, count))
             bar.update(count)
     split_path = Path(split_path) if split_path else default_split_path(output)
     splits = make_splits(n_events, fractions=tuple(fractions), seed=split_seed)
     save_splits(split_path, splits, meta=splits_meta(n_events, tuple(fractions), split_seed))
-    log.info("simulated %d %s events into %s (splits %s)", n_events, detector.name, output, split_path)
+    log.info("simulated %d %s events into %s (splits %s)", n_events, name, output, split_path)
     return output, split_path

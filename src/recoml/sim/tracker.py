@@ -352,11 +352,7 @@ def simulate_tracker_to_store(
     ``options`` are :class:`TrackerSimConfig` fields. The store is written chunk by chunk under a temporary
     name and renamed when complete; an existing output is refused unless ``overwrite``.
     """
-    from tqdm.auto import tqdm
-
-    from recoml.data.datamodule import default_split_path
-    from recoml.data.splits import make_splits, save_splits, splits_meta
-    from recoml.data.store import StoreWriter
+    from recoml.sim.to_store import write_simulation
 
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -371,16 +367,16 @@ def simulate_tracker_to_store(
         "simulation": asdict(sim),
         "config": dict(config or {}),
     }
-    with (
-        StoreWriter(output, attrs=attrs, overwrite=overwrite, object_types=("hits", "particles")) as writer,
-        tqdm(total=n_events, unit="ev", desc=f"simulate {detector.name}", disable=None) as bar,
-    ):
-        for start in range(0, n_events, chunk_size):
-            count = min(chunk_size, n_events - start)
-            writer.append(simulate_tracker(detector, count, sim, seed=seed, first_event=start))
-            bar.update(count)
-    split_path = Path(split_path) if split_path else default_split_path(output)
-    splits = make_splits(n_events, fractions=tuple(fractions), seed=split_seed)
-    save_splits(split_path, splits, meta=splits_meta(n_events, tuple(fractions), split_seed))
-    log.info("simulated %d %s events into %s (splits %s)", n_events, detector.name, output, split_path)
-    return output, split_path
+    return write_simulation(
+        output,
+        lambda start, count: simulate_tracker(detector, count, sim, seed=seed, first_event=start),
+        n_events=n_events,
+        block_size=chunk_size,
+        attrs=attrs,
+        name=detector.name,
+        split_path=split_path,
+        fractions=fractions,
+        split_seed=split_seed,
+        overwrite=overwrite,
+        object_types=("hits", "particles"),
+    )
