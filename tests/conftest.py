@@ -31,6 +31,22 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return toy_store_dir(tmp_path_factory.getbasetemp())
 
 
+@pytest.fixture(scope="session")
+def pid_ckpt(toy_data: Path) -> Path:
+    """A PID checkpoint trained two steps on the toy store (for predict/export tests)."""
+    from .evaluation_helpers import trained_checkpoint
+
+    return trained_checkpoint(toy_data.parent, "pid")
+
+
+@pytest.fixture(scope="session")
+def hits_ckpt(toy_data: Path) -> Path:
+    """A hit-classification checkpoint trained two steps on the toy store."""
+    from .evaluation_helpers import HITS, trained_checkpoint
+
+    return trained_checkpoint(toy_data.parent, "hits", HITS)
+
+
 @pytest.fixture
 def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """No W&B credentials anywhere (no API key, no netrc, no WANDB_MODE); W&B's own files in tmp_path.

@@ -20,18 +20,8 @@ from recoml.exporting import ParityError, export_model, model_metadata, session
 from recoml.exporting.run import check_parity, export
 from recoml.prediction.checkpoint import build_module, load_checkpoint
 
-from .evaluation_helpers import HITS, compose_verb, trained_checkpoint
+from .evaluation_helpers import compose_verb
 from .helpers import REPO, compose_train
-
-
-@pytest.fixture(scope="module")
-def pid_ckpt(toy_data: Path) -> Path:
-    return trained_checkpoint(toy_data.parent, "pid")
-
-
-@pytest.fixture(scope="module")
-def hits_ckpt(toy_data: Path) -> Path:
-    return trained_checkpoint(toy_data.parent, "hits", HITS)
 
 
 def _export(tmp_path: Path, ckpt: Path, *overrides: str) -> dict:
@@ -98,7 +88,8 @@ def test_export_friendly_edgeconv_equals_pyg(aggr: str) -> None:
     from recoml.data.representations import random_hit_batch
     from recoml.tasks.module import RecoModule
 
-    cfg = compose_train(["model=gnn", f"model.net.aggr={aggr}", "paths.data_dir=.", "paths.log_dir=."],
+    cfg = compose_train(["model=gnn", f"model.net.aggr={aggr}", "paths.data_dir=.", "paths.log_dir=.",
+                         "paths.output_dir=."],
                         return_hydra_config=False)  # fmt: skip
     config = OmegaConf.to_container(cfg, resolve=True)
     torch.manual_seed(0)
@@ -144,7 +135,8 @@ def test_models_without_an_export_friendly_version_say_so() -> None:
 
     for model, match in (("dgcnn", "dynamic=true"), ("pointnet", "'points' inputs")):
         cfg = compose_train(
-            [f"model={model}", "paths.data_dir=.", "paths.log_dir=."], return_hydra_config=False
+            [f"model={model}", "paths.data_dir=.", "paths.log_dir=.", "paths.output_dir=."],
+            return_hydra_config=False,
         )
         module = RecoModule(OmegaConf.to_container(cfg, resolve=True))
         with pytest.raises(ConfigError, match=match):

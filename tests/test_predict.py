@@ -22,18 +22,8 @@ from recoml.metrics.physics import distance_to_wall
 from recoml.prediction import Predictions
 from recoml.prediction.run import predict
 
-from .evaluation_helpers import HITS, compose_verb, trained_checkpoint
+from .evaluation_helpers import compose_verb
 from .helpers import REPO
-
-
-@pytest.fixture(scope="module")
-def pid_ckpt(toy_data: Path) -> Path:
-    return trained_checkpoint(toy_data.parent, "pid")
-
-
-@pytest.fixture(scope="module")
-def hits_ckpt(toy_data: Path) -> Path:
-    return trained_checkpoint(toy_data.parent, "hits", HITS)
 
 
 def _predict(tmp_path: Path, ckpt: Path, *overrides: str) -> Path:
