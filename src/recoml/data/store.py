@@ -320,20 +320,23 @@ class _PtReader:
         self.arrays = {}
 
 
+def decode_attr(value: Any) -> Any:
+    """An HDF5 attribute as Python: bytes -> str, numpy scalars -> Python scalars, JSON text -> objects
+    (provenance dicts and lists are stored as JSON strings)."""
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and (value[:1] in ("{", "[") or value == "null"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _decode_attrs(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if isinstance(value, bytes):
-            value = value.decode(errors="replace")
-        elif isinstance(value, np.generic):
-            value = value.item()
-        if isinstance(value, str) and (value[:1] in ("{", "[") or value == "null"):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                pass
-        out[key] = value
-    return out
+    return {key: decode_attr(value) for key, value in raw.items()}
 
 
 class _Gather:

@@ -6,7 +6,6 @@ predictions file (no ``sections`` attribute), no events, or a field an evaluatio
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from recoml.data.store import decode_attr
 from recoml.errors import DataError
 from recoml.prediction.schema import AUX, HIT, PRED, TRUE
 
@@ -91,19 +91,6 @@ class SectionData:
         return name
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        value = value.decode(errors="replace")
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, str) and (value[:1] in ("{", "[") or value == "null"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
 class Predictions:
     """An opened predictions file: ``attrs`` (decoded), ``sections``, ``n_events``; :meth:`section` reads
     one task's fields."""
@@ -116,7 +103,7 @@ class Predictions:
         if not h5py.is_hdf5(self.path):
             raise DataError(f"{self.path}: not an HDF5 file; expected a predictions file from recoml.predict")
         with h5py.File(self.path, "r") as f:
-            self.attrs = {k: _decode(v) for k, v in f.attrs.items()}
+            self.attrs = {k: decode_attr(v) for k, v in f.attrs.items()}
             self.shapes = {k: f[k].shape for k in f if isinstance(f[k], h5py.Dataset)}
         sections = self.attrs.get("sections")
         if not isinstance(sections, list) or not sections:
