@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from recoml.io.provenance import write_json
 from recoml.utils.cli import CONF_DIR, report_errors, save_config
-from recoml.utils.provenance import write_json
 
 
 def machine() -> str:

@@ -20,8 +20,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.errors import ConfigError
+from recoml.io import provenance
+from recoml.io.checkpoint import read_checkpoint, stored_config
 from recoml.tasks.module import RecoModule
-from recoml.utils import provenance
 from recoml.utils.cli import save_config
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,7 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path != "last":
-        if not Path(ckpt_path).exists():
-            raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path}")
-        return str(ckpt_path)
+        return str(ckpt_path)  # checked by check_checkpoint_matches
     here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if here.exists():
         return str(here)
@@ -53,10 +52,10 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 
 
 def check_checkpoint_matches(path: str, cfg: DictConfig) -> None:
-    """A checkpoint from another task or detector cannot resume this run: say so before loading it."""
-    saved = (
-        torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("config", {})
-    )
+    """A checkpoint from another task or detector cannot resume this run: say so before loading it.
+
+    Read with the safe loader (tensors and plain values only); the stored config is compared, never built."""
+    saved = stored_config(read_checkpoint(path), path)
     for group in ("task", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:
@@ -71,7 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     data_path = ensure_dataset(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
     config.pop("hydra", None)  # present when composed with return_hydra_config (tests, HPO)
-    prov = provenance.collect([data_path])
+    prov = provenance.record([data_path])
     out_dir = Path(cfg.paths.output_dir)
 
     module = RecoModule(config, prov)
@@ -93,12 +92,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         provenance.write_json(out_dir / "provenance.json", prov)
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
         test_ckpt = best or (ckpt_path if not cfg.get("train", True) else None)
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt or None, verbose=False)
+        results = trainer.test(
+            module, datamodule=datamodule, ckpt_path=test_ckpt or None, verbose=False, weights_only=True
+        )
         metrics |= {k: float(v) for k, v in (results[0] if results else {}).items()}
     _report(trainer, cfg, metrics)
     return metrics

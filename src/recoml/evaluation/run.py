@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from recoml.errors import ConfigError, DataError
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
+from recoml.io.atomic import atomic_output
 from recoml.prediction.reader import Predictions
 
 log = logging.getLogger(__name__)
@@ -156,12 +157,8 @@ def copy_tree_atomic(src: Path, dst: Path, overwrite: bool) -> Path:
     """Copy a directory to ``dst`` through a temporary sibling, replacing ``dst`` only when allowed."""
     if dst.exists() and not overwrite:
         raise DataError(f"output: {dst} already exists; set overwrite=true to replace it")
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
+    with atomic_output(dst, directory=True) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
     return dst
 
 

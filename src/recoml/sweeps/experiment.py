@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from recoml.errors import ConfigError
+from recoml.io.atomic import write_text
 from recoml.sweeps.compose import compose
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,5 @@ def write_experiment(
     text = render(choices, values, removed, header)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
     return list(paths)

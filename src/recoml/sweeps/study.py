@@ -20,13 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from recoml.errors import ConfigError
+from recoml.io.provenance import write_json
 from recoml.sweeps import experiment, report
 from recoml.sweeps.checks import check_launch, check_objective, check_space
 from recoml.sweeps.objective import DevicePool, Objective
 from recoml.sweeps.space import format_value, parse_space
 from recoml.sweeps.storage import describe, fail_dead_trials, open_storage
 from recoml.utils.cli import CONF_DIR
-from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from recoml.errors import RecomlError
+from recoml.io.atomic import write_text
 
 log = logging.getLogger("recoml")
 
@@ -49,9 +50,4 @@ def recoml_cause(exc: BaseException) -> RecomlError | None:
 
 def save_config(cfg: DictConfig, directory: str | Path, name: str = "config.yaml") -> Path:
     """Resolved config next to the outputs (Hydra keeps the unresolved one in .hydra/)."""
-    path = Path(directory) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{name}.tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tmp.replace(path)
-    return path
+    return write_text(Path(directory) / name, OmegaConf.to_yaml(cfg, resolve=True))
