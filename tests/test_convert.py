@@ -444,7 +444,7 @@ def nan_file(tmp_path: Path) -> Path:
 def test_nan_values_refused_with_their_count(tmp_path: Path, nan_file: Path) -> None:
     with pytest.raises(
         DataError,
-        match=r"4 NaN value\(s\) in .*'energies' \(1\).*'hit_charge' \(1\).*'hit_time' \(2\).*"
+        match=r"4 NaN/inf value\(s\) in .*'energies' \(1\).*'hit_charge' \(1\).*'hit_time' \(2\).*"
         "nan_policy=drop",
     ):
         convert(tmp_path, nan_file, "flat_wcsim_tubes")

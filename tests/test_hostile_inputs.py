@@ -239,7 +239,7 @@ def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: 
     """RLIMIT_FSIZE hit while the chunk file or the final copy is written: exit 2, one sentence, no store,
     no split file, no temporary left, no segfault."""
     out = tmp_path / "data" / "toy.h5"
-    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), "n_events=1000", "chunk_size=500"]
+    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), "n_events=300", "chunk_size=100"]
     cmd += [f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
     result = subprocess.run(
         cmd,
@@ -326,3 +326,277 @@ def test_a_store_damaged_after_writing_is_refused_on_open(tmp_path: Path, fmt: s
         torch.save(raw, path)
     with pytest.raises(DataError, match=r"does not match the checksum recorded when it was written"):
         open_store(path)
+
+
+# ------------------------------------------------------------------------------ validation that covers all
+
+
+def _small_store(path: Path, **override) -> Path:
+    import numpy as np
+
+    from recoml.data.store import write_store
+
+    counts = np.array([3, 2, 4])
+    arrays = {
+        "event_hits_index": np.r_[0, np.cumsum(counts)[:-1]],
+        "energy": np.ones(3),
+        "hit_pmt": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8], dtype=np.int32),
+        "hit_charge": np.arange(9, dtype=np.float32),
+    }
+    return write_store(path, arrays | override, attrs={"detector": "wcte", "n_pmts": 1767})
+
+
+def test_every_event_is_validated_not_a_sample(tmp_path: Path) -> None:
+    """A bad value in the middle of a store (beyond the first and last 1,000 events) is found."""
+    import numpy as np
+
+    from recoml.data.store import open_store, write_store
+
+    n = 5000
+    charge = np.ones(n, dtype=np.float32)
+    charge[2500] = np.nan
+    pmt = np.zeros(n, dtype=np.int32)
+    pmt[2600] = 99999
+    index = np.arange(n)
+    write_store(tmp_path / "nan.h5", {"event_hits_index": index, "hit_charge": charge, "hit_pmt": pmt * 0})
+    with pytest.raises(DataError, match=r"'hit_charge' has 1 NaN/inf values, the first in event 2500"):
+        open_store(tmp_path / "nan.h5").validate(n_pmts=1767)
+    write_store(
+        tmp_path / "pmt.h5",
+        {"event_hits_index": index, "hit_charge": np.zeros(n, np.float32), "hit_pmt": pmt},
+    )
+    with pytest.raises(DataError, match=r"hit_pmt value 99999 at event 2600"):
+        open_store(tmp_path / "pmt.h5").validate(n_pmts=1767)
+
+
+def test_full_validation_runs_once_per_store_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recoml.data.store as store_module
+    from recoml.data.store import open_store
+
+    path = _small_store(tmp_path / "s.h5")
+    calls = []
+    real = store_module.check_values
+    monkeypatch.setattr(store_module, "check_values", lambda *a, **k: calls.append(1) or real(*a, **k))
+    open_store(path).validate(n_pmts=1767)
+    open_store(path).validate(n_pmts=1767)
+    assert len(calls) == 1
+
+
+def test_float_pmt_ids_are_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    from recoml.data.store import open_store
+
+    path = _small_store(tmp_path / "s.h5", hit_pmt=np.arange(9, dtype=np.float32))
+    with pytest.raises(DataError, match=r"'hit_pmt' must hold integer PMT ids, it is float32"):
+        open_store(path).validate(n_pmts=1767)
+
+
+def test_external_link_and_external_storage_are_refused(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    from recoml.data.store import open_store
+
+    _small_store(tmp_path / "other.h5")
+    with h5py.File(tmp_path / "linked.h5", "w") as f:
+        f["event_hits_index"] = np.array([0, 3, 5])
+        f["hit_charge"] = np.zeros(9, dtype=np.float32)
+        f["energy"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/energy")
+    with pytest.raises(DataError, match=r"'energy' is an external link to .*other.h5:/energy"):
+        open_store(tmp_path / "linked.h5")
+    raw = tmp_path / "raw.bin"
+    np.ones(3).tofile(raw)
+    with h5py.File(tmp_path / "external.h5", "w") as f:
+        f["event_hits_index"] = np.array([0, 3, 5])
+        f["hit_charge"] = np.zeros(9, dtype=np.float32)
+        f.create_dataset("energy", shape=(3,), dtype="<f8", external=[(str(raw), 0, 24)])
+    with pytest.raises(DataError, match=r"dataset 'energy' is stored in external raw files"):
+        open_store(tmp_path / "external.h5")
+
+
+def test_store_nested_in_a_group_is_named(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    from recoml.data.store import open_store
+
+    with h5py.File(tmp_path / "nested.h5", "w") as f:
+        g = f.create_group("events")
+        g["event_hits_index"] = np.array([0, 3, 5])
+        g["hit_charge"] = np.zeros(9, dtype=np.float32)
+    with pytest.raises(
+        DataError, match=r"no datasets at the top level; the store lies in the group 'events'"
+    ):
+        open_store(tmp_path / "nested.h5")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev_zero"])
+def test_a_store_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path: Path, kind: str) -> None:
+    from recoml.data.store import open_store
+
+    path = {"directory": tmp_path / "d.h5", "fifo": tmp_path / "f.h5", "dev_zero": Path("/dev/zero")}[kind]
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(DataError, match=r"is a directory|not a regular file"):
+        open_store(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.batch_size=-1", "dataset.batch_size: expected a positive integer, got -1"),
+        ("dataset.batch_size=0", "dataset.batch_size: expected a positive integer, got 0"),
+        ("dataset.batch_size=1.5", "dataset.batch_size: expected a positive integer, got 1.5"),
+        ("optimizer.lr=abc", "optimizer.lr: expected a positive number, got 'abc'"),
+        ("model.net.width=0", "model.net.width: expected a positive integer, got 0"),
+        ("dataset.num_workers=-1", "dataset.num_workers: expected an integer >= 0, got -1"),
+        ("seed=abc", "seed: expected an integer, got 'abc'"),
+        ("trainer.max_epochs=0", "trainer.max_epochs: expected a positive integer"),
+    ],
+)
+def test_invalid_config_values_are_one_sentence_before_any_work(override: str, message: str) -> None:
+    from recoml.utils.config_checks import check_values
+
+    from .helpers import compose_train
+
+    cfg = compose_train([override], return_hydra_config=False)
+    with pytest.raises(ConfigError) as info:
+        check_values(cfg)
+    assert message in str(info.value)
+
+
+def test_training_refuses_a_store_of_another_detector(tmp_path: Path, toy_data: Path) -> None:
+    import h5py
+
+    from recoml.training import train
+
+    from .helpers import make_cfg
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in toy_data.iterdir():
+        (data / p.name).write_bytes(p.read_bytes())
+    store = next(data.glob("*.h5"))
+    with h5py.File(store, "r+") as f:
+        f.attrs["detector"] = "sk"
+    with pytest.raises(DataError, match=r"holds sk events \(its 'detector' attribute\) but this run"):
+        train(make_cfg(tmp_path, data))
+
+
+# ------------------------------------------------------------------------------ runs that never collide
+
+
+def test_infinite_values_are_handled_by_nan_policy(tmp_path: Path) -> None:
+    import awkward as ak
+    import numpy as np
+
+    from .test_convert import convert, write_tree
+
+    src = write_tree(
+        tmp_path / "inf.root",
+        {
+            "tube": ak.Array([[1, 2], [3]]),
+            "charge": ak.Array([[1.0, np.inf], [2.0]]),
+            "time": ak.Array([[5.0, 6.0], [-np.inf]]),
+            "energy": np.array([100.0, 200.0], np.float32),
+            **{k: np.ones(2, np.float32) for k in ("vtx_x", "vtx_y", "vtx_z", "dir_x", "dir_y", "dir_z")},
+            "pid": np.array([11, 13], np.int32),
+        },
+    )
+    with pytest.raises(DataError, match=r"2 NaN/inf value\(s\) in 'hit_charge' \(1\), 'hit_time' \(1\)"):
+        convert(tmp_path, src, "flat_wcsim_tubes")
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("text", ["9**9**9", "x ** 1000", "2 ** -100"])
+def test_huge_powers_are_refused_not_computed(text: str) -> None:
+    import numpy as np
+
+    from recoml.conversion.expressions import Expression
+
+    expr = Expression.parse(text, "convert field 'hit_x'")
+    with pytest.raises(ConfigError, match=r"outside \[-64, 64\]; mappings allow bounded powers only"):
+        expr.evaluate({"x": np.ones(3)})
+    assert Expression.parse("x ** 2", "f").evaluate({"x": np.array([3.0])}).tolist() == [9.0]
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "/etc/passwd"])
+def test_a_mapping_name_cannot_escape_its_directory(name: str) -> None:
+    from omegaconf import OmegaConf
+
+    from recoml.conversion.mapping import parse_mapping
+
+    from .helpers import CONF_DIR
+
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "convert" / "flat_wcsim_tubes.yaml"))
+    with pytest.raises(ConfigError, match=r"must be a plain file name"):
+        parse_mapping(raw | {"name": name})
+
+
+def test_hpo_workers_with_consecutive_seeds_draw_different_trials() -> None:
+    """Seeds 1, 2, 3 joining after 2, 1, 0 trials used to get the same sampler seed (1+2 = 2+1 = 3+0)."""
+    import numpy as np
+
+    seeds = {int(np.random.SeedSequence([s, n]).generate_state(1)[0]) for s, n in [(1, 2), (2, 1), (3, 0)]}
+    assert len(seeds) == 3
+    import inspect
+
+    from recoml.sweeps import study
+
+    assert "SeedSequence" in inspect.getsource(study._with_sampler)
+
+
+def test_concurrent_first_opens_of_a_sqlite_storage_all_succeed(tmp_path: Path) -> None:
+    code = (
+        "import sys; from recoml.sweeps.storage import open_storage; "
+        "open_storage(sys.argv[1], sys.argv[2]); print('ok')"
+    )
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-500:] for _, err in results]
+
+
+def test_a_resumed_run_appends_to_metrics_csv(tmp_path: Path) -> None:
+    """Lightning's CSVLogger deletes metrics.csv when it starts; a requeued run must keep earlier rows."""
+    import csv
+
+    from recoml.loggers import AppendingCSVLogger
+
+    first = AppendingCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    first.log_metrics({"val/loss": 1.0}, step=0)
+    first.save()
+    second = AppendingCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    second.log_metrics({"val/loss": 0.5}, step=1)
+    second.save()
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    assert [(r["step"], r["val/loss"]) for r in rows] == [("0", "1.0"), ("1", "0.5")]
+
+
+def test_a_config_that_does_not_compose_exits_2(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "recoml.train", "no_such_key=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "no_such_key" in result.stderr
+
+
+def test_two_trainings_cannot_share_a_run_directory(tmp_path: Path) -> None:
+    from recoml.training import claim_run_dir
+
+    with claim_run_dir(tmp_path / "run"):
+        with pytest.raises(ConfigError, match=r"run directory .*run is in use by another training \(pid \d+"):
+            with claim_run_dir(tmp_path / "run"):
+                pass
+    with claim_run_dir(tmp_path / "run"):  # released when the first run ended
+        pass

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recoml.io.provenance import write_json
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONF_DIR, report_errors, run, save_config
 
 
 def machine() -> str:
@@ -45,4 +45,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

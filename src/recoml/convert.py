@@ -8,7 +8,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONF_DIR, report_errors, run, save_config
 
 log = logging.getLogger(__name__)
 
@@ -24,4 +24,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

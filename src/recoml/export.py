@@ -6,7 +6,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors
+from recoml.utils.cli import CONF_DIR, report_errors, run
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="export")
@@ -18,4 +18,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -9,7 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONF_DIR, report_errors, run, save_config
 
 log = logging.getLogger(__name__)
 
@@ -35,4 +35,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

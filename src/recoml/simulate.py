@@ -9,7 +9,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONF_DIR, report_errors, run, save_config
 
 log = logging.getLogger(__name__)
 
@@ -59,4 +59,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

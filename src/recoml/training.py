@@ -8,7 +8,13 @@ the Hydra run directory.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +22,19 @@ import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.callbacks import SignalCheckpoint
 from recoml.data.prepare import ensure_dataset, make_datamodule
+from recoml.data.store import open_store
+from recoml.data.validate import check_store_detector
 from recoml.errors import ConfigError
 from recoml.io import provenance
 from recoml.io.checkpoint import read_checkpoint, stored_config
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config
+from recoml.utils.config_checks import check_values
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +75,64 @@ def check_checkpoint_matches(path: str, cfg: DictConfig) -> None:
             )
 
 
+def check_training_store(path: Path, module: RecoModule) -> None:
+    """The store must be the model's detector's and every hit valid (PMT ids in range, finite values):
+    a full vectorised scan, once per store version (cached), so training never sees a bad hit."""
+    detector = module.detector
+    with open_store(path) as store:
+        check_store_detector(
+            store, detector, f"this run (model={module.hparams['config']['model'].get('name')})"
+        )
+        n_pmts = getattr(detector, "n_pmts", None) if "hit_pmt" in store.fields else None
+        store.validate(n_pmts=n_pmts)
+
+
+def preempted_exit_code(callbacks: list[Any]) -> int:
+    """128 + the signal number (143 for SIGTERM, 138 for SIGUSR1), what a shell reports for a process that
+    signal stopped: a scheduler must not mistake a pre-empted run (last.ckpt saved) for a finished one."""
+    received = next((c.received for c in callbacks if isinstance(c, SignalCheckpoint) and c.received), None)
+    return 128 + int(received or signal.SIGTERM)
+
+
+@contextmanager
+def claim_run_dir(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while training (rank zero only: DDP ranks share it).
+
+    Two trainings in one directory would mix checkpoints, configs and metrics; the second is refused in
+    one sentence. The lock is released when the run ends, also when the process dies (flock)."""
+    ranks = (os.environ.get(k, "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    if any(r != "0" for r in ranks):
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".recoml-run.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(
+                f"run directory {out_dir} is in use by another training ({holder}); two runs must not "
+                "share it (give each its own hydra.run.dir)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics as floats."""
+    check_values(cfg)
+    with claim_run_dir(Path(cfg.paths.output_dir)):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     data_path = ensure_dataset(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -74,6 +141,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
 
     module = RecoModule(config, prov)
+    check_training_store(data_path, module)
     datamodule = make_datamodule(cfg, module.task)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg)
     if ckpt_path:
@@ -92,7 +160,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         provenance.write_json(out_dir / "provenance.json", prov)
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:
+            raise SystemExit(preempted_exit_code(callbacks)) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""

@@ -94,7 +94,7 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    ast.Pow: lambda a, b: _power(a, b),
     ast.BitAnd: operator.and_,
     ast.BitOr: operator.or_,
 }
@@ -192,6 +192,20 @@ def _check_index(node: ast.AST, bad: Callable[[str], ConfigError]) -> None:
             _check_index(part.operand, bad)
         elif not (isinstance(part, ast.Constant) and (isinstance(part.value, int) or part.value is Ellipsis)):
             raise bad("an index that is not a constant integer or slice")
+
+
+#: Largest exponent a mapping may raise to: physics needs squares and cubes, ``9**9**9`` would hang.
+MAX_EXPONENT = 64
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    """``base ** exponent`` with a bounded exponent (Python ints grow without limit, the time with them)."""
+    if np.any(np.abs(np.asarray(exponent, dtype=float)) > MAX_EXPONENT):
+        raise ConfigError(
+            f"an exponent of {exponent} is outside [-{MAX_EXPONENT}, {MAX_EXPONENT}]; "
+            "mappings allow bounded powers only"
+        )
+    return operator.pow(base, exponent)
 
 
 def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:

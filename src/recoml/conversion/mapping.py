@@ -7,6 +7,7 @@ format; :class:`RootMapping` is the parsed form of a ROOT mapping, :class:`Track
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,7 +263,13 @@ def parse_mapping(cfg: Any, where: str = "convert") -> RootMapping | TrackmlMapp
     if not isinstance(raw, MappingABC):
         raise ConfigError(f"{where}: the mapping must be a dictionary, got {type(raw).__name__}")
     raw = dict(raw)
-    where = f"{where} mapping '{raw.get('name', '?')}'"
+    name = str(raw.get("name", "mapping"))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name) or ".." in name:
+        raise ConfigError(
+            f"{where}: mapping name {name!r} must be a plain file name (letters, digits, '_', '-', '.', "
+            "no '..'): it names the output file in the data directory"
+        )
+    where = f"{where} mapping '{name}'"
     fmt = raw.get("format", "root")
     if fmt == "root":
         return _parse_root(raw, where)

@@ -616,10 +616,17 @@ class EventStore:
 
         ``hit_pmt`` must lie in ``[0, n_pmts)`` (when given) and float object fields must be finite.
         ``full=False`` scans only the first and last 1,000 events. ``require`` lists datasets that must
-        exist. Raises DataError naming the file, field, value and event.
+        exist. Raises DataError naming the file, field, value and event. A full scan that passed is
+        remembered for this file version (and ``n_pmts``), so it runs once per store, not once per run.
         """
         where = str(self.path)
         self.require(require)
+        pmt = self._infos.get("hit_pmt")
+        if n_pmts is not None and pmt is not None and (pmt[2] or pmt[1].kind not in "iu"):
+            raise DataError(f"{where}: 'hit_pmt' must hold integer PMT ids, it is {self.dtype('hit_pmt')}")
+        done = f"validated_n_pmts_{n_pmts}"
+        if full and cached(self.path).get(done):
+            return self._summary()
         ranges = None
         if not full:
             ranges = {}
@@ -636,6 +643,12 @@ class EventStore:
             n_pmts=n_pmts,
             row_ranges=ranges,
         )
+        if full:
+            remember(self.path, **{done: True})
+        return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
+        where = str(self.path)
         return {
             "path": where,
             "format": self.format,
@@ -658,6 +671,11 @@ def open_store(path: str | os.PathLike, require: Iterable[str] = ()) -> EventSto
         raise DataError(f"{path}: event store not found (no such file)")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an event store file (.h5/.hdf5 or .pt)")
+    if not path.is_file():
+        raise DataError(
+            f"{path}: not a regular file (a pipe, a device or a socket); expected an event store file "
+            "(.h5/.hdf5 or .pt)"
+        )
     store = EventStore(path)
     store.require(require)
     return store

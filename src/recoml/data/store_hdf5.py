@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import re
 import resource
 import shutil
 from dataclasses import dataclass
@@ -64,10 +65,23 @@ def inspect_hdf5(path: Path) -> tuple[dict[str, DatasetInfo], dict[str, Any]]:
     with open_h5(path) as f:
         try:
             attrs = {k: f.attrs[k] for k in f.attrs}
-            for name, obj in f.items():
+            for name in f:
+                link = f.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    raise DataError(
+                        f"{path}: '{name}' is an external link to {link.filename}:{link.path}; recoml reads "
+                        "only data stored in the file itself (copy the data in, e.g. with h5copy)"
+                    )
+                obj = f[name]
                 if not isinstance(obj, h5py.Dataset):
                     log.debug("%s: ignoring group '%s'", path, name)
                     continue
+                if obj.external or obj.is_virtual:
+                    where = "in external raw files" if obj.external else "as a virtual dataset of other files"
+                    raise DataError(
+                        f"{path}: dataset '{name}' is stored {where}; recoml reads only data stored in the "
+                        "file itself (copy the data in, e.g. with h5repack)"
+                    )
                 is_str = _is_string(obj)
                 offset = None
                 mappable = (
@@ -86,9 +100,30 @@ def inspect_hdf5(path: Path) -> tuple[dict[str, DatasetInfo], dict[str, Any]]:
                             f"{offset + obj.size * obj.dtype.itemsize} but the file has {size} bytes"
                         )
                 infos[name] = DatasetInfo(name, tuple(obj.shape), np.dtype(obj.dtype), offset, is_str)
+            if not infos:
+                nested = nested_store(f)
+                if nested:
+                    raise DataError(
+                        f"{path}: no datasets at the top level; the store lies in the group '{nested}' "
+                        "(recoml reads event-store datasets from the file's root: extract it with "
+                        f"h5copy -s /{nested} -d / or write it at the top level)"
+                    )
         except (OSError, RuntimeError, KeyError) as exc:
             raise DataError(f"{path}: the HDF5 file is truncated or corrupt ({exc})") from exc
     return infos, attrs
+
+
+def nested_store(f: h5py.File) -> str | None:
+    """The first group (depth-first) holding an offsets array ``event_*_index``, if any."""
+    found: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if not found and isinstance(obj, h5py.Dataset) and "/" in name:
+            if re.match(r"event_\w+_index$", name.rsplit("/", 1)[1]):
+                found.append(name.rsplit("/", 1)[0])
+
+    f.visititems(visit)
+    return found[0] if found else None
 
 
 class Hdf5Reader:

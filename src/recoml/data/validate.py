@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -207,3 +208,21 @@ def check_values(
                     f"{where}: '{name}' has {n_bad} NaN/inf values, the first in event "
                     f"{event_of_row(b, first_bad)} (row {first_bad})"
                 )
+
+
+def check_store_detector(store: Any, detector: Any, model: str) -> None:
+    """DataError when a store's attributes say it was written for another detector (or PMT count) than
+    ``detector``, the one ``model`` (a description for the message) was built for."""
+    stored = store.attrs.get("detector")
+    if isinstance(stored, str) and stored != detector.name:
+        raise DataError(
+            f"{store.path} holds {stored} events (its 'detector' attribute) but {model} "
+            f"is for detector={detector.name}"
+        )
+    n_pmts = store.attrs.get("n_pmts")
+    detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
+    if isinstance(n_pmts, int) and detector_pmts is not None and n_pmts != detector_pmts:
+        raise DataError(
+            f"{store.path} was written for {n_pmts} PMTs (its 'n_pmts' attribute) but "
+            f"detector={detector.name} of {model} has {detector_pmts}"
+        )

@@ -153,12 +153,16 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
-def copy_tree_atomic(src: Path, dst: Path, overwrite: bool) -> Path:
-    """Copy a directory to ``dst`` through a temporary sibling, replacing ``dst`` only when allowed."""
+def copy_outputs(src: Path, dst: Path, overwrite: bool) -> Path:
+    """Copy the evaluation's files into ``dst``, each atomically. ``overwrite`` replaces files of the same
+    names only: anything else in ``dst`` (the predictions an evaluation reads, other reports) stays."""
     if dst.exists() and not overwrite:
         raise DataError(f"output: {dst} already exists; set overwrite=true to replace it")
-    with atomic_output(dst, directory=True) as tmp:
-        shutil.copytree(src, tmp, dirs_exist_ok=True)
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"output: {dst} is a file; give a directory for the evaluation's outputs")
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        with atomic_output(dst / path.relative_to(src)) as tmp:
+            shutil.copyfile(path, tmp)
     return dst
 
 
@@ -182,6 +186,6 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         style=cfg.get("plot_style"),
     )
     if output:
-        copy_tree_atomic(out_dir, Path(output), bool(cfg.get("overwrite", False)))
+        copy_outputs(out_dir, Path(output), bool(cfg.get("overwrite", False)))
         log.info("copied the evaluation to %s", output)
     return result

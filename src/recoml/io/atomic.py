@@ -59,34 +59,26 @@ def reserve(target: str | os.PathLike, suffix: str | None = None, directory: boo
 
 @contextmanager
 def atomic_output(
-    target: str | os.PathLike, *, suffix: str | None = None, directory: bool = False, overwrite: bool = True
+    target: str | os.PathLike, *, suffix: str | None = None, overwrite: bool = True
 ) -> Iterator[Path]:
     """Yield a temporary path; on success it replaces ``target`` (fsynced), on failure it is removed.
 
     ``suffix``: the temporary's extension (default: the target's, which some writers read).
-    ``directory``: the temporary is a directory, swapped in whole (an existing target directory is
-    removed only after the new one is complete). ``overwrite=False``: refuse when ``target`` appeared
+    ``overwrite=False``: refuse when ``target`` appeared
     meanwhile.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
-    tmp = reserve(target, suffix, directory)
+    tmp = reserve(target, suffix)
     try:
         yield tmp
-        if not (tmp.is_dir() if directory else tmp.is_file()):
+        if not tmp.is_file():
             raise DataError(f"{target}: the writer left no output at its temporary name {tmp.name}")
-        _fsync_tree(tmp)
+        _fsync_file(tmp)
         if target.exists() and not overwrite:
             raise DataError(f"{target} appeared while writing; set overwrite=true to replace it")
-        if directory and target.is_dir() and not target.is_symlink():
-            old = reserve(target, ".old", directory=True)
-            os.rmdir(old)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        os.replace(tmp, target)
         _fsync_dir(target.parent)
     except OSError as err:
         remove_path(tmp)
@@ -144,16 +136,6 @@ def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
     if removed:
         log.warning("removed %d leftover temporary file(s) of an interrupted run: %s", len(removed), removed)
     return removed
-
-
-def _fsync_tree(path: Path) -> None:
-    if path.is_dir():
-        for child in path.rglob("*"):
-            if child.is_file() and not child.is_symlink():
-                _fsync_file(child)
-        _fsync_dir(path)
-    else:
-        _fsync_file(path)
 
 
 def _fsync_file(path: Path) -> None:

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
+from recoml.data.validate import check_store_detector
 from recoml.errors import ConfigError, DataError
 from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config
 from recoml.prediction.schema import AUX_SOURCES
@@ -128,19 +129,8 @@ def check_store(
     it also holds for the aux columns of a predictions file. ``hit_fields``: what the representation
     reads (:func:`representation_fields`)."""
     detector = module.detector
-    stored_detector = store.attrs.get("detector")
-    if isinstance(stored_detector, str) and stored_detector != detector.name:
-        raise DataError(
-            f"{store.path} holds {stored_detector} events (its 'detector' attribute) but {ckpt.describe()} "
-            f"was trained for detector={detector.name}"
-        )
-    n_pmts = store.attrs.get("n_pmts")
+    check_store_detector(store, detector, ckpt.describe())
     detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
-    if isinstance(n_pmts, int) and detector_pmts is not None and n_pmts != detector_pmts:
-        raise DataError(
-            f"{store.path} was written for {n_pmts} PMTs (its 'n_pmts' attribute) but "
-            f"detector={detector.name} of {ckpt.describe()} has {detector.n_pmts}"
-        )
     task = module.task
     needed = [*hit_fields, *task.hit_fields, *task.target_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]
@@ -149,5 +139,5 @@ def check_store(
             f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "
             f"fields present: {store.fields}"
         )
-    store.validate(n_pmts=detector_pmts if "hit_pmt" in hit_fields else None, full=False)
+    store.validate(n_pmts=detector_pmts if "hit_pmt" in hit_fields else None, full=True)
     return [f for f in AUX_SOURCES if f in store.event_fields]

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -183,11 +184,13 @@ def _open_study(
 
 
 def _with_sampler(cfg: DictConfig, storage: optuna.storages.BaseStorage, study: optuna.Study) -> optuna.Study:
-    """Reload the study with the configured sampler and pruner (the seed offset by the trials so far)."""
+    """Reload the study with the configured sampler and pruner (seeded by the seed and the trials so far)."""
     sampler_cfg = cfg.hpo.sampler
     kwargs = {}
     if sampler_cfg.get("seed") is not None:
-        kwargs["seed"] = int(sampler_cfg.seed) + len(study.trials)
+        # (seed, trials so far) through a SeedSequence: workers seeded 1 and 2 never draw alike.
+        entropy = [int(sampler_cfg.seed), len(study.trials)]
+        kwargs["seed"] = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     sampler = instantiate(sampler_cfg, **kwargs)
     pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
     return optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler, pruner=pruner)

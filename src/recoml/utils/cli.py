@@ -19,11 +19,15 @@ log = logging.getLogger("recoml")
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 
+_STARTED: list[bool] = []  # set once the task function runs: Hydra composed the config
+
+
 def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Turn a :class:`RecomlError` into one clear line on stderr and exit code 2, not a traceback."""
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
+        _STARTED.append(True)
         try:
             return fn(cfg)
         except Exception as exc:
@@ -35,6 +39,17 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
             sys.exit(2)
 
     return wrapper
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run a Hydra entry point. A config that does not compose (an unknown key, a bad override, a missing
+    option) is bad input like any other: exit code 2 instead of Hydra's 1 (Hydra has printed why)."""
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code == 1 and not _STARTED:
+            raise SystemExit(2) from None
+        raise
 
 
 def recoml_cause(exc: BaseException) -> RecomlError | None:
