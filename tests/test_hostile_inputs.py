@@ -458,13 +458,13 @@ def test_a_store_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path:
     ],
 )
 def test_invalid_config_values_are_one_sentence_before_any_work(override: str, message: str) -> None:
-    from recoml.utils.config_checks import check_values
+    from recoml.utils.config_checks import check_config_values
 
     from .helpers import compose_train
 
     cfg = compose_train([override], return_hydra_config=False)
     with pytest.raises(ConfigError) as info:
-        check_values(cfg)
+        check_config_values(cfg)
     assert message in str(info.value)
 
 

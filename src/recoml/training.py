@@ -34,7 +34,7 @@ from recoml.io import provenance
 from recoml.io.checkpoint import read_checkpoint, stored_config
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config
-from recoml.utils.config_checks import check_values
+from recoml.utils.config_checks import check_config_values
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,8 @@ def check_training_store(path: Path, module: RecoModule) -> None:
     a full vectorised scan, once per store version (cached), so training never sees a bad hit."""
     detector = module.detector
     with open_store(path) as store:
-        check_store_detector(
-            store, detector, f"this run (model={module.hparams['config']['model'].get('name')})"
-        )
+        model = module.hparams["config"]["model"].get("name")
+        check_store_detector(store, detector, f"this run (model={model})", "trains")
         n_pmts = getattr(detector, "n_pmts", None) if "hit_pmt" in store.fields else None
         store.validate(n_pmts=n_pmts)
 
@@ -127,7 +126,7 @@ def claim_run_dir(out_dir: Path) -> Iterator[None]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics as floats."""
-    check_values(cfg)
+    check_config_values(cfg)
     with claim_run_dir(Path(cfg.paths.output_dir)):
         return _train(cfg)
 

@@ -210,14 +210,14 @@ def check_values(
                 )
 
 
-def check_store_detector(store: Any, detector: Any, model: str) -> None:
+def check_store_detector(store: Any, detector: Any, model: str, verb: str = "was trained") -> None:
     """DataError when a store's attributes say it was written for another detector (or PMT count) than
-    ``detector``, the one ``model`` (a description for the message) was built for."""
+    ``detector``, the one ``model`` (described for the message: a checkpoint, this run) ``verb`` for."""
     stored = store.attrs.get("detector")
     if isinstance(stored, str) and stored != detector.name:
         raise DataError(
-            f"{store.path} holds {stored} events (its 'detector' attribute) but {model} "
-            f"is for detector={detector.name}"
+            f"{store.path} holds {stored} events (its 'detector' attribute) but {model} {verb} "
+            f"for detector={detector.name}"
         )
     n_pmts = store.attrs.get("n_pmts")
     detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none

@@ -7,7 +7,7 @@ traceback deep in PyTorch, or worse, succeeds (``max_epochs=0`` reported untrain
 from __future__ import annotations
 
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,11 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from recoml.errors import ConfigError
 
 _MISSING = object()
-
-
-def _get(cfg: DictConfig, key: str) -> Any:
-    value = OmegaConf.select(cfg, key, default=_MISSING)
-    return value
+#: A check returns None when the value is fine, else what was expected (for the message).
+Check = Callable[[Any], "str | None"]
 
 
 def _is_int(value: Any) -> bool:
@@ -63,8 +60,8 @@ def positive_ints(value: Any) -> str | None:
     )
 
 
-#: (key, check, applies when null?) for ``python -m recoml.train``; keys absent from a config are skipped.
-TRAIN_CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
+#: (key, check) for ``python -m recoml.train``; keys absent from a config are skipped.
+TRAIN_CHECKS: tuple[tuple[str, Check], ...] = (
     ("seed", integer),
     ("dataset.batch_size", positive_int),
     ("dataset.eval_batch_size", positive_int),
@@ -79,10 +76,10 @@ TRAIN_CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
 )
 
 
-def check_values(cfg: DictConfig, checks=TRAIN_CHECKS) -> None:
+def check_config_values(cfg: DictConfig, checks: Sequence[tuple[str, Check]] = TRAIN_CHECKS) -> None:
     """ConfigError for the first value that fails its check (null and absent values are left alone)."""
     for key, check in checks:
-        value = _get(cfg, key)
+        value = OmegaConf.select(cfg, key, default=_MISSING)
         if value is _MISSING or value is None:
             continue
         expected = check(value)
