@@ -355,8 +355,8 @@ def test_file_errors_name_the_file_and_line(tmp_path):
     path.write_text("\n".join(lines[:-1]) + "\n")  # one tube fewer than the header says
     with pytest.raises(GeometryError, match=r"announces 42 tubes, the table has 41"):
         load_geometry(path)
-    with pytest.raises(GeometryError, match="keep must be one of"):
-        load_geometry(garbage, keep="outer")
+    with pytest.raises(GeometryError, match="sensors must be one of"):
+        load_geometry(garbage, sensors="sideways")
 
 
 def test_from_file_config(tmp_path):
@@ -421,12 +421,12 @@ def test_real_sk(sk, geo_dir):
 
 def test_real_sk_keep_all(geo_dir):
     path = geo_dir / "sk_wcsim_geofile.txt"
-    table = read_tube_table(path, keep="all")
+    table = read_tube_table(path, sensors="all")
     assert len(table.tube_id) == 22292 and table.outer.sum() == 11146
     np.testing.assert_array_equal(table.tube_id[~table.outer] % 2, 1)
     inner = read_tube_table(path)
     np.testing.assert_array_equal(inner.tube_id, np.arange(1, 22292, 2))
-    det = load_geometry(path, keep="all")
+    det = load_geometry(path, sensors="all")
     assert det.n_pmts == 22292 and det.radius == 1886.01 and det.half_height == 1810.0
     assert len(np.unique(det.image_pixel)) == 22292
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from recoml.conversion.expressions import Expression
 from recoml.data.validate import INDEX_RE, field_prefix
-from recoml.errors import ConfigError
+from recoml.data.identity import check_conventions
+from recoml.errors import ConfigError, DataError
 
 __all__ = ["CONVENTIONS", "FieldSpec", "PmtMatch", "RootMapping", "TrackmlMapping", "parse_mapping"]
 
@@ -34,7 +35,7 @@ CONVENTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
 LAYOUTS = ("jagged", "long")
 _ROOT_KEYS = {
     "name", "format", "description", "tree", "layout", "event_column", "aliases", "objects", "events",
-    "pmt_match",
+    "pmt_match", "time_origin", "energy_kind",
 }  # fmt: skip
 _TRACKML_KEYS = {"name", "format", "description", "detectors", "cells", "events"}
 _FIELD_KEYS = {"expr", "dtype", "shape", "scale"}
@@ -95,6 +96,8 @@ class RootMapping:
     events: list[FieldSpec]
     pmt_match: PmtMatch | None
     raw: dict[str, Any] = field(repr=False)
+    time_origin: str | None = None  # vertex | trigger: what hit times are measured from
+    energy_kind: str | None = None  # kinetic | total | momentum: what `energies` holds
 
     @property
     def expressions(self) -> list[Expression]:
@@ -241,7 +244,18 @@ def _parse_root(raw: dict[str, Any], where: str) -> RootMapping:
         events,
         pmt_match,
         raw,
+        *_conventions(raw, where),
     )
+
+
+def _conventions(raw: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """The mapping's declared ``time_origin`` and ``energy_kind`` (checked; ``None`` when not declared)."""
+    time_origin, energy_kind = raw.get("time_origin"), raw.get("energy_kind")
+    try:
+        check_conventions(time_origin, energy_kind, where)
+    except DataError as err:
+        raise ConfigError(str(err)) from err
+    return time_origin, energy_kind
 
 
 def _parse_trackml(raw: dict[str, Any], where: str) -> TrackmlMapping:

@@ -31,6 +31,7 @@ from recoml.conversion.mapping import RootMapping, TrackmlMapping
 from recoml.conversion.pmt_match import PmtMatcher
 from recoml.conversion.root_reader import check_branches, event_boundary, open_tree, read_branches
 from recoml.data.store import StoreWriter
+from recoml.data.identity import FINGERPRINT_ATTR, detector_fingerprint
 from recoml.data.validate import index_name
 from recoml.errors import ConfigError, DataError
 
@@ -230,6 +231,22 @@ def _plan(mapping: RootMapping, files: list[Path], max_entries: int | None) -> l
     return plans
 
 
+def conversion_identity(mapping: RootMapping, detector: Any) -> dict[str, Any]:
+    """The store's identity attributes: the conventions the mapping declares and, when a detector is
+    given, its name and fingerprint (so training and prediction can check the pairing)."""
+    out: dict[str, Any] = {}
+    if mapping.time_origin:
+        out["time_origin"] = mapping.time_origin
+    if mapping.energy_kind:
+        out["energy_kind"] = mapping.energy_kind
+    if detector is not None:
+        fp = detector_fingerprint(detector)
+        out["detector"] = getattr(detector, "name", None)
+        if fp is not None:
+            out[FINGERPRINT_ATTR], out["n_pmts"] = fp.as_attr(), fp.n_sensors
+    return out
+
+
 def convert_root(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -283,11 +300,8 @@ def convert_root(
         "chunk_size": chunk_size,
     }
     if matcher is not None:
-        attrs["detector"] = {
-            "name": matcher.name,
-            "n_pmts": len(matcher.positions),
-            "tolerance_cm": matcher.tolerance,
-        }
+        attrs["pmt_match"] = {"n_pmts": len(matcher.positions), "tolerance_cm": matcher.tolerance}
+    attrs |= conversion_identity(mapping, detector)
     n_total = sum(p["entry_stop"] - p["entry_start"] for p in plans)
     try:
         with StoreWriter(

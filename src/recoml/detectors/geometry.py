@@ -36,6 +36,11 @@ class WCDetector:
     image_pixel: np.ndarray  # (P,) int64, flat pixel index row * width + col
     image_shape: tuple[int, int]  # (height, width) in pixels
     pmt_location: np.ndarray = field(default=None)  # (P,) int8: 0 top cap, 1 barrel, 2 bottom cap
+    # The file's identifiers of each PMT, (P, K) int64 named by sensor_id_names (e.g. ("tube",) or
+    # ("tube", "mpmt", "pmt")); converters map hit identifiers to PMT indices with them. Default: the
+    # 1-based tube number k + 1, as WCSim numbers tubes.
+    sensor_ids: np.ndarray = field(default=None)
+    sensor_id_names: tuple[str, ...] = ("tube",)
 
     def __post_init__(self) -> None:
         n = len(self.pmt_positions)
@@ -50,6 +55,13 @@ class WCDetector:
             )
         if self.pmt_location is None:
             object.__setattr__(self, "pmt_location", _locate(self.pmt_positions, self.half_height))
+        if self.sensor_ids is None:
+            object.__setattr__(self, "sensor_ids", np.arange(1, n + 1, dtype=np.int64)[:, None])
+        if self.sensor_ids.shape != (n, len(self.sensor_id_names)):
+            raise GeometryError(
+                f"detector {self.name}: sensor_ids must have shape ({n}, {len(self.sensor_id_names)}) "
+                f"for identifiers {self.sensor_id_names}"
+            )
 
     @property
     def n_pmts(self) -> int:

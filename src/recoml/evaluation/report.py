@@ -112,6 +112,7 @@ def write_report(
     sections: dict[str, dict[str, Any]],
     figures: Sequence[FigureRecord],
     plots_dir: str = "plots",
+    notes: Sequence[str] = (),
 ) -> Path:
     """Markdown: the runs compared, then per section its metrics table and every figure (PNG inline, PDF
     linked), then the metric definitions."""
@@ -131,6 +132,7 @@ def write_report(
             f"| {r['label']} | `{r['path']}` | {r.get('task')} | {r.get('model')} | {r.get('detector')} | "
             f"{r.get('split')} | {r.get('n_events')} | `{r.get('checkpoint')}` |"
         )
+    lines += [f"\n**Note:** {note}" for note in notes]
     for name, s in sections.items():
         lines += ["", f"## {name} ({s['kind']})", "", *_table(s["results"]), ""]
         for f in (f for f in figures if f.section == name):

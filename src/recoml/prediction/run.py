@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recoml.data.datamodule import EventDataModule
+from recoml.data.identity import event_keys, keys_digest
 from recoml.data.store import open_store
 from recoml.data.store_hdf5 import remove_quietly
 from recoml.errors import ConfigError, DataError
@@ -166,6 +168,27 @@ def dataset_attributes(sections: list[dict[str, Any]]) -> dict[str, dict[str, An
     return out
 
 
+def check_training_events(
+    datamodule: EventDataModule, ckpt: Checkpoint, split: str, allow: bool
+) -> dict[str, Any]:
+    """Refuse to score events the model was trained on (same event source and id, whatever the file and
+    split), unless ``allow``; return the file attributes saying which events were predicted."""
+    rows = datamodule.split_indices(split)
+    keys = event_keys(datamodule.store, rows)
+    seen = 0 if ckpt.train_keys is None else int(np.isin(keys, ckpt.train_keys).sum())
+    if seen and not allow:
+        raise DataError(
+            f"{seen} of the {len(keys)} {split} events of {datamodule.path} are events {ckpt.describe()} "
+            "was trained on; predict other events, or set allow_training_events=true to score them anyway"
+        )
+    if seen:
+        log.warning("%d of the %d predicted events were in the training split (allow_training_events=true)",
+                    seen, len(keys))
+    if ckpt.train_keys is None:
+        log.warning("%s records no training events (an older checkpoint): overlap not checked", ckpt.path)
+    return {"events_digest": keys_digest(keys), "n_training_events": seen, "allow_training_events": allow}
+
+
 def predict(cfg: DictConfig) -> Path | None:
     """Predict as configured; returns the predictions file on rank zero (``None`` on other ranks)."""
     split = cfg.get("split", "test")
@@ -190,6 +213,7 @@ def predict(cfg: DictConfig) -> Path | None:
         # Edge predictions carry the hits track building and matching read (those the store has).
         extra = tuple(f for f in EDGE_HIT_FIELDS if f in store.fields) if edges else ()
     datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields, extra)
+    events = check_training_events(datamodule, ckpt, split, bool(cfg.get("allow_training_events", False)))
 
     sections = sections_for(module)
     writer = PredictionWriter(
@@ -197,7 +221,7 @@ def predict(cfg: DictConfig) -> Path | None:
         node_level=module.task.node_level,
         radius=module.detector.radius,
         half_height=module.detector.half_height,
-        attrs=file_attributes(ckpt, module, split, data_path),
+        attrs=file_attributes(ckpt, module, split, data_path) | events,
         dataset_attrs=dataset_attributes(sections),
         overwrite=bool(cfg.get("overwrite", False)),
         object_types=("hits", "edges") if edges else None,

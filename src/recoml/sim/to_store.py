@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from recoml.data.datamodule import default_split_path
+from recoml.data.identity import detector_fingerprint, identity_attrs, source_hash
 from recoml.data.splits import make_splits, save_splits, splits_meta
 from recoml.data.store import StoreWriter
 from recoml.detectors.geometry import WCDetector
@@ -43,10 +44,21 @@ def simulate_to_store(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     phys = PhysicsConfig(**(physics or {}))
+    generator = "recoml.sim toy water-Cherenkov"
+    # Everything that decides the events (not how many): events of equal source and id are equal.
+    source = {
+        "generator": generator,
+        "detector": detector_fingerprint(detector).as_attr(),
+        "particles": list(particles),
+        "energy_range": list(energy_range),
+        "fiducial_margin": fiducial_margin,
+        "seed": seed,
+        "chunk_size": chunk_size,
+        "physics": phys.__dict__ if hasattr(phys, "__dict__") else str(phys),
+    }
     attrs = {
-        "detector": detector.name,
-        "n_pmts": detector.n_pmts,
-        "generator": "recoml.sim toy water-Cherenkov",
+        **identity_attrs(detector, time_origin="vertex", energy_kind="kinetic", event_source=source_hash(source)),
+        "generator": generator,
         "particles": list(particles),
         "energy_range": list(energy_range),
         "seed": seed,

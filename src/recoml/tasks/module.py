@@ -60,6 +60,9 @@ class RecoModule(pl.LightningModule):
         self.optimizer_cfg = cfg.optimizer
         self.scheduler_cfg = cfg.get("scheduler") or {}
         self.register_buffer("fitted", torch.tensor(False))
+        # Keys of the events trained on (recoml.data.identity.event_keys), kept in the checkpoint so that
+        # prediction can refuse to score them; not a buffer: older checkpoints load without it.
+        self.train_event_keys: torch.Tensor | None = None
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
@@ -162,6 +165,8 @@ class RecoModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["recoml"] = self.hparams.get("provenance") or {}
+        if self.train_event_keys is not None:
+            checkpoint["recoml_events"] = {"train_keys": self.train_event_keys}
         # Lightning restores optimizer, scheduler and loops; the global RNGs (dropout, augmentation)
         # are ours to keep, so that a resumed run draws what the uninterrupted one would have.
         checkpoint["rng_states"] = rng_states()
@@ -169,6 +174,8 @@ class RecoModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Only when resuming a fit: loading a model for inference must not reseed the caller's RNGs.
         resuming = self._trainer is not None and self._trainer.state.fn == "fit"
+        if "recoml_events" in checkpoint:
+            self.train_event_keys = checkpoint["recoml_events"]["train_keys"]
         if resuming and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
