@@ -366,7 +366,9 @@ def test_from_file_config(tmp_path):
     cfg = OmegaConf.load(CONF / "from_file.yaml")
     assert cfg._target_ == "recoml.detectors.load_geometry" and OmegaConf.is_missing(cfg, "path")
     got = instantiate(cfg, path=str(path))
-    assert isinstance(got, WCDetector) and got.name == "from_file" and got.n_pmts == det.n_pmts
+    # named by the file's stem and content hash, so two geometries never share a toy store
+    assert isinstance(got, WCDetector) and got.name.startswith("geo_") and got.n_pmts == det.n_pmts
+    assert len(got.name) == len("geo_") + 8
 
 
 # ---------------------------------------------------------------------------------- real geometry files

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -95,7 +94,10 @@ def test_store_of_another_geometry_is_refused_in_one_sentence(toy_data: Path) ->
     with pytest.raises(DataError) as err:
         check_store_detector(store.path, store.attrs, iwcd, "detector=iwcd")
     msg = str(err.value)
-    assert "toy_wcte.h5 was made for detector=wcte (2014 sensors" in msg and "detector=iwcd has 10222 sensors" in msg
+    assert (
+        "toy_wcte.h5 was made for detector=wcte (2014 sensors" in msg
+        and "detector=iwcd has 10222 sensors" in msg
+    )
     assert "\n" not in msg
 
 
@@ -110,9 +112,14 @@ def test_two_from_file_geometries_never_share_a_toy_store(tmp_path: Path, shared
     (b_dir / "geo.txt").write_text(text)  # same file name, other content
     paths = []
     for geo in (a, b_dir / "geo.txt"):
-        cfg = compose_train(["detector=from_file", f"detector.path={geo}", f"paths.data_dir={tmp_path}"], False)
+        cfg = compose_train(
+            ["detector=from_file", f"detector.path={geo}", f"paths.data_dir={tmp_path}"], False
+        )
         paths.append(cfg.dataset.path)
-        assert cfg.detector.name.startswith("geo_") and Path(cfg.dataset.path).name == f"toy_{cfg.detector.name}.h5"
+        assert (
+            cfg.detector.name.startswith("geo_")
+            and Path(cfg.dataset.path).name == f"toy_{cfg.detector.name}.h5"
+        )
     assert paths[0] != paths[1]
 
 
@@ -140,7 +147,9 @@ def test_checkpoint_records_data_identity_and_training_events(toy_data: Path, pi
 
 
 def test_predict_refuses_the_training_events_unless_allowed(tmp_path: Path, pid_ckpt: Path) -> None:
-    with pytest.raises(DataError, match=r"480 of the 480 train events of .* are events checkpoint .* was trained on"):
+    with pytest.raises(
+        DataError, match=r"480 of the 480 train events of .* are events checkpoint .* was trained on"
+    ):
         _predict(tmp_path / "a", pid_ckpt, "split=train")
     assert _nothing_written(tmp_path / "a")
     out = _predict(tmp_path / "b", pid_ckpt, "split=train", "allow_training_events=true", "batch_size=64")
@@ -168,12 +177,20 @@ def test_predict_refuses_a_store_of_another_geometry_or_convention(
     moved = instantiate(WCTE).pmt_positions.copy()
     moved[0] += 1.0
     other = tmp_path / "moved.h5"
-    write_store(other, arrays, attrs={"detector": "wcte", "detector_fingerprint": fingerprint_positions(moved).as_attr()})
-    with pytest.raises(DataError, match=r"moved.h5 was made for detector=wcte \(2014 sensors, positions \w+\) but checkpoint"):
+    write_store(
+        other,
+        arrays,
+        attrs={"detector": "wcte", "detector_fingerprint": fingerprint_positions(moved).as_attr()},
+    )
+    with pytest.raises(
+        DataError, match=r"moved.h5 was made for detector=wcte \(2014 sensors, positions \w+\) but checkpoint"
+    ):
         _predict(tmp_path / "a", pid_ckpt, "dataset=from_file", f"dataset.path={other}", "split=all")
     trig = tmp_path / "trigger.h5"
     write_store(trig, arrays, attrs={"time_origin": "trigger"})
-    with pytest.raises(DataError, match=r"trigger.h5 has time_origin=trigger .* trained on data with time_origin=vertex"):
+    with pytest.raises(
+        DataError, match=r"trigger.h5 has time_origin=trigger .* trained on data with time_origin=vertex"
+    ):
         _predict(tmp_path / "b", pid_ckpt, "dataset=from_file", f"dataset.path={trig}", "split=all")
     assert _nothing_written(tmp_path / "a") and _nothing_written(tmp_path / "b")
 
@@ -181,7 +198,14 @@ def test_predict_refuses_a_store_of_another_geometry_or_convention(
 def test_cli_refusal_is_one_line_and_exit_code_2(tmp_path: Path, pid_ckpt: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "recoml.predict", f"ckpt_path={pid_ckpt}", "split=train", f"hydra.run.dir={run}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "recoml.predict",
+        f"ckpt_path={pid_ckpt}",
+        "split=train",
+        f"hydra.run.dir={run}",
+    ]
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -208,8 +232,12 @@ def test_evaluate_refuses_runs_over_different_events_unless_told(tmp_path: Path)
 def _fake_run(root: Path, name: str, model: str, age: float) -> Path:
     run = root / "train" / "runs" / name
     (run / "checkpoints").mkdir(parents=True)
-    cfg = {"experiment_name": "train_wcte_pid", "model": {"name": model}, "task": {"name": "pid"},
-           "detector": {"name": "wcte"}}
+    cfg = {
+        "experiment_name": "train_wcte_pid",
+        "model": {"name": model},
+        "task": {"name": "pid"},
+        "detector": {"name": "wcte"},
+    }
     (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
     ckpt = run / "checkpoints" / "last.ckpt"
     ckpt.write_bytes(b"x")
@@ -226,7 +254,9 @@ def test_ckpt_last_only_resumes_runs_of_the_same_identity(tmp_path: Path, caplog
         chosen = resolve_checkpoint("last", cfg)
     assert "old_gnn" in chosen and "ckpt_path=last: resuming" in caplog.text
     cfg.model.name = "pointnet"
-    with pytest.raises(ConfigError, match=r"no last.ckpt under .* from a run with experiment_name=.*model.name=pointnet"):
+    with pytest.raises(
+        ConfigError, match=r"no last.ckpt under .* from a run with experiment_name=.*model.name=pointnet"
+    ):
         resolve_checkpoint("last", cfg)
 
 

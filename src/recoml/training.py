@@ -79,7 +79,9 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
             "start without ckpt_path or give the checkpoint's path"
         )
     chosen = max(candidates, key=lambda p: p.stat().st_mtime)
-    log.info("ckpt_path=last: resuming %s (the newest of %d runs with the same identity)", chosen, len(candidates))
+    log.info(
+        "ckpt_path=last: resuming %s (the newest of %d runs with the same identity)", chosen, len(candidates)
+    )
     return str(chosen)
 
 

@@ -127,7 +127,9 @@ def store_identity(attrs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_store_detector(path: str | Path, attrs: Mapping[str, Any], detector: Any, detector_label: str) -> None:
+def check_store_detector(
+    path: str | Path, attrs: Mapping[str, Any], detector: Any, detector_label: str
+) -> None:
     """DataError when a store was made for another detector than ``detector`` (by fingerprint, else by
     sensor count). ``detector_label`` says where the detector comes from (``detector=hk``, a checkpoint)."""
     mine = detector_fingerprint(detector)

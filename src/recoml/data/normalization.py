@@ -47,7 +47,11 @@ def detector_geometry(detector: WCDetector) -> torch.Tensor:
 
 
 def geometry_scales(detector: WCDetector) -> dict[str, tuple[float, float]]:
-    """Default ``(mean, std)`` of the geometric features: positions over the tank size, unit directions."""
+    """Default ``(mean, std)`` of the geometric features: the detector's own ``feature_scales`` where it
+    declares them (sensor arrays), else positions over the cylinder's size and unit directions."""
+    own = getattr(detector, "feature_scales", None)
+    if own is not None:
+        return dict(own)
     r, h = float(detector.radius), float(detector.half_height)
     return {
         "x": (0.0, r),

@@ -123,7 +123,8 @@ def load_geometry(
     """Read a WCSim geofile (old or mPMT format) or a WatChMaL ``.npz`` into a :class:`WCDetector`.
 
     ``sensors="inner"`` keeps the inner-detector tubes only (the usual input of reconstruction),
-    ``"outer"`` the outer-detector (veto) tubes only, ``"all"`` both (the outer image below the inner one). ``pmts_per_module``: 19 for
+    ``"outer"`` the outer-detector (veto) tubes only, ``"all"`` both (the outer image below the inner
+    one). ``pmts_per_module``: 19 for
     mPMTs, 1 for single PMTs; by default from the file's mPMT columns, or for a ``.npz`` inferred from
     the tube count and layout. ``image_map_path``: a WatChMaL module -> (row, col) CSV to use instead of
     the computed map. ``axis`` forces the file's tank axis ("x", "y", "z") instead of detecting it;
@@ -135,13 +136,20 @@ def load_geometry(
     centres = table.positions.reshape(-1, ppm, 3).mean(axis=1)
     mod_loc = table.location[::ppm]
     mod_outer = table.outer[::ppm]
+    note = ""
+    pixel: np.ndarray | None
     try:
         if image_map_path is not None:
             pixel, shape = read_image_map_csv(image_map_path, len(centres), centres)
         else:
             pixel, shape = _stacked_image_map(centres, mod_loc, mod_outer, table.half_height, table.radius)
     except GeometryError as err:
-        raise GeometryError(f"{path}: {err}") from err
+        if image_map_path is not None:
+            raise GeometryError(f"{path}: {err}") from err
+        # Graphs and point clouds need no image: keep the geometry, say why images are unavailable.
+        note = str(err)
+        log.warning("%s: no image map (%s); graph and point-cloud models still work", path, err)
+        pixel, shape = None, None
     return WCDetector(
         name=name or path.stem,
         radius=table.radius,
@@ -150,8 +158,9 @@ def load_geometry(
         pmt_directions=table.directions.astype(np.float32),
         pmt_radius=float(pmt_radius if pmt_radius is not None else table.pmt_radius),
         pmts_per_module=ppm,
-        image_pixel=np.repeat(pixel, ppm).astype(np.int64),
+        image_pixel=None if pixel is None else np.repeat(pixel, ppm).astype(np.int64),
         image_shape=shape,
+        image_map_note=note,
         pmt_location=table.location.astype(np.int8),
         sensor_ids=table.sensor_ids,
         sensor_id_names=table.sensor_id_names,
@@ -210,7 +219,7 @@ def read_tube_table(
         raise GeometryError(f"{path}: tube {bad} has a zero direction vector (dx, dy, dz)")
     dirs = dirs / norms[:, None]
 
-    file_axis = axis or _detect_axis(pos[~outer])
+    file_axis = axis or _detect_axis(pos[~outer] if (~outer).any() else pos)
     if file_axis != "y":
         log.info("%s: tank axis is %s in the file; rotating it onto y", path, file_axis)
         rot = _TO_Y[file_axis]
@@ -482,7 +491,9 @@ def _sorted_ids(path: Path, ids: np.ndarray, section: int = 0) -> np.ndarray:
     expected = np.arange(base, base + len(uniq))
     if not np.array_equal(uniq, expected):
         missing = int(expected[np.argmax(uniq != expected)])
-        raise GeometryError(f"{path}: tube ids{where} must be contiguous from {base}; id {missing} is missing")
+        raise GeometryError(
+            f"{path}: tube ids{where} must be contiguous from {base}; id {missing} is missing"
+        )
     return ids
 
 

@@ -182,8 +182,11 @@ def check_training_events(
             "was trained on; predict other events, or set allow_training_events=true to score them anyway"
         )
     if seen:
-        log.warning("%d of the %d predicted events were in the training split (allow_training_events=true)",
-                    seen, len(keys))
+        log.warning(
+            "%d of the %d predicted events were in the training split (allow_training_events=true)",
+            seen,
+            len(keys),
+        )
     if ckpt.train_keys is None:
         log.warning("%s records no training events (an older checkpoint): overlap not checked", ckpt.path)
     return {"events_digest": keys_digest(keys), "n_training_events": seen, "allow_training_events": allow}
@@ -219,8 +222,8 @@ def predict(cfg: DictConfig) -> Path | None:
     writer = PredictionWriter(
         target,
         node_level=module.task.node_level,
-        radius=module.detector.radius,
-        half_height=module.detector.half_height,
+        radius=getattr(module.detector, "radius", None),
+        half_height=getattr(module.detector, "half_height", None),
         attrs=file_attributes(ckpt, module, split, data_path) | events,
         dataset_attrs=dataset_attributes(sections),
         overwrite=bool(cfg.get("overwrite", False)),

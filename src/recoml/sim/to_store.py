@@ -44,11 +44,8 @@ def simulate_to_store(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     phys = PhysicsConfig(**(physics or {}))
-    generator = "recoml.sim toy water-Cherenkov"
-    # Everything that decides the events (not how many): events of equal source and id are equal.
-    source = {
-        "generator": generator,
-        "detector": detector_fingerprint(detector).as_attr(),
+    settings = {
+        "generator": "recoml.sim toy water-Cherenkov",
         "particles": list(particles),
         "energy_range": list(energy_range),
         "fiducial_margin": fiducial_margin,
@@ -56,15 +53,7 @@ def simulate_to_store(
         "chunk_size": chunk_size,
         "physics": phys.__dict__ if hasattr(phys, "__dict__") else str(phys),
     }
-    attrs = {
-        **identity_attrs(detector, time_origin="vertex", energy_kind="kinetic", event_source=source_hash(source)),
-        "generator": generator,
-        "particles": list(particles),
-        "energy_range": list(energy_range),
-        "seed": seed,
-        "physics": phys.__dict__ if hasattr(phys, "__dict__") else str(phys),
-        "config": config or {},
-    }
+    attrs = toy_attrs(detector, settings, config)
 
     def block(start: int, count: int) -> dict[str, Any]:
         return simulate(
@@ -92,6 +81,15 @@ def simulate_to_store(
         split_seed=split_seed,
         overwrite=overwrite,
     )
+
+
+def toy_attrs(detector: Any, settings: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
+    """A toy store's attributes: its identity (detector fingerprint, vertex time origin, kinetic
+    energies, and an event source hashed from ``settings`` and the detector: everything that decides the
+    events, not their count), the settings themselves and the run's config."""
+    source = source_hash({**settings, "detector": detector_fingerprint(detector).as_attr()})
+    ident = identity_attrs(detector, time_origin="vertex", energy_kind="kinetic", event_source=source)
+    return {**ident, **settings, "config": config or {}}
 
 
 def write_simulation(
