@@ -5,7 +5,7 @@ outer-detector section numbered again from 1, and the header's PMT size in mm (2
 are the Super-K file's own lines (every 20th inner and every 20th outer tube), with only the id column
 renumbered; the 24 broken "extra tower" tubes (cylLoc contradicting the ID/OD alternation) are left out.
 
-    python scripts/make_test_geofiles.py <path to sk_wcsim_geofile.txt> tests/data/geometry/
+    python scripts/make_test_geofiles.py tests/data/geometry/sk_wcsim_geofile.txt tests/data/geometry/
 """
 
 from __future__ import annotations

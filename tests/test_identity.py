@@ -104,8 +104,8 @@ def test_store_of_another_geometry_is_refused_in_one_sentence(toy_data: Path) ->
 # ------------------------------------------------------------------------------- toy stores by geometry
 
 
-def test_two_from_file_geometries_never_share_a_toy_store(tmp_path: Path, shared_data: Path) -> None:
-    a = shutil.copy(shared_data / "geometry" / "wcte_wcsim_geofile.txt", tmp_path / "geo.txt")
+def test_two_from_file_geometries_never_share_a_toy_store(tmp_path: Path, real_data: Path) -> None:
+    a = shutil.copy(real_data / "geometry" / "wcte_wcsim_geofile.txt", tmp_path / "geo.txt")
     b_dir = tmp_path / "b"
     b_dir.mkdir()
     text = Path(a).read_text().replace("155.26", "155.30", 1)

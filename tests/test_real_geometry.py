@@ -81,13 +81,13 @@ def test_implausible_header_size_is_one_sentence(tmp_path: Path) -> None:
     assert load_geometry(mm, sensors="all").radius == pytest.approx(1886.01)
 
 
-def test_sensors_outer_without_an_outer_detector(shared_data: Path) -> None:
+def test_sensors_outer_without_an_outer_detector(real_data: Path) -> None:
     with pytest.raises(GeometryError, match="sensors=outer but the file lists no outer-detector tubes"):
-        load_geometry(shared_data / "geometry" / "wcte_wcsim_geofile.txt", sensors="outer")
+        load_geometry(real_data / "geometry" / "wcte_wcsim_geofile.txt", sensors="outer")
 
 
-def test_real_geofiles_keep_tube_and_module_identifiers(shared_data: Path) -> None:
-    geo = shared_data / "geometry"
+def test_real_geofiles_keep_tube_and_module_identifiers(real_data: Path) -> None:
+    geo = real_data / "geometry"
     wcte = load_geometry(geo / "wcte_wcsim_geofile.txt")
     assert wcte.sensor_id_names == ("tube", "mpmt", "pmt")
     raw = np.loadtxt(geo / "wcte_wcsim_geofile.txt", skiprows=5)
