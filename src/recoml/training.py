@@ -27,6 +27,7 @@ from recoml.data.identity import (
     store_identity,
 )
 from recoml.data.prepare import ensure_dataset, make_datamodule
+from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.tasks.module import RecoModule
 from recoml.utils import provenance
@@ -133,6 +134,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
 
     module = RecoModule(config, prov)
+    with open_store(data_path) as store:  # the store's conventions decide what the task converts
+        module.task.adopt_conventions(store.attrs)
     datamodule = make_datamodule(cfg, module.task)
     datamodule.setup("fit")
     check_store_detector(data_path, datamodule.store.attrs, module.detector, f"detector={cfg.detector.name}")

@@ -134,7 +134,8 @@ def write_report(
         )
     lines += [f"\n**Note:** {note}" for note in notes]
     for name, s in sections.items():
-        lines += ["", f"## {name} ({s['kind']})", "", *_table(s["results"]), ""]
+        what = s["kind"] + (f", {s['quantity']} energy" if s.get("quantity") else "")
+        lines += ["", f"## {name} ({what})", "", *_table(s["results"]), ""]
         for f in (f for f in figures if f.section == name):
             png, pdf = f.files.get("png"), f.files.get("pdf")
             lines += [f"### {f.title}", ""]

@@ -123,6 +123,7 @@ def evaluate_files(
             "key": key,
             "results": results,
             "main_metric": evaluator.main_metric,
+            "quantity": infos[0].get("quantity"),  # energy: kinetic | total | momentum
         }
         log.info(
             "%s (%s): %s",

@@ -131,7 +131,9 @@ def check_identity(store: EventStore, module, ckpt: Checkpoint) -> None:
             f"one with {now} (the geometry file changed); use the geometry the model was trained on"
         )
     mine = store_identity(store.attrs)
-    for key in ("time_origin", "energy_kind"):
+    # Energies are converted by the task (adopt_conventions); times only a per-event reference absorbs.
+    keys = ["time_origin"] if getattr(module.representation, "time_reference", "none") == "none" else []
+    for key in keys:
         theirs = recorded.get(key)
         if theirs and mine[key] and theirs != mine[key]:
             raise DataError(
@@ -159,6 +161,7 @@ def check_store(
     detector = module.detector
     check_store_detector(store.path, store.attrs, detector, ckpt.describe())
     check_identity(store, module, ckpt)
+    module.task.adopt_conventions(store.attrs)
     detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
     task = module.task
     needed = [*hit_fields, *task.hit_fields, *task.target_fields]

@@ -192,6 +192,28 @@ def check_training_events(
     return {"events_digest": keys_digest(keys), "n_training_events": seen, "allow_training_events": allow}
 
 
+def warn_out_of_distribution(path: Path, threshold: float) -> float:
+    """Warn with the fraction of events whose ``ood_score`` exceeds ``threshold``; return that fraction."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "ood_score" not in f:
+            return 0.0
+        score = f["ood_score"][()]
+    fraction = float((score > threshold).mean()) if len(score) else 0.0
+    if fraction > 0:
+        log.warning(
+            "%.1f%% of the %d events have an out-of-distribution score above %g (median %.3g): "
+            "their inputs lie far outside the training statistics; check the units, the time origin "
+            "(model.representation.time_reference) and the detector before trusting these predictions",
+            100 * fraction,
+            len(score),
+            threshold,
+            float(np.median(score)),
+        )
+    return fraction
+
+
 def predict(cfg: DictConfig) -> Path | None:
     """Predict as configured; returns the predictions file on rank zero (``None`` on other ranks)."""
     split = cfg.get("split", "test")
@@ -241,6 +263,7 @@ def predict(cfg: DictConfig) -> Path | None:
         trainer.predict(module, datamodule=datamodule, return_predictions=False)
     if not trainer.is_global_zero:
         return None
+    warn_out_of_distribution(target, float(cfg.get("ood_threshold", 9.0)))
     if output is not None:
         copy_atomic(target, output)
         log.info("predictions: %s (copied to %s)", target, output)

@@ -96,6 +96,8 @@ def _section(name: str, task: Any, prefix: str) -> dict[str, Any]:
         info["pairs"] = [[task.class_names[a], task.class_names[b]] for a, b in getattr(task, "pairs", [])]
     if getattr(task, "threshold", None) is not None:
         info["threshold"] = float(task.threshold)
+    if getattr(task, "quantity", None) is not None:  # energy: kinetic | total | momentum
+        info["quantity"] = task.quantity
     return info
 
 

@@ -18,7 +18,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from recoml.data.batch import HitBatch
-from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales
+from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
 from recoml.errors import ConfigError, RecomlError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,11 @@ class RecoModule(pl.LightningModule):
             self.representation.fit_statistics(batches)
         else:
             fitted = fit_normalizer(
-                batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
+                batches,
+                self.detector,
+                self.normalizer.feature_names,
+                sorted(self.normalizer.log_features),
+                time_reference=getattr(self.representation, "time_reference", "none"),
             )
             self.normalizer.load_state_dict(fitted.state_dict())
         self.task.fit(batches)
@@ -146,7 +150,34 @@ class RecoModule(pl.LightningModule):
         result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
         result["event_index"] = batch.event_index
         result["offsets"] = batch.offsets
+        score = self.ood_score(batch)
+        if score is not None:
+            result["ood_score"] = score
         return result
+
+    def ood_score(self, batch: HitBatch) -> torch.Tensor | None:
+        """Per event, the mean squared z-score of its hits' non-geometric inputs (charge, time) under the
+        training normalization statistics: about 1 for events like the training ones, large for inputs
+        far outside them (other units, a time offset, another detector). ``None`` without statistics."""
+        norm = self.normalizer
+        if norm is None or not bool(self.fitted):
+            return None
+        names = [n for n in norm.feature_names if n in batch.hits]
+        if not names or batch.n_events == 0:
+            return None
+        reference = getattr(self.representation, "time_reference", "none")
+        z2 = torch.zeros_like(batch.hits[names[0]], dtype=torch.float32)
+        for name in names:
+            value = batch.hits[name].float()
+            if name == "time":
+                value = relative_times(value, batch.offsets, reference)
+            z2 = z2 + norm(name, value).float() ** 2
+        counts = batch.offsets[1:] - batch.offsets[:-1]
+        event = torch.repeat_interleave(
+            torch.arange(len(counts), device=z2.device), counts, output_size=len(z2)
+        )
+        total = torch.zeros(len(counts), device=z2.device).index_add_(0, event, z2 / len(names))
+        return total / counts.clamp(min=1)
 
     # -- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self):
