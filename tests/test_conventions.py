@@ -73,6 +73,12 @@ def test_relative_times_first_and_median_by_hand() -> None:
     assert relative_times(time, offsets, "none").tolist() == time.tolist()
 
 
+def _ood_scores(run: Path, ckpt: Path, store: Path) -> np.ndarray:
+    overrides = [f"ckpt_path={ckpt}", "dataset=from_file", f"dataset.path={store}", "split=all"]
+    with h5py.File(predict(compose_verb("predict", run, overrides))) as f:
+        return f["ood_score"][()]
+
+
 def test_predict_writes_an_ood_score_and_warns_on_a_trigger_offset(
     tmp_path: Path, toy_data: Path, pid_ckpt: Path, caplog
 ) -> None:
@@ -84,25 +90,9 @@ def test_predict_writes_an_ood_score_and_warns_on_a_trigger_offset(
     write_store(normal, arrays, attrs={"event_source": source.attrs["event_source"]})
     shifted = tmp_path / "shifted.h5"  # as WCSim digit times: ~900 ns trigger offset, undeclared
     write_store(shifted, {**arrays, "hit_time": arrays["hit_time"] + 900.0}, attrs={"event_source": "other"})
-    out = predict(
-        compose_verb(
-            "predict",
-            tmp_path / "a",
-            [f"ckpt_path={pid_ckpt}", "dataset=from_file", f"dataset.path={normal}", "split=all"],
-        )
-    )
-    with h5py.File(out) as f:
-        normal_score = f["ood_score"][()]
+    normal_score = _ood_scores(tmp_path / "a", pid_ckpt, normal)
     assert len(normal_score) == len(test) and 0.2 < np.median(normal_score) < 3.0
     with caplog.at_level(logging.WARNING, logger="recoml.prediction.run"):
-        out = predict(
-            compose_verb(
-                "predict",
-                tmp_path / "b",
-                [f"ckpt_path={pid_ckpt}", "dataset=from_file", f"dataset.path={shifted}", "split=all"],
-            )
-        )
-    with h5py.File(out) as f:
-        assert np.median(f["ood_score"][()]) > 9.0
+        assert np.median(_ood_scores(tmp_path / "b", pid_ckpt, shifted)) > 9.0
     assert "100.0% of the 60 events have an out-of-distribution score above 9" in caplog.text
     assert math.isfinite(float(np.median(normal_score)))
