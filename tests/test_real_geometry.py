@@ -176,3 +176,29 @@ def test_raw_wcsim_output_is_recognised_whatever_the_mapping(tmp_path: Path) -> 
         ):
             convert_from_config(cfg)
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_mapping_from_the_users_own_directory(tmp_path: Path) -> None:
+    """docs/converting.md, "Your own mapping directory": a convert/ folder added to Hydra's search path."""
+    mine = tmp_path / "my_configs" / "convert"
+    mine.mkdir(parents=True)
+    mapping = OmegaConf.load(CONF_DIR / "convert" / "flat_wcsim_tubes.yaml")
+    mapping.name = "run7"
+    mapping.events = {"energies": "energy"}
+    OmegaConf.save(mapping, mine / "run7.yaml")
+    flat = tmp_path / "run7.root"
+    counts = np.array([3, 2])
+    _write_ttree(
+        flat,
+        "events",
+        {
+            "tube": ak.unflatten(np.array([1, 5, 9, 2, 4], dtype=np.int32), counts),
+            "charge": ak.unflatten(np.ones(5, dtype=np.float32), counts),
+            "time": ak.unflatten(np.arange(5, dtype=np.float32), counts),
+            "energy": np.array([100.0, 200.0]),
+        },
+    )
+    search = f"hydra.searchpath=[file://{tmp_path / 'my_configs'}]"
+    cfg = _compose([search, "convert=run7", f"input={flat}", f"output={tmp_path / 'o.h5'}", "progress=false"])
+    store = open_store(convert_from_config(cfg))
+    assert store.attrs["mapping_name"] == "run7" and store.array("hit_pmt").tolist() == [0, 4, 8, 1, 3]

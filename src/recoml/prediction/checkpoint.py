@@ -164,8 +164,11 @@ def check_store(
     module.task.adopt_conventions(store.attrs)
     detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
     task = module.task
-    needed = [*hit_fields, *task.hit_fields, *task.target_fields]
+    needed = [*hit_fields, *task.hit_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]
+    no_truth = [f for f in task.target_fields if f not in store.fields]
+    if no_truth:  # real data: predictions without their truth (evaluation needs the truth)
+        log.warning("%s has no %s: writing predictions without truth", store.path, no_truth)
     if missing:
         raise DataError(
             f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "

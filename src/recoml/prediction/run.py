@@ -93,6 +93,8 @@ def make_predict_datamodule(
     """Loaders over ``split`` reading what the model and task need, the aux truth fields and
     ``extra_hit_fields`` (hit fields copied into the predictions file, e.g. for track building)."""
     hit_fields = (*representation_fields(dataset), *task.hit_fields, *extra_hit_fields)
+    with open_store(path) as store:  # real data may lack the truth: predict without it
+        target_fields = [f for f in task.target_fields if f in store.fields]
     return EventDataModule(
         path=path,
         split_path=dataset.get("split_path"),
@@ -104,7 +106,7 @@ def make_predict_datamodule(
         pin_memory=dataset.get("pin_memory", False),
         in_memory=dataset.get("in_memory", False),
         hit_fields=tuple(dict.fromkeys(hit_fields)),
-        target_fields=tuple(dict.fromkeys([*task.target_fields, *aux_fields])),
+        target_fields=tuple(dict.fromkeys([*target_fields, *aux_fields])),
         predict_split=split,
     )
 

@@ -147,7 +147,8 @@ class RecoModule(pl.LightningModule):
     def predict_step(self, batch: HitBatch, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self(batch)
         result = {f"pred/{k}": v for k, v in self.task.predict(out).items()}
-        result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
+        if all(f in batch.targets for f in self.task.target_fields):  # real data may have no truth
+            result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
         result["event_index"] = batch.event_index
         result["offsets"] = batch.offsets
         score = self.ood_score(batch)
