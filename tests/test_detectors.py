@@ -17,7 +17,7 @@ from recoml.detectors import (
     read_image_map_csv,
     read_tube_table,
 )
-from recoml.errors import GeometryError
+from recoml.errors import ConfigError, GeometryError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
 GARBAGE_TYPE2 = "0444388389810866653562081592506563399950393070436707222556514031567616961897775049765086.00"
@@ -279,8 +279,16 @@ def test_shuffled_zero_based_npz_mpmt_outward(tmp_path):
     np.testing.assert_allclose(got.pmt_positions, det.pmt_positions, atol=1e-5)
     np.testing.assert_allclose(got.pmt_directions, det.pmt_directions, atol=1e-6)
     _check_common(got)
-    with pytest.raises(GeometryError, match=r"geo\.npz.*share pixel"):  # 19 PMTs per module in one place
-        load_geometry(path, pmts_per_module=1)
+    # Read as single PMTs, 19 PMTs sit in one place: no one-to-one image map. The geometry still loads
+    # (graphs and point clouds need none) and image models are refused, saying why.
+    single = load_geometry(path, pmts_per_module=1)
+    assert single.image_pixel is None and "share pixel" in single.image_map_note
+    from recoml.data.representations import ImageBuilder
+
+    with pytest.raises(
+        ConfigError, match=r"has no image map \(image map from positions: modules .* share pixel"
+    ):
+        ImageBuilder(single)
 
 
 def test_shuffled_mpmt_geofile_with_garbage_header(tmp_path):

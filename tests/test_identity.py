@@ -195,6 +195,24 @@ def test_predict_refuses_a_store_of_another_geometry_or_convention(
     assert _nothing_written(tmp_path / "a") and _nothing_written(tmp_path / "b")
 
 
+def test_export_refuses_a_store_of_another_geometry(tmp_path: Path, toy_data: Path, pid_ckpt: Path) -> None:
+    from recoml.exporting.run import export
+
+    source = open_store(toy_data / "toy_wcte.h5")
+    flat, offsets, events = source.read(np.arange(20), None, ["labels"])
+    moved = instantiate(WCTE).pmt_positions.copy()
+    moved[3] += 1.0
+    other = tmp_path / "moved.h5"
+    fp = fingerprint_positions(moved).as_attr()
+    write_store(
+        other, {**flat, **events, "event_hits_index": offsets[:-1]}, attrs={"detector_fingerprint": fp}
+    )
+    overrides = [f"ckpt_path={pid_ckpt}", "dataset=from_file", f"dataset.path={other}", "split=all"]
+    with pytest.raises(DataError, match=r"moved.h5 was made for another detector \(2014 sensors"):
+        export(compose_verb("export", tmp_path / "run", overrides))
+    assert _nothing_written(tmp_path / "run")
+
+
 def test_cli_refusal_is_one_line_and_exit_code_2(tmp_path: Path, pid_ckpt: Path) -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = tmp_path / "cli"
