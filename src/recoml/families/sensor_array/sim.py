@@ -13,7 +13,8 @@ Physics (cm, ns, MeV; every number in :class:`SeaWaterConfig`):
   the photon path and ``acceptance`` the sensor's angular response max(0, cos eta) (eta the angle
   between the sensor's facing direction and the incoming photon). Arrival time: the time the muon
   reaches the emission point plus L n_g / c.
-* **Showers** (e-, gamma: electromagnetic showers look alike at these energies) are point sources at the vertex emitting ``shower_photons_per_mev * E`` photons,
+* **Showers** (e-, gamma: electromagnetic showers look alike at these energies) are point sources
+  at the vertex emitting ``shower_photons_per_mev * E`` photons,
   mostly near theta_c (a Gaussian of width ``shower_angular_width`` in angle plus an isotropic part),
   spread over 4 pi L^2.
 * **Sea water.** Absorption length 60 m and effective scattering length 265 m at 466 nm, measured at the
