@@ -6,6 +6,7 @@ Coordinates are in cm with the tank axis along y (the WatChMaL/WCSim convention 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -42,6 +43,8 @@ class WCDetector:
     sensor_ids: np.ndarray = field(default=None)
     sensor_id_names: tuple[str, ...] = ("tube",)
     image_map_note: str = ""  # why there is no image map (image_pixel None)
+    #: The module drawing this family's events (:mod:`recoml.plotting.events`).
+    event_display: ClassVar[str] = "recoml.families.water_cherenkov.display"
 
     def __post_init__(self) -> None:
         n = len(self.pmt_positions)

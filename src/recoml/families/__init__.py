@@ -1,2 +1,2 @@
-"""Detector families: each brings its detector description, readers, toy simulation and (where it has
-one) an image map; the generic engine reaches them only through config ``_target_``s."""
+"""Detector families: self-contained packages plugging into the generic engine (docs/architecture.md).
+Each brings its detector description, readers, toy simulation and (where it has one) an image map."""

@@ -235,8 +235,9 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.nd
 def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: Sequence[float]) -> dict[str, np.ndarray]:
     """Fraction of events passing per bin of ``x`` with its Wilson 68.3% interval.
 
-    Returns ``centers``, ``efficiency``, ``low``, ``high`` (interval bounds), ``count`` and ``passed``
-    (empty bins: NaN efficiency).
+    This is recoml's one binned efficiency (water-Cherenkov and tracking plots alike): returns ``edges``,
+    ``centers``, ``efficiency``, ``low``, ``high`` (interval bounds), ``count`` and ``passed``; an empty
+    bin has NaN efficiency and NaN bounds (no measurement, not 0).
     """
     edges = np.asarray(edges, dtype=np.float64)
     idx = _bin_of(x, edges)
@@ -249,6 +250,7 @@ def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: Sequence[float])
         eff = np.where(n > 0, k / n, np.nan)
     lo, hi = wilson_interval(k, n)
     return {
+        "edges": edges,
         "centers": (edges[1:] + edges[:-1]) / 2,
         "efficiency": eff,
         "low": lo,
