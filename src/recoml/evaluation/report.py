@@ -134,7 +134,7 @@ def write_report(
     for name, s in sections.items():
         lines += ["", f"## {name} ({s['kind']})", "", *_table(s["results"]), ""]
         for f in (f for f in figures if f.section == name):
-            png, pdf = f.files.get("png"), f.files.get("pdf")
+            png, pdf = f.files["png"], f.files["pdf"]
             lines += [f"### {f.title}", ""]
             if f.caption:
                 lines += [f"_{f.caption}_", ""]
