@@ -46,4 +46,4 @@ bench: install
 	$(PY) -m recoml.bench $(ARGS)
 
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache build dist src/*.egg-info
+	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache build dist src/*.egg-info
