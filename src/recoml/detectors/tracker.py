@@ -80,6 +80,8 @@ class TrackerDetector:
     """
 
     kind = "tracker"
+    #: The module drawing this family's events (:mod:`recoml.plotting.events`).
+    event_display = "recoml.families.tracking.display"
 
     def __init__(
         self,

@@ -119,6 +119,20 @@ class _Regression(Evaluator):
                 f"Resolution{' and bias' if signed else ''} vs true energy: {self.labels.get(name, name)}",
             )
 
+    def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
+        """The events with the smallest and the largest main residual (the first one)."""
+        name, (values, unit, _) = next(iter(self.residuals(run).items()))
+        values = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+        index = np.asarray(run.get("event_index"), dtype=np.int64)
+        ok = np.flatnonzero(np.isfinite(values))
+        if not len(ok):
+            return []
+        label = self.labels.get(name, name)
+        return [
+            (int(index[row]), f"{what}: |{label}| = {values[row]:.3g} {unit}".rstrip())
+            for what, row in (("best", ok[np.argmin(values[ok])]), ("worst", ok[np.argmax(values[ok])]))
+        ]
+
 
 @register("energy")
 class EnergyEvaluator(_Regression):

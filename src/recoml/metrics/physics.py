@@ -234,8 +234,9 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.nd
 def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: ArrayLike) -> dict[str, np.ndarray]:
     """Fraction of events passing per bin of ``x`` with its Wilson 68.3% interval.
 
-    Returns ``centers``, ``efficiency``, ``low``, ``high`` (interval bounds), ``count`` and ``passed``
-    (empty bins: NaN efficiency).
+    This is recoml's one binned efficiency (water-Cherenkov and tracking plots alike): returns ``edges``,
+    ``centers``, ``efficiency``, ``low``, ``high`` (interval bounds), ``count`` and ``passed``; an empty
+    bin has NaN efficiency and NaN bounds (no measurement, not 0).
     """
     bins = np.asarray(edges, dtype=np.float64)
     idx = _bin_of(x, bins)
@@ -248,6 +249,7 @@ def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: ArrayLike) -> di
         eff = np.where(n > 0, k / n, np.nan)
     lo, hi = wilson_interval(k, n)
     return {
+        "edges": bins,
         "centers": (bins[1:] + bins[:-1]) / 2,
         "efficiency": eff,
         "low": lo,
