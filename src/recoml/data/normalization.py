@@ -162,6 +162,9 @@ class HitFeatures(nn.Module):
     makes the ``time`` feature relative to a per-event reference (:func:`relative_times`).
     """
 
+    #: Buffers (registered in __init__).
+    pmt_geometry: torch.Tensor
+
     def __init__(
         self,
         detector: WCDetector,

@@ -5,7 +5,7 @@ Coordinates are in cm with the tank axis along y (the WatChMaL/WCSim convention 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -36,11 +36,11 @@ class WCDetector:
     pmts_per_module: int  # 19 for mPMTs, 1 for single PMTs
     image_pixel: np.ndarray | None  # (P,) int64, flat pixel index row * width + col; None: no image map
     image_shape: tuple[int, int] | None  # (height, width) in pixels
-    pmt_location: np.ndarray = field(default=None)  # (P,) int8: 0 top cap, 1 barrel, 2 bottom cap
+    pmt_location: np.ndarray | None = None  # (P,) int8: 0 top cap, 1 barrel, 2 bottom cap (None: derived)
     # The file's identifiers of each PMT, (P, K) int64 named by sensor_id_names (e.g. ("tube",) or
     # ("tube", "mpmt", "pmt")); converters map hit identifiers to PMT indices with them. Default: the
     # 1-based tube number k + 1, as WCSim numbers tubes.
-    sensor_ids: np.ndarray = field(default=None)
+    sensor_ids: np.ndarray | None = None
     sensor_id_names: tuple[str, ...] = ("tube",)
     image_map_note: str = ""  # why there is no image map (image_pixel None)
     #: The module drawing this family's events (:mod:`recoml.plotting.events`).
