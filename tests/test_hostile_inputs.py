@@ -468,24 +468,6 @@ def test_invalid_config_values_are_one_sentence_before_any_work(override: str, m
     assert message in str(info.value)
 
 
-def test_training_refuses_a_store_of_another_detector(tmp_path: Path, toy_data: Path) -> None:
-    import h5py
-
-    from recoml.training import train
-
-    from .helpers import make_cfg
-
-    data = tmp_path / "data"
-    data.mkdir()
-    for p in toy_data.iterdir():
-        (data / p.name).write_bytes(p.read_bytes())
-    store = next(data.glob("*.h5"))
-    with h5py.File(store, "r+") as f:
-        f.attrs["detector"] = "sk"
-    with pytest.raises(DataError, match=r"holds sk events \(its 'detector' attribute\) but this run"):
-        train(make_cfg(tmp_path, data))
-
-
 # ------------------------------------------------------------------------------ runs that never collide
 
 

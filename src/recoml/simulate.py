@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 
 import hydra
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig
 
 from recoml.utils.cli import CONF_DIR, report_errors, run, save_config
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,13 @@ def main(cfg: DictConfig) -> None:
             fractions=tuple(cfg.fractions),
             split_seed=cfg.split_seed,
             overwrite=cfg.overwrite,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            **OmegaConf.to_container(cfg.tracker, resolve=True),
+            config=config_dict(cfg),
+            **config_dict(cfg.tracker),
         )
         log.info("wrote %s and %s", output, splits)
         return
+    if getattr(detector, "simulator", None):  # a detector family with its own toy simulation
+        simulate_to_store = get_method(detector.simulator)
     output, splits = simulate_to_store(
         detector=detector,
         output=cfg.output,
@@ -52,8 +55,8 @@ def main(cfg: DictConfig) -> None:
         n_workers=cfg.n_workers,
         chunk_size=cfg.chunk_size,
         overwrite=cfg.overwrite,
-        physics=OmegaConf.to_container(cfg.physics, resolve=True),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        physics=config_dict(cfg.physics),
+        config=config_dict(cfg),
     )
     log.info("wrote %s and %s", output, splits)
 

@@ -16,6 +16,7 @@ import numpy as np
 from recoml.conversion.long_tree import group_rows
 from recoml.conversion.mapping import FieldSpec, RootMapping
 from recoml.conversion.pmt_match import PmtMatcher
+from recoml.conversion.sensor_lookup import SensorLookup
 from recoml.data.validate import index_name
 from recoml.errors import ConfigError, DataError
 
@@ -23,6 +24,7 @@ __all__ = ["NAN_POLICIES", "ChunkStats", "build_chunk"]
 
 NAN_POLICIES = ("raise", "drop")
 _POSITION = "__pmt_match_position__"
+_SENSOR_KEY = "__sensor_lookup_key__"
 
 
 @dataclass
@@ -143,16 +145,16 @@ def _apply_nan_policy(
     stats.nan_counts = {k: stats.nan_counts.get(k, 0) + v for k, v in nan_counts.items()}
     if policy == "raise":
         name, count = next(iter(nan_counts.items()))
-        otype = next((t for t, f in objects.items() if name in f), None)
-        if otype is None:
+        owner = next((t for t, f in objects.items() if name in f), None)
+        if owner is None:
             event = int(np.flatnonzero(~np.isfinite(events[name]).reshape(n_events, -1).any(axis=1))[0])
         else:
             row = int(
                 np.flatnonzero(
-                    ~np.isfinite(objects[otype][name]).reshape(len(objects[otype][name]), -1).any(1)
+                    ~np.isfinite(objects[owner][name]).reshape(len(objects[owner][name]), -1).any(1)
                 )[0]
             )
-            event = int(np.searchsorted(np.cumsum(counts[otype]), row, side="right"))
+            event = int(np.searchsorted(np.cumsum(counts[owner]), row, side="right"))
         listed = ", ".join(f"'{k}' ({v})" for k, v in nan_counts.items())
         raise DataError(
             f"{where}: {sum(nan_counts.values())} NaN/inf value(s) in {listed}, the first in entry "
@@ -181,6 +183,7 @@ def build_chunk(
     source: str,
     nan_policy: str = "raise",
     matcher: PmtMatcher | None = None,
+    lookup: SensorLookup | None = None,
 ) -> tuple[dict[str, np.ndarray], ChunkStats]:
     """One store chunk (its own offsets from 0) from the branch ``values`` of entries ``first_entry + i``."""
     if nan_policy not in NAN_POLICIES:
@@ -192,6 +195,9 @@ def build_chunk(
     if mapping.pmt_match is not None:
         pm = mapping.pmt_match
         specs[pm.object_type] += [(f"{_POSITION}{i}", e) for i, e in enumerate(pm.position)]
+    if mapping.sensor_lookup is not None:
+        sl = mapping.sensor_lookup
+        specs[sl.object_type] += [(f"{_SENSOR_KEY}{name}", e) for name, e in sl.keys.items()]
 
     objects: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, np.ndarray] = {}
@@ -231,17 +237,24 @@ def build_chunk(
         pm = mapping.pmt_match
         if matcher is None:
             raise ConfigError(f"mapping '{mapping.name}' matches hit positions to PMTs; choose a detector")
-        fields = objects[pm.object_type]
-        xyz = np.stack([fields.pop(f"{_POSITION}{i}") for i in range(3)], axis=1)
+        matched = objects[pm.object_type]
+        xyz = np.stack([matched.pop(f"{_POSITION}{i}") for i in range(3)], axis=1)
         event_of_hit = np.repeat(events["event_ids"], counts[pm.object_type])
-        fields[pm.field] = matcher.match(xyz, where, event_of_hit)
+        matched[pm.field] = matcher.match(xyz, where, event_of_hit)
+    if mapping.sensor_lookup is not None:
+        sl = mapping.sensor_lookup
+        if lookup is None:
+            raise ConfigError(f"mapping '{mapping.name}' looks hit identifiers up in a detector; choose one")
+        looked_up = objects[sl.object_type]
+        keys = {name: looked_up.pop(f"{_SENSOR_KEY}{name}") for name in sl.keys}
+        looked_up[sl.field] = lookup.lookup(keys, where)
 
     chunk: dict[str, np.ndarray] = dict(events)
-    for otype, fields in objects.items():
+    for otype, columns in objects.items():
         offsets = np.zeros(n_kept, dtype=np.int64)
         np.cumsum(counts[otype][:-1], out=offsets[1:])
         chunk[index_name(otype)] = offsets
-        chunk.update(fields)
+        chunk.update(columns)
     stats.n_events = n_kept
     return chunk, stats
 

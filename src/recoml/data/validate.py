@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -63,11 +62,11 @@ def analyze_layout(shapes: Mapping[str, tuple[int, ...]], where: str) -> Layout:
     n_events: int | None = None
     ref = ""
     for _, iname in sorted(index_of.items()):
-        n = shapes[iname][0]
+        count = shapes[iname][0]
         if n_events is None:
-            n_events, ref = n, iname
-        elif n != n_events:
-            raise DataError(f"{where}: '{iname}' has {n} events but '{ref}' has {n_events}")
+            n_events, ref = count, iname
+        elif count != n_events:
+            raise DataError(f"{where}: '{iname}' has {count} events but '{ref}' has {n_events}")
 
     object_fields: dict[str, list[str]] = {}
     object_lengths: dict[str, int] = {}
@@ -203,26 +202,8 @@ def check_values(
                     f"outside [0, {n_pmts}) for a detector with n_pmts={n_pmts}; "
                     f"{n_out} hit(s) in all are out of range"
                 )
-            if n_bad:
+            if first_bad is not None:
                 raise DataError(
                     f"{where}: '{name}' has {n_bad} NaN/inf values, the first in event "
                     f"{event_of_row(b, first_bad)} (row {first_bad})"
                 )
-
-
-def check_store_detector(store: Any, detector: Any, model: str, verb: str = "was trained") -> None:
-    """DataError when a store's attributes say it was written for another detector (or PMT count) than
-    ``detector``, the one ``model`` (described for the message: a checkpoint, this run) ``verb`` for."""
-    stored = store.attrs.get("detector")
-    if isinstance(stored, str) and stored != detector.name:
-        raise DataError(
-            f"{store.path} holds {stored} events (its 'detector' attribute) but {model} {verb} "
-            f"for detector={detector.name}"
-        )
-    n_pmts = store.attrs.get("n_pmts")
-    detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
-    if isinstance(n_pmts, int) and detector_pmts is not None and n_pmts != detector_pmts:
-        raise DataError(
-            f"{store.path} was written for {n_pmts} PMTs (its 'n_pmts' attribute) but "
-            f"detector={detector.name} of {model} has {detector_pmts}"
-        )

@@ -4,6 +4,7 @@ bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,9 @@ class _Regression(Evaluator):
 
     def prepare(self, runs: Sequence[SectionData]) -> None:
         axes = [_energy_axis(r) for r in runs]
+        known = [a for a in axes if a is not None]
         n_bins = int(self.options.get("n_bins", 10))
-        self.edges = edges_for(axes, n_bins) if all(a is not None for a in axes) else None
+        self.edges = edges_for(known, n_bins) if len(known) == len(axes) else None
         self.histogram_range: dict[str, tuple[float, float]] = {}
         for name in self.residuals(runs[0]):
             values = np.concatenate([np.abs(self.residuals(r)[name][0]) for r in runs])
@@ -88,7 +90,7 @@ class _Regression(Evaluator):
                 )
                 for i, (r, res) in enumerate(zip(runs, results))
             ]
-            panels = [
+            panels: list[dict[str, Any]] = [
                 {"series": res_series, "xlabel": ENERGY_LABEL, "ylabel": f"resolution (68%) of {xlabel}"}
             ]
             if signed:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from recoml.plotting.style import figure
 
@@ -31,10 +32,10 @@ class Series:
     def binned(
         cls,
         label: str,
-        edges: np.ndarray,
-        value: np.ndarray,
-        low: np.ndarray,
-        high: np.ndarray,
+        edges: ArrayLike,
+        value: ArrayLike,
+        low: ArrayLike,
+        high: ArrayLike,
         color: int = 0,
         linestyle: str = "-",
     ) -> Series:

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.data.identity import Fingerprint, check_store_detector, detector_fingerprint, store_identity
 from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
-from recoml.data.validate import check_store_detector
 from recoml.errors import ConfigError, DataError
 from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config
 from recoml.prediction.schema import AUX_SOURCES
@@ -35,6 +36,7 @@ class Checkpoint:
     config: dict[str, Any]
     provenance: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
+    train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
 
     @property
     def cfg(self) -> DictConfig:
@@ -66,7 +68,12 @@ def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Check
         raise DataError(f"{path}: not a recoml checkpoint ('state_dict' is not a dict of tensors)")
     state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
     provenance = raw.get("recoml")
-    return Checkpoint(path.resolve(), config, dict(provenance) if isinstance(provenance, dict) else {}, state)
+    events = raw.get("recoml_events") or {}
+    keys = events.get("train_keys") if isinstance(events, dict) else None
+    train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
+    return Checkpoint(
+        path.resolve(), config, dict(provenance) if isinstance(provenance, dict) else {}, state, train_keys
+    )
 
 
 def build_module(ckpt: Checkpoint):
@@ -112,6 +119,29 @@ def check_detector(ckpt: Checkpoint, detector_cfg: Any, what: str) -> None:
         )
 
 
+def check_identity(store: EventStore, module, ckpt: Checkpoint) -> None:
+    """DataError when the checkpoint's detector changed since training (a geometry file edited or
+    replaced) or the store's conventions differ from those of the training data."""
+    recorded = ckpt.provenance.get("data_identity") or {}
+    then = Fingerprint.parse(recorded.get("fingerprint"))
+    now = detector_fingerprint(module.detector)
+    if then is not None and now is not None and then != now:
+        raise DataError(
+            f"{ckpt.describe()} was trained on a detector with {then}, but its detector config now builds "
+            f"one with {now} (the geometry file changed); use the geometry the model was trained on"
+        )
+    mine = store_identity(store.attrs)
+    # Energies are converted by the task (adopt_conventions); times only a per-event reference absorbs.
+    keys = ["time_origin"] if getattr(module.representation, "time_reference", "none") == "none" else []
+    for key in keys:
+        theirs = recorded.get(key)
+        if theirs and mine[key] and theirs != mine[key]:
+            raise DataError(
+                f"{store.path} has {key}={mine[key]} (its attribute) but {ckpt.describe()} was trained on "
+                f"data with {key}={theirs}"
+            )
+
+
 def representation_fields(dataset: Any) -> tuple[str, ...]:
     """The hit fields the representation reads: the dataset's ``hit_fields`` (tracker stores have no PMTs),
     else the water-Cherenkov ``hit_pmt``, ``hit_charge``, ``hit_time`` (as training reads them)."""
@@ -129,11 +159,16 @@ def check_store(
     it also holds for the aux columns of a predictions file. ``hit_fields``: what the representation
     reads (:func:`representation_fields`)."""
     detector = module.detector
-    check_store_detector(store, detector, ckpt.describe())
+    check_store_detector(store.path, store.attrs, detector, ckpt.describe())
+    check_identity(store, module, ckpt)
+    module.task.adopt_conventions(store.attrs)
     detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
     task = module.task
-    needed = [*hit_fields, *task.hit_fields, *task.target_fields]
+    needed = [*hit_fields, *task.hit_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]
+    no_truth = [f for f in task.target_fields if f not in store.fields]
+    if no_truth:  # real data: predictions without their truth (evaluation needs the truth)
+        log.warning("%s has no %s: writing predictions without truth", store.path, no_truth)
     if missing:
         raise DataError(
             f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "

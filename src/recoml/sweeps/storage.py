@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psutil
@@ -75,7 +76,7 @@ def open_storage(
 ) -> BaseStorage:
     """Open (creating if needed) the storage named by ``hpo.storage``; a :class:`ConfigError` if it cannot."""
     if is_url(spec):
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if heartbeat_interval:
             kwargs = {"heartbeat_interval": int(heartbeat_interval), "grace_period": grace_period}
         try:

@@ -42,6 +42,10 @@ class Task(nn.Module):
         return ()
 
     # -- hooks ----------------------------------------------------------------------------------
+    def adopt_conventions(self, attrs: dict) -> None:
+        """Called with a store's attributes before its events are read (e.g. its ``energy_kind``, so
+        the energy task can convert to the quantity it regresses). Default: nothing to adopt."""
+
     def fit(self, batches: Iterable[HitBatch]) -> None:
         """Fit target statistics on the training split (one pass). Default: nothing to fit."""
 
@@ -56,7 +60,8 @@ class Task(nn.Module):
         """Named true values in the same units as :meth:`predict` (for prediction stores)."""
         return {self.target: batch.targets[self.target]}
 
-    def make_metrics(self) -> MetricCollection:
+    def make_metrics(self) -> nn.ModuleDict:
+        """Metrics of one stage: a ``MetricCollection``, or a ``ModuleDict`` of them (one per sub-task)."""
         raise NotImplementedError
 
     def update_metrics(self, metrics: MetricCollection, output: torch.Tensor, batch: HitBatch) -> None:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from recoml.data.batch import HitBatch
-from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales
+from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
 from recoml.errors import ConfigError, RecomlError
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,17 @@ class NonFiniteLossError(RecomlError):
 class RecoModule(pl.LightningModule):
     """Generic reconstruction module. ``config`` is the full resolved training config (a plain dict)."""
 
+    #: Buffers (registered in __init__).
+    fitted: torch.Tensor
+
     def __init__(self, config: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         cfg = OmegaConf.create(config)
         self.detector = instantiate(cfg.detector)
         self.task = instantiate(cfg.task)
-        self.representation = build_representation(cfg, self.detector)
+        # Any: builders differ in what they offer beyond forward (fit_statistics, kind, out_channels).
+        self.representation: Any = build_representation(cfg, self.detector)
         self.normalizer = representation_normalizer(self.representation)
         self.net = build_net(cfg, self.representation, self.task)
         augment = cfg.get("augment") or {}
@@ -60,6 +64,9 @@ class RecoModule(pl.LightningModule):
         self.optimizer_cfg = cfg.optimizer
         self.scheduler_cfg = cfg.get("scheduler") or {}
         self.register_buffer("fitted", torch.tensor(False))
+        # Keys of the events trained on (recoml.data.identity.event_keys), kept in the checkpoint so that
+        # prediction can refuse to score them; not a buffer: older checkpoints load without it.
+        self.train_event_keys: torch.Tensor | None = None
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
@@ -70,7 +77,11 @@ class RecoModule(pl.LightningModule):
             self.representation.fit_statistics(batches)
         else:
             fitted = fit_normalizer(
-                batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
+                batches,
+                self.detector,
+                self.normalizer.feature_names,
+                sorted(self.normalizer.log_features),
+                time_reference=getattr(self.representation, "time_reference", "none"),
             )
             self.normalizer.load_state_dict(fitted.state_dict())
         self.task.fit(batches)
@@ -109,14 +120,20 @@ class RecoModule(pl.LightningModule):
 
     def _eval_step(self, batch: HitBatch, stage: str) -> None:
         out, loss = self._loss(batch, stage)
-        self.metrics[f"{stage}_loss"].update(loss.detach(), weight=batch.n_events)
+        self._loss_metric(stage).update(loss.detach(), weight=batch.n_events)
         self.task.update_metrics(self.metrics[stage], out, batch)
-        extra = self.metrics[f"{stage}_extra"]
-        if len(extra):
+        extra = self._extra_metrics(stage)
+        if extra:
             pred = self.task.predict(out)
             truth = self.task.truth(batch)
             for metric in extra.values():
                 metric.update(next(iter(pred.values())), next(iter(truth.values())))
+
+    def _loss_metric(self, stage: str) -> MeanMetric:
+        return cast(MeanMetric, self.metrics[f"{stage}_loss"])
+
+    def _extra_metrics(self, stage: str) -> dict[str, Metric]:
+        return {k: cast(Metric, m) for k, m in cast(nn.ModuleDict, self.metrics[f"{stage}_extra"]).items()}
 
     def validation_step(self, batch: HitBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -127,7 +144,7 @@ class RecoModule(pl.LightningModule):
     def _log_metrics(self, stage: str) -> None:
         values = flatten_metrics(self.metrics[stage]) | flatten_metrics(self.metrics[f"{stage}_extra"])
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
-        self.log(f"{stage}/loss", self.metrics[f"{stage}_loss"].compute(), prog_bar=True)
+        self.log(f"{stage}/loss", self._loss_metric(stage).compute(), prog_bar=True)
         for suffix in ("", "_extra", "_loss"):
             reset_metrics(self.metrics[f"{stage}{suffix}"])
 
@@ -140,10 +157,38 @@ class RecoModule(pl.LightningModule):
     def predict_step(self, batch: HitBatch, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self(batch)
         result = {f"pred/{k}": v for k, v in self.task.predict(out).items()}
-        result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
+        if all(f in batch.targets for f in self.task.target_fields):  # real data may have no truth
+            result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
         result["event_index"] = batch.event_index
         result["offsets"] = batch.offsets
+        score = self.ood_score(batch)
+        if score is not None:
+            result["ood_score"] = score
         return result
+
+    def ood_score(self, batch: HitBatch) -> torch.Tensor | None:
+        """Per event, the mean squared z-score of its hits' non-geometric inputs (charge, time) under the
+        training normalization statistics: about 1 for events like the training ones, large for inputs
+        far outside them (other units, a time offset, another detector). ``None`` without statistics."""
+        norm = self.normalizer
+        if norm is None or not bool(self.fitted):
+            return None
+        names = [n for n in norm.feature_names if n in batch.hits]
+        if not names or batch.n_events == 0:
+            return None
+        reference = getattr(self.representation, "time_reference", "none")
+        z2 = torch.zeros_like(batch.hits[names[0]], dtype=torch.float32)
+        for name in names:
+            value = batch.hits[name].float()
+            if name == "time":
+                value = relative_times(value, batch.offsets, reference)
+            z2 = z2 + norm(name, value).float() ** 2
+        counts = batch.offsets[1:] - batch.offsets[:-1]
+        event = torch.repeat_interleave(
+            torch.arange(len(counts), device=z2.device), counts, output_size=len(z2)
+        )
+        total = torch.zeros(len(counts), device=z2.device).index_add_(0, event, z2 / len(names))
+        return total / counts.clamp(min=1)
 
     # -- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -153,15 +198,19 @@ class RecoModule(pl.LightningModule):
             return optimizer
         kwargs = {}
         if self.scheduler_cfg.get("total_steps_arg"):
-            kwargs[self.scheduler_cfg.total_steps_arg] = max(1, int(self.trainer.estimated_stepping_batches))
+            kwargs[self.scheduler_cfg["total_steps_arg"]] = max(
+                1, int(self.trainer.estimated_stepping_batches)
+            )
         scheduler = instantiate(factory)(optimizer, **kwargs)
         config = {"scheduler": scheduler, "interval": self.scheduler_cfg.get("interval", "epoch")}
         if self.scheduler_cfg.get("monitor"):
-            config["monitor"] = self.scheduler_cfg.monitor
+            config["monitor"] = self.scheduler_cfg["monitor"]
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["recoml"] = self.hparams.get("provenance") or {}
+        if self.train_event_keys is not None:
+            checkpoint["recoml_events"] = {"train_keys": self.train_event_keys}
         # Lightning restores optimizer, scheduler and loops; the global RNGs (dropout, augmentation)
         # are ours to keep, so that a resumed run draws what the uninterrupted one would have.
         checkpoint["rng_states"] = rng_states()
@@ -169,6 +218,8 @@ class RecoModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Only when resuming a fit: loading a model for inference must not reseed the caller's RNGs.
         resuming = self._trainer is not None and self._trainer.state.fn == "fit"
+        if "recoml_events" in checkpoint:
+            self.train_event_keys = checkpoint["recoml_events"]["train_keys"]
         if resuming and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 
@@ -179,7 +230,9 @@ def rng_states() -> dict[str, Any]:
 
     import numpy as np
 
-    name, key, pos, gauss, cached = np.random.get_state()
+    state = np.random.get_state()
+    assert isinstance(state, tuple)  # the legacy MT19937 state (legacy=True is the default)
+    name, key, pos, gauss, cached = state
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         # numpy's key as a tensor: checkpoints must load with torch.load(weights_only=True).
@@ -212,6 +265,7 @@ def flatten_metrics(metrics: nn.Module, prefix: str = "") -> dict[str, torch.Ten
         return {f"{prefix}{k}": v for k, v in metrics.compute().items()}
     if isinstance(metrics, Metric):
         return {prefix.rstrip("/"): metrics.compute()}
+    assert isinstance(metrics, nn.ModuleDict)
     out: dict[str, torch.Tensor] = {}
     for name, child in metrics.items():
         if isinstance(child, Metric) and child.update_count == 0:

@@ -162,6 +162,7 @@ def _knn_group(
         for d, col in enumerate(columns):
             diff = padded[:, r0:r1, d].unsqueeze(2) - col  # (G, r, n0)
             d2 = diff.mul_(diff) if d2 is None else d2.addcmul_(diff, diff)
+        assert d2 is not None  # positions have at least one coordinate
         if not loop:
             d2.diagonal(offset=r0, dim1=1, dim2=2).fill_(inf)
         # Non-negative float32 order as their int32 bit patterns: integer topk is faster on CPU.
@@ -207,6 +208,9 @@ class GraphBuilder(nn.Module):
     of light in water, so a hit 1 ns later counts as 22.5 cm further).
     """
 
+    #: Buffers (registered in __init__).
+    pmt_positions: torch.Tensor
+
     #: What models consume it declare as their ``representation``.
     kind = "graph"
 
@@ -220,6 +224,7 @@ class GraphBuilder(nn.Module):
         normalizer: FeatureNormalizer | None = None,
         loop: bool = False,
         chunk_size: int | None = None,
+        time_reference: str = "none",
     ) -> None:
         super().__init__()
         if k < 1:
@@ -229,7 +234,8 @@ class GraphBuilder(nn.Module):
         self.time_scale = float(time_scale)
         self.loop = bool(loop)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self.features = HitFeatures(detector, features, normalizer)
+        self.features = HitFeatures(detector, features, normalizer, time_reference)
+        self.time_reference = time_reference
         self.register_buffer(
             "pmt_positions", torch.as_tensor(detector.pmt_positions, dtype=torch.float32), persistent=False
         )

@@ -42,6 +42,12 @@ class ImageBuilder(nn.Module):
     ``geom_mask`` = 1 where a module exists (0 on the unused corners around the end caps).
     """
 
+    #: Buffers (registered in __init__).
+    image_pixel: torch.Tensor
+    image_channel: torch.Tensor
+    pmt_offset: torch.Tensor
+    geometry_image: torch.Tensor
+
     #: What models consume it declare as their ``representation``.
     kind = "image"
 
@@ -67,6 +73,12 @@ class ImageBuilder(nn.Module):
         if bad:
             raise ConfigError(f"ImageBuilder: reduce must be one of {sorted(_REDUCE)}, got {bad}")
         self.normalizer = normalizer
+        if getattr(detector, "image_pixel", None) is None:
+            raise ConfigError(
+                f"detector {detector.name} has no image map "
+                f"({getattr(detector, 'image_map_note', '') or 'its family provides none'}); "
+                "use a graph or point-cloud model (model=gnn, model=pointnet)"
+            )
         self.pmts_per_module = int(detector.pmts_per_module)
         self.image_shape: tuple[int, int] = (int(detector.image_shape[0]), int(detector.image_shape[1]))
         self.geometry_channels = bool(geometry_channels)
