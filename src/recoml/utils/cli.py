@@ -11,11 +11,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.conf import CONF_DIR, CONFIG_PATH
 from recoml.errors import RecomlError
 
 log = logging.getLogger("recoml")
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+__all__ = ["CONFIG_PATH", "CONF_DIR", "recoml_cause", "report_errors", "save_config"]
 
 
 def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

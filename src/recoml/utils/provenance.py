@@ -17,8 +17,10 @@ import recoml
 
 @lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
-    """Commit and dirtiness of the recoml checkout (empty when not run from a git checkout)."""
+    """Commit and dirtiness of the recoml checkout (empty for an installed wheel: no checkout around it)."""
     root = Path(recoml.__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # src/recoml -> the checkout; site-packages/recoml -> not a repository
+        return {}
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
