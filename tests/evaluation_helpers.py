@@ -28,7 +28,7 @@ HITS = ("model=gnn", "task=hit_classification", "model.net.hidden=16", "+model.n
 
 
 def compose_verb(config_name: str, run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """``conf/<config_name>.yaml`` composed with ``overrides``, its run directory set to ``run_dir``."""
+    """The packaged ``<config_name>.yaml`` composed with ``overrides``, its run directory ``run_dir``."""
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name=config_name, return_hydra_config=True, overrides=list(overrides))

@@ -20,6 +20,7 @@ VERBS = {
     "simulate": "toy events (water Cherenkov rings, tracker helices) into an event store",
     "hpo": "an Optuna study over training configs (resumable)",
     "bench": "throughput in events/s of simulation, loading, representations and training",
+    "display": "event displays (PNG + PDF views, interactive 3D HTML) of a store or predictions",
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
+from hydra.conf import HydraConf
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
@@ -66,7 +67,7 @@ def has_key(cfg: DictConfig, key: str) -> bool:
     return isinstance(parent, DictConfig) and leaf in parent
 
 
-def user_search_path(hydra_cfg: DictConfig) -> list[str]:
+def user_search_path(hydra_cfg: HydraConf | DictConfig) -> list[str]:
     """The study's own config dirs (``--config-dir`` and ``hydra.searchpath``) as one override, so that
     every trial, in this process or a subprocess, and the best-trial export compose from the same tree."""
     dirs = [
