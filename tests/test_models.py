@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import TransformerConv
 
+from recoml.data.neighbours import knn_graph
 from recoml.errors import ConfigError
 from recoml.models import (
     GAT,
@@ -27,7 +28,6 @@ from recoml.models import (
     ResNet18,
     ResNet50,
     build_model,
-    knn_graph,
 )
 from recoml.models import gnn as gnn_module
 from recoml.models.cnn import CircularWidthConv2d
@@ -56,17 +56,6 @@ def make_graphs(counts: list[int], n_features: int = 5, k: int = 4, seed: int = 
     x = torch.cat([pos, torch.randn(n, n_features - 3, generator=g)], dim=1)
     batch = torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))
     return Graphs(x, pos, knn_graph(pos, batch, k), batch, len(counts))
-
-
-def brute_knn(x: torch.Tensor, batch: torch.Tensor, k: int) -> set[tuple[int, int]]:
-    edges = set()
-    for i in range(len(x)):
-        same = (batch == batch[i]).nonzero().flatten()
-        same = same[same != i]
-        d = (x[same] - x[i]).norm(dim=1)
-        for j in same[d.argsort()[:k]].tolist():
-            edges.add((j, i))
-    return edges
 
 
 # ---------------------------------------------------------------- registry / heads / encodings
@@ -181,22 +170,6 @@ def test_pointnet_node_level() -> None:
 
 
 # ---------------------------------------------------------------- kNN and GNNs
-
-
-def test_knn_graph_matches_brute_force_within_graphs() -> None:
-    g = torch.Generator().manual_seed(1)
-    counts = [6, 1, 3, 9]
-    x = torch.randn(sum(counts), 3, generator=g)
-    batch = torch.repeat_interleave(torch.arange(4), torch.tensor(counts))
-    for max_elements in (2**20, 7):  # one chunk; many graph and row chunks
-        ei = knn_graph(x, batch, 4, max_elements=max_elements)
-        assert (batch[ei[0]] == batch[ei[1]]).all() and (ei[0] != ei[1]).all()
-        assert set(map(tuple, ei.t().tolist())) == brute_knn(x, batch, 4)
-    perm = torch.randperm(len(x), generator=g)  # unsorted batch vector
-    ei = knn_graph(x[perm], batch[perm], 4)
-    assert {(int(perm[a]), int(perm[b])) for a, b in ei.t().tolist()} == brute_knn(x, batch, 4)
-    loops = knn_graph(x, batch, 2, loop=True)
-    assert (loops[0] == loops[1]).sum() == len(x)
 
 
 @pytest.mark.parametrize("dynamic", [False, True])

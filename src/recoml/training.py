@@ -81,7 +81,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_checkpoint_matches(ckpt_path, cfg)
     if cfg.get("train", True) and not ckpt_path:
         datamodule.setup("fit")
-        module.fit_statistics(datamodule.statistics_batches(cfg.get("normalization_batches")))
+        module.fit_statistics(
+            datamodule.statistics_sample(cfg.get("normalization_events"), seed=int(cfg.seed))
+        )
     if cfg.get("compile"):
         module.net = torch.compile(module.net)
 

@@ -38,7 +38,7 @@ class MultiTask(Task):
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
 
     def fit(self, batches: Iterable[HitBatch]) -> None:
-        batches = list(batches)
+        """Each sub-task passes over ``batches`` once (re-iterable, see ``RecoModule.fit_statistics``)."""
         for task in self.tasks.values():
             task.fit(batches)
 

@@ -15,9 +15,6 @@ from recoml.data.representations.graphs import (
     C_WATER_CM_PER_NS,
     GraphBuilder,
     GraphInput,
-    bench_knn,
-    knn_graph,
-    radius_graph,
 )
 from recoml.data.representations.images import GEOMETRY_CHANNELS, ImageBuilder, bench_images
 from recoml.data.representations.points import PointCloudBuilder, PointInput, bench_points
@@ -32,10 +29,7 @@ __all__ = [
     "PointCloudBuilder",
     "PointInput",
     "bench_images",
-    "bench_knn",
     "bench_points",
-    "knn_graph",
-    "radius_graph",
     "random_hit_batch",
 ]
 
