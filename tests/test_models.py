@@ -31,7 +31,7 @@ from recoml.models import (
     build_model,
 )
 from recoml.models import gnn as gnn_module
-from recoml.models.cnn import CircularWidthConv2d
+from recoml.models.cnn import CircularPad2d, CircularWidthConv2d
 from recoml.models.gnn import CONVS
 
 
@@ -129,6 +129,24 @@ def test_circular_conv_is_equivariant_to_azimuth_rolls() -> None:
     assert not torch.allclose(a[..., 0], b[..., 0]) and not torch.allclose(a[..., -1], b[..., -1])
     # the height is zero-padded: rolling along the height is not a symmetry
     assert not torch.allclose(conv(x.roll(1, dims=-2)), conv(x).roll(1, dims=-2))
+
+
+@pytest.mark.parametrize("kernel, stride, width", [(3, 1, 9), (7, 2, 16), (3, 2, 1), (5, 1, 2)])
+def test_circular_conv_equals_explicit_padding_on_both_axes(kernel: int, stride: int, width: int) -> None:
+    """One copy (the height's zeros are the conv's own padding) gives what padding both axes explicitly
+    (wrap the width, zero the height, then an unpadded conv) gives: outputs and gradients."""
+    torch.manual_seed(0)
+    conv = CircularWidthConv2d(3, 4, kernel, stride=stride)
+    x = torch.randn(2, 3, 6, width, requires_grad=True)
+    pad = kernel // 2
+    wrapped = CircularPad2d(pad_w=pad, pad_h=pad)(x)  # the former two-copy path
+    reference = F.conv2d(wrapped, conv.weight, stride=stride)
+    out = conv(x)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-5)
+    grad = torch.randn_like(out)
+    (gx,) = torch.autograd.grad(out, x, grad)
+    (gx_ref,) = torch.autograd.grad(reference, x, grad)
+    torch.testing.assert_close(gx, gx_ref, atol=1e-5, rtol=1e-5)
 
 
 def test_circular_resnet_is_invariant_to_rolls_by_its_total_stride() -> None:

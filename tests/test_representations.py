@@ -246,3 +246,26 @@ def test_fit_normalizer_geometry_and_errors():
         fit_normalizer([make_batch([[]])], det, ("charge",))
     with pytest.raises(ValueError):
         ImageBuilder(det, normalizer=FeatureNormalizer(("charge",)))
+
+
+@pytest.mark.parametrize("geometry_channels", [False, True])
+def test_image_buffer_reuse_never_leaks_hits_into_the_next_batch(geometry_channels: bool) -> None:
+    """The reused output buffer: each batch's images equal a fresh builder's, whatever came before
+    (a larger batch, more hits, other PMTs), and the previous images are overwritten, not copied."""
+    det = detector("wcte")
+    g = torch.Generator().manual_seed(11)
+    batches = [
+        random_hit_batch(det, 40, 300, generator=g),
+        random_hit_batch(det, 25, 50, generator=g),  # fewer events and hits: stale pixels would show
+        make_batch([[], []]),
+        random_hit_batch(det, 40, 10, generator=g),
+    ]
+    reused = ImageBuilder(det, geometry_channels=geometry_channels, reuse_output=True)
+    fresh = ImageBuilder(det, geometry_channels=geometry_channels)
+    previous = None
+    for batch in batches:
+        image = reused(batch)
+        assert torch.equal(image, fresh(batch))
+        if previous is not None and len(image):
+            assert image.untyped_storage().data_ptr() == previous.untyped_storage().data_ptr()
+        previous = image
