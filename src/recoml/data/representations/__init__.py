@@ -16,8 +16,8 @@ from recoml.data.representations.graphs import (
     GraphBuilder,
     GraphInput,
 )
-from recoml.data.representations.images import GEOMETRY_CHANNELS, ImageBuilder, bench_images
-from recoml.data.representations.points import PointCloudBuilder, PointInput, bench_points
+from recoml.data.representations.images import GEOMETRY_CHANNELS, ImageBuilder
+from recoml.data.representations.points import PointCloudBuilder, PointInput
 from recoml.detectors.geometry import WCDetector
 
 __all__ = [
@@ -28,8 +28,6 @@ __all__ = [
     "ImageBuilder",
     "PointCloudBuilder",
     "PointInput",
-    "bench_images",
-    "bench_points",
     "random_hit_batch",
 ]
 

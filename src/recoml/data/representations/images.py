@@ -7,7 +7,6 @@ batched scatter of the flat hits into a zero tensor can, and runs the same on CP
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -177,29 +176,3 @@ def _geometry_image(detector: WCDetector) -> torch.Tensor:
     scale = np.array([detector.radius, detector.half_height, detector.radius])
     image = np.concatenate([centre / scale, (counts > 0)[:, None]], axis=1).T.reshape(4, height, width)
     return torch.as_tensor(image, dtype=torch.float32)
-
-
-def bench_images(detector: WCDetector, batch: HitBatch, n_iter: int = 20, **builder_kwargs) -> float:
-    """Events/s of :class:`ImageBuilder` on ``batch`` (on the batch's device; one warm-up call)."""
-    builder = ImageBuilder(detector, **builder_kwargs).to(batch.offsets.device)
-    return events_per_second(builder, batch, n_iter)
-
-
-def events_per_second(module: nn.Module, batch: HitBatch, n_iter: int) -> float:
-    """Time ``module(batch)`` ``n_iter`` times after a warm-up, synchronizing CUDA around the loop."""
-    device = batch.offsets.device
-    with torch.no_grad():
-        module(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for _ in range(n_iter):
-            module(batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-    rate = n_iter * batch.n_events / max(elapsed, 1e-12)
-    log.info(
-        "%s: %.0f events/s (%d events x %d iterations)", type(module).__name__, rate, batch.n_events, n_iter
-    )
-    return rate
