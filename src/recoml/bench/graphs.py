@@ -96,8 +96,11 @@ def tracking_rows(cfg: DictConfig) -> list[dict[str, Any]]:
         }
         # A trained embedding puts a track's hits together: mimic one (hits of a particle around a random
         # point, spread 0.02 in 12-d) so the radius graph has the sparsity it has in use.
+        # Noise hits (particle 0) get points of their own.
         truth = track_hits.particle_id
         particle = torch.arange(n) // 10 if truth is None else torch.unique(truth, return_inverse=True)[1]
+        if truth is not None:
+            particle = torch.where(truth == 0, int(particle.max()) + 1 + torch.arange(n), particle)
         generator = torch.Generator().manual_seed(1)
         centres = torch.rand(int(particle.max()) + 1, 12, generator=generator)
         embedded = centres[particle] + 0.02 * torch.randn(n, 12, generator=generator)
