@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from hydra import compose
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from recoml.bench.graphs import bench_graphs
@@ -22,6 +22,7 @@ from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, Event
 from recoml.data.samplers import TrainBatchSampler
 from recoml.detectors.geometry import WCDetector
 from recoml.errors import DataError
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ def bench_training(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
         for model in t.models:
             train_cfg = compose(config_name="train", overrides=[f"detector={name}", f"model={model}"])
             train_cfg.paths.output_dir = str(workdir)
-            module = RecoModule(OmegaConf.to_container(train_cfg, resolve=True)).to(device)
+            module = RecoModule(config_dict(train_cfg)).to(device)
             module.fit_statistics([host_batch])
             seconds_full, seconds_model = step_times(
                 module, host_batch, device, str(t.precision), int(t.n_steps)

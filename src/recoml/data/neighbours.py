@@ -213,7 +213,7 @@ def _query(points: np.ndarray, k: int, bound: float | None) -> tuple[np.ndarray,
     if bound is None:
         return KDTree(points).query(points, k=k, sqr_dists=True)
     dist, found = cKDTree(points).query(points, k=k, distance_upper_bound=bound)
-    return np.square(dist), found
+    return np.square(dist), np.asarray(found)
 
 
 # -- GPU: padded blocks ----------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ def _sum_at(x: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch
 
 
 def _edge_mlp(
-    net: nn.Sequential, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, e: torch.Tensor | None
-):
+    net: nn.Module, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, e: torch.Tensor | None
+) -> torch.Tensor:
     """``net(cat([x[src], x[dst], e]))`` without building the ``(E, 2H + D)`` concatenation.
 
     The first layer is linear, so it is split by input block: the two node blocks are applied once per
@@ -64,7 +64,9 @@ def _edge_mlp(
     keys as the concatenating form, same outputs to float rounding; a third of the first layer's
     multiply-adds per edge and no ``(E, 3H)`` buffer (speed-up measured in docs/benchmarks.md).
     """
-    first = net[0]
+    layers = list(net.children())  # a make_mlp Sequential: Linear first
+    first = layers[0]
+    assert isinstance(first, nn.Linear)
     width = x.shape[-1]
     weight = first.weight
     out = first.out_features
@@ -77,7 +79,7 @@ def _edge_mlp(
     elif first.bias is not None:
         y = y.add_(first.bias)
     y = y.add_(from_dst.index_select(0, dst))
-    for layer in net[1:]:
+    for layer in layers[1:]:
         y = layer(y)
     return y
 

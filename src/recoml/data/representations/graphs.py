@@ -58,6 +58,9 @@ class GraphBuilder(nn.Module):
     of light in water, so a hit 1 ns later counts as 22.5 cm further).
     """
 
+    #: Buffers (registered in __init__).
+    pmt_positions: torch.Tensor
+
     #: What models consume it declare as their ``representation``.
     kind = "graph"
 

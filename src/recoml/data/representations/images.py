@@ -49,6 +49,12 @@ class ImageBuilder(nn.Module):
     shared memory).
     """
 
+    #: Buffers (registered in __init__).
+    image_pixel: torch.Tensor
+    image_channel: torch.Tensor
+    pmt_offset: torch.Tensor
+    geometry_image: torch.Tensor
+
     #: What models consume it declare as their ``representation``.
     kind = "image"
 
