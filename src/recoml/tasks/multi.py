@@ -45,7 +45,7 @@ class MultiTask(Task):
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
 
     def adopt_conventions(self, attrs: dict) -> None:
-        for task in self.tasks.values():
+        for task in self.subtasks.values():
             task.adopt_conventions(attrs)
 
     def fit(self, batches: Iterable[HitBatch]) -> None:

@@ -91,6 +91,7 @@ class ImageBuilder(nn.Module):
                 "use a graph or point-cloud model (model=gnn, model=pointnet)"
             )
         self.pmts_per_module = int(detector.pmts_per_module)
+        assert detector.image_shape is not None  # detectors with an image map have its shape
         self.image_shape: tuple[int, int] = (int(detector.image_shape[0]), int(detector.image_shape[1]))
         self.geometry_channels = bool(geometry_channels)
         # Geometry is rebuilt from the detector config: keep it out of checkpoints.
@@ -177,6 +178,7 @@ class ImageBuilder(nn.Module):
 
 def _geometry_image(detector: WCDetector) -> torch.Tensor:
     """``(4, H, W)``: module position over the tank size and a module mask (see :class:`ImageBuilder`)."""
+    assert detector.image_shape is not None  # only built for detectors with an image map
     height, width = detector.image_shape
     pix = np.asarray(detector.image_pixel, dtype=np.int64)
     pos = np.asarray(detector.pmt_positions, dtype=np.float64)
