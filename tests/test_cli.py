@@ -32,6 +32,8 @@ def test_unknown_verb_is_one_sentence_and_exit_code_2(capsys: pytest.CaptureFixt
 def test_every_verb_is_an_entry_point_module_and_the_script_is_declared() -> None:
     for verb in VERBS:
         spec = importlib.util.find_spec(f"recoml.{verb}")
+        if spec is not None and spec.submodule_search_locations:  # a package runs its __main__
+            spec = importlib.util.find_spec(f"recoml.{verb}.__main__")
         assert spec is not None and spec.origin is not None, verb
         with open(spec.origin) as file:
             source = file.read()
