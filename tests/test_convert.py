@@ -20,10 +20,11 @@ import h5py
 import numpy as np
 import pytest
 import uproot
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.conf import CONFIG_MODULE
 from recoml.conversion.expressions import Expression, angles_from_direction, pdg_label
 from recoml.conversion.long_tree import group_rows
 from recoml.conversion.mapping import parse_mapping
@@ -39,7 +40,7 @@ from .helpers import CONF_DIR, REPO
 
 def compose_convert(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name="convert", overrides=overrides)
 
 

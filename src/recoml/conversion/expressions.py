@@ -22,7 +22,7 @@ from recoml.errors import ConfigError
 
 __all__ = ["FUNCTIONS", "Expression", "angles_from_direction", "pdg_label"]
 
-#: PDG code (absolute value) -> recoml label (DESIGN.md: gamma 0, e 1, mu 2, pi0 3, other -1).
+#: PDG code (absolute value) -> recoml label (docs/design.md: gamma 0, e 1, mu 2, pi0 3, other -1).
 PDG_LABELS = {22: 0, 11: 1, 13: 2, 111: 3}
 
 
@@ -51,7 +51,7 @@ def stack(*values: Any) -> Any:
 
 
 def angles_from_direction(dx: Any, dy: Any, dz: Any) -> Any:
-    """DESIGN.md's ``angles``: polar = arccos(d_y) (tank axis y), azimuth = atan2(d_z, d_x); normalised."""
+    """``angles`` (docs/design.md): polar = arccos(d_y) (tank axis y), azimuth = atan2(d_z, d_x)."""
     norm = np.sqrt(dx * dx + dy * dy + dz * dz)
     return stack(np.arccos(np.clip(dy / norm, -1.0, 1.0)), np.arctan2(dz, dx))
 

@@ -1,4 +1,4 @@
-"""Mapping configs (``conf/convert/*.yaml``): which tree, which branches become which store fields.
+"""Mapping configs (``recoml/conf/convert/*.yaml``): which tree, which branches become which store fields.
 
 A mapping is checked completely before any file is opened, so a typo in a key or an expression fails in
 a second with the field's name, not after an hour of conversion. See ``docs/converting.md`` for the
@@ -29,7 +29,7 @@ __all__ = [
     "parse_mapping",
 ]
 
-#: Store fields with a fixed dtype and per-row shape (DESIGN.md, "Event store"); others keep their
+#: Store fields with a fixed dtype and per-row shape (docs/design.md, "Event store"); others keep their
 #: integer/bool dtype and become float32 when floating.
 CONVENTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
     "hit_pmt": ("int32", ()),
@@ -63,7 +63,7 @@ class FieldSpec:
     scale: float | None = None
 
     def finalize(self, values: np.ndarray, n_rows: int, where: str) -> np.ndarray:
-        """Scale, reshape to ``(n_rows, *shape)`` and cast (DESIGN.md dtypes for the conventional names)."""
+        """Scale, reshape to ``(n_rows, *shape)`` and cast (docs/design.md dtypes for conventional names)."""
         arr = np.asarray(values)
         if arr.ndim == 0:  # a constant expression: one value per row
             arr = np.full(n_rows, arr)

@@ -1,8 +1,8 @@
 """Write synthetic flat WCSim-style ROOT files with uproot (for tests, the benchmark and the docs example).
 
-The layout is the one ``conf/convert/flat_wcsim.yaml`` and ``flat_wcsim_tubes.yaml`` read: tree ``events``,
-one entry per event, jagged per-hit branches and per-event truth. Written chunk by chunk (``extend``), so
-a million-event file needs only one chunk in memory.
+The layout is the one ``recoml/conf/convert/flat_wcsim.yaml`` and ``flat_wcsim_tubes.yaml`` read: tree
+``events``, one entry per event, jagged per-hit branches and per-event truth. Written chunk by chunk
+(``extend``), so a million-event file needs only one chunk in memory.
 """
 
 from __future__ import annotations

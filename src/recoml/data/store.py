@@ -1,4 +1,4 @@
-"""The event store: one file layout for every detector (DESIGN.md, "Event store"), in HDF5 or ``.pt``.
+"""The event store: one file layout for every detector (docs/design.md, "Event store"), in HDF5 or ``.pt``.
 
 Per-event arrays ``(N, ...)``; per object type ``O`` (``hits``, ``particles``, ...) an offsets array
 ``event_O_index`` ``(N,)`` int64 and flat fields ``<singular>_*`` (``hit_pmt``, ``particle_pt``). Files

@@ -55,7 +55,7 @@ def detector_for(chosen: Any, *attrs: Mapping[str, Any]) -> Any:
     config = chosen if chosen is not None else next((c for a in attrs if (c := _detector_config(a))), None)
     if config is None:
         raise ConfigError(
-            "display: the files name no detector; choose one with detector=<name> (conf/detector)"
+            "display: the files name no detector; choose one with detector=<name> (recoml/conf/detector)"
         )
     return instantiate(config)
 

@@ -1,6 +1,6 @@
 """Summary table of a Hydra multirun: every job's objective (its task's monitored metric), best first.
 
-Registered as a Hydra callback in ``conf/hydra/default.yaml``. The table is rebuilt from the sweep
+Registered as a Hydra callback in ``recoml/conf/hydra/default.yaml``. The table is rebuilt from the sweep
 directory (each job's ``.hydra/overrides.yaml``, ``config.yaml`` and ``metrics.json``) after every job
 and at the end of the multirun, so it also works with launchers whose jobs run in other processes or on
 other machines (submitit), and a multirun that stops early still leaves the table of the jobs it ran.

@@ -27,7 +27,6 @@ from recoml.sweeps.checks import Direction, check_launch, check_objective, check
 from recoml.sweeps.objective import DevicePool, Objective
 from recoml.sweeps.space import format_value, parse_space
 from recoml.sweeps.storage import describe, fail_dead_trials, open_storage
-from recoml.utils.cli import CONF_DIR
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,16 @@ def visible_devices(devices: Sequence | None) -> list[str]:
 
 
 def export_paths(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """The study directory's ``best_experiment.yaml`` and the exported ``experiment/hpo/<study>.yaml``."""
+    """``experiment/hpo/<study>.yaml`` in the study directory, and in ``hpo.export_dir`` when one is given.
+
+    The study directory is then a config directory: ``--config-dir <study_dir> experiment=hpo/<study>``.
+    Nothing is written into the installed package or the source checkout.
+    """
     hpo = cfg.hpo
-    local = Path(hpo.study_dir) / "best_experiment.yaml"
-    if not hpo.export_experiment:
-        return local, None
-    root = Path(hpo.export_conf_dir) if hpo.get("export_conf_dir") else CONF_DIR
-    return local, root / "experiment" / "hpo" / f"{hpo.study_name}.yaml"
+    relative = Path("experiment") / "hpo" / f"{hpo.study_name}.yaml"
+    local = Path(hpo.study_dir) / relative
+    export_dir = hpo.get("export_dir")
+    return local, (Path(export_dir) / relative if export_dir else None)
 
 
 def run_study(
@@ -256,7 +258,8 @@ def write_reports(
             "params": best.params,
             "run_dir": best.user_attrs.get("run_dir"),
             "overrides": overrides,
-            "experiment": str(export or local_export),
+            "experiment": str(local_export),
+            "exported": None if export is None else str(export),
         },
     )
     log.info(
@@ -268,5 +271,8 @@ def write_reports(
         best.value,
         study_dir / "trials.md",
     )
-    if export is not None:
-        log.info("reproduce the best trial: python -m recoml.train experiment=hpo/%s", study.study_name)
+    log.info(
+        "reproduce the best trial: python -m recoml.train --config-dir %s experiment=hpo/%s",
+        study_dir.resolve(),
+        study.study_name,
+    )

@@ -11,12 +11,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.conf import CONF_DIR, CONFIG_PATH
 from recoml.errors import RecomlError
 from recoml.io.atomic import write_text
 
 log = logging.getLogger("recoml")
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+__all__ = ["CONFIG_PATH", "CONF_DIR", "recoml_cause", "report_errors", "save_config"]
 
 
 _STARTED: list[bool] = []  # set once the task function runs: Hydra composed the config
