@@ -234,7 +234,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("limit", [200_000, 2_000_000])  # while staging; at the final copy
+@pytest.mark.parametrize("limit", [200_000, 700_000])  # while staging; at the final copy
 def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: Path, limit: int) -> None:
     """RLIMIT_FSIZE hit while the chunk file or the final copy is written: exit 2, one sentence, no store,
     no split file, no temporary left, no segfault."""
