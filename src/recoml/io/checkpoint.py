@@ -77,7 +77,7 @@ def stored_config(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:
     except Exception as err:
         raise DataError(f"{path}: the stored config does not resolve ({type(err).__name__}: {err})") from None
     assert isinstance(resolved, dict)
-    return resolved
+    return {str(k): v for k, v in resolved.items()}
 
 
 def iter_targets(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
