@@ -409,11 +409,11 @@ def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, toy_dat
     )
     by_lr = {t.params["optimizer.lr"]: t for t in s.trials}
     assert by_lr[-1.0].state == TrialState.FAIL
-    assert "Invalid learning rate" in by_lr[-1.0].user_attrs["error"]
+    assert "optimizer.lr: expected a positive number" in by_lr[-1.0].user_attrs["error"]
     assert by_lr[1e-3].state == TrialState.COMPLETE
     table = pd.read_csv(study_dir(tmp_path) / "trials.csv")
     assert list(table["state"]) == ["COMPLETE", "FAIL"]
-    assert "Invalid learning rate" in table["error"].iloc[1]
+    assert "optimizer.lr: expected a positive number" in table["error"].iloc[1]
     best = best_experiment(tmp_path).read_text()
     assert f"Best trial {by_lr[1e-3].number} of study 'tiny'" in best
     assert "optimizer:" not in best  # lr=1e-3 is adamw's default: nothing to override

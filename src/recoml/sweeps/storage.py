@@ -59,7 +59,9 @@ def _sqlite_init_lock(url: str) -> Iterator[None]:
         yield
         return
     lock = Path(url[len(prefix) :]).with_suffix(".init-lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    if not lock.parent.is_dir():  # never create it: opening the database must fail and say so
+        yield
+        return
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
