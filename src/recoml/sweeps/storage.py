@@ -55,11 +55,10 @@ def describe(spec: str | None, study_dir: str | Path) -> str:
 def _sqlite_init_lock(url: str) -> Iterator[None]:
     """An exclusive lock beside a SQLite database while Optuna creates or upgrades its tables."""
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or url[len(prefix) :] in ("", ":memory:"):
-        yield
-        return
-    lock = Path(url[len(prefix) :]).with_suffix(".init-lock")
-    if not lock.parent.is_dir():  # never create it: opening the database must fail and say so
+    database = url[len(prefix) :] if url.startswith(prefix) else ""
+    lock = Path(database).with_suffix(".init-lock")
+    # No lock for in-memory databases, and never create a missing directory: opening must fail and say so.
+    if database in ("", ":memory:") or not lock.parent.is_dir():
         yield
         return
     with open(lock, "a") as fh:
