@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -582,3 +583,178 @@ def test_two_trainings_cannot_share_a_run_directory(tmp_path: Path) -> None:
                 pass
     with claim_run_dir(tmp_path / "run"):  # released when the first run ended
         pass
+
+
+# ------------------------------------------------------------------------------ predictions files (evaluate)
+
+
+def _spoil(path: Path, name: str, change) -> Path:
+    """Replace dataset ``name`` of a predictions file by ``change(values)`` (any dtype)."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        values = change(f[name][()])
+        del f[name]
+        f[name] = values
+    return path
+
+
+def _set(values, row: int, value):
+    values = values.astype(type(value) if isinstance(value, float) else values.dtype)
+    values[row] = value
+    return values
+
+
+#: name -> (kind, dataset, change, the words of the one sentence)
+_BAD_PREDICTIONS = {
+    "nan_probability": (
+        "classification",
+        "pred_probabilities",
+        lambda v: _set(v, 7, [np.nan, 0.5, 0.5]),
+        r"field 'pred_probabilities' has 1 NaN/inf value\(s\), the first nan in row 7; expected class prob",
+    ),
+    "inf_probability": (
+        "classification",
+        "pred_probabilities",
+        lambda v: _set(v, 3, [np.inf, 0.0, 0.0]),
+        r"'pred_probabilities' has 1 NaN/inf value\(s\), the first inf in row 3",
+    ),
+    "probability_above_one": (
+        "classification",
+        "pred_probabilities",
+        lambda v: _set(v, 5, [1.5, -0.25, -0.25]),
+        r"'pred_probabilities' has 3 value\(s\) outside \[0, 1\], the first 1.5 in row 5",
+    ),
+    "rows_not_summing_to_one": (
+        "classification",
+        "pred_probabilities",
+        lambda v: v * 0.5,
+        r"'pred_probabilities' has 400 row\(s\) not summing to 1 \(row sums\), the first 0.5 in row 0",
+    ),
+    "label_out_of_range": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 11, 3),
+        r"field 'true_labels' has 1 label\(s\) outside \[0, 3\), the first 3 in row 11; expected class "
+        r"indices 0..2 \(gamma, e, mu\)",
+    ),
+    "negative_label": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 2, -1),
+        r"'true_labels' has 1 label\(s\) outside \[0, 3\), the first -1 in row 2",
+    ),
+    "non_integer_label": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 9, 1.5),
+        r"'true_labels' has 1 non-integer value\(s\), the first 1.5 in row 9; expected class indices",
+    ),
+    "nan_label": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 4, np.nan),
+        r"'true_labels' has 1 NaN/inf value\(s\), the first nan in row 4",
+    ),
+    "bool_labels": (
+        "classification",
+        "true_labels",
+        lambda v: v > 0,
+        r"'true_labels' has dtype bool; expected class indices",
+    ),
+    "hit_probability_above_one": (
+        "hit_classification",
+        "hit_pred_hit_probability",
+        lambda v: _set(v, 20, 1.2),
+        r"'hit_pred_hit_probability' has 1 value\(s\) outside \[0, 1\], the first 1.2 in row 20",
+    ),
+    "hit_truth_not_a_flag": (
+        "hit_classification",
+        "hit_true_hit_signal",
+        lambda v: _set(v, 6, 2.0),
+        r"'hit_true_hit_signal' has 1 value\(s\) other than 0 and 1, the first 2 in row 6",
+    ),
+    "nan_energy": (
+        "energy",
+        "pred_energy",
+        lambda v: _set(v, 8, np.nan),
+        r"'pred_energy' has 1 NaN/inf value\(s\), the first nan in row 8; expected finite numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_PREDICTIONS))
+def test_evaluate_refuses_predictions_no_metric_can_be_computed_from(tmp_path: Path, case: str) -> None:
+    from recoml.evaluation import evaluate_files
+
+    from .evaluation_helpers import write_predictions
+
+    kind, name, change, message = _BAD_PREDICTIONS[case]
+    path = _spoil(write_predictions(tmp_path / "run" / "predictions.h5", kind), name, change)
+    with pytest.raises(DataError, match=message) as info:
+        evaluate_files([path], tmp_path / "eval", options={"displays": False})
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_evaluate_accepts_whole_float_labels(tmp_path: Path) -> None:
+    """Class indices stored as whole floats (1.0) are indices; only non-integer values are refused."""
+    from recoml.evaluation import evaluate_files
+
+    from .evaluation_helpers import write_predictions
+
+    path = write_predictions(tmp_path / "run" / "predictions.h5", "classification")
+    _spoil(path, "true_labels", lambda v: v.astype(np.float32))
+    result = evaluate_files([path], tmp_path / "eval", options={"displays": False})
+    assert 0.3 < result.scalars("pid", "run")["accuracy"] <= 1.0
+
+
+def test_evaluate_entry_point_exits_2_on_nan_probabilities(tmp_path: Path) -> None:
+    from .evaluation_helpers import write_predictions
+
+    kind, name, change, message = _BAD_PREDICTIONS["nan_probability"]
+    path = _spoil(write_predictions(tmp_path / "run" / "predictions.h5", kind), name, change)
+    result = _cli("evaluate", f"predictions={path}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "'pred_probabilities' has 1 NaN/inf value(s)" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ stores: no silent casts
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "what"),
+    [
+        ("labels", np.array([0.0, 1.7, 2.0], np.float32), "integer particle labels, it is float32"),
+        ("labels", np.array([True, False, True]), "integer particle labels, it is bool"),
+        ("hit_pmt", np.arange(9, dtype=np.float64), "integer PMT ids, it is float64"),
+        (
+            "hit_parent",
+            np.zeros(9, np.float32),
+            "integer particle indices \\(-1 dark noise\\), it is float32",
+        ),
+    ],
+)
+def test_float_or_bool_ids_and_labels_are_refused_by_validation(
+    tmp_path: Path, field: str, values: np.ndarray, what: str
+) -> None:
+    """The store format makes ids and labels integers; a float or bool array is refused, never cast."""
+    from recoml.data.store import open_store
+
+    path = _small_store(tmp_path / "s.h5", **{field: values})
+    for n_pmts in (1767, None):  # whether or not PMT ids are range-checked
+        with pytest.raises(DataError, match=rf"s.h5: '{field}' must hold {what}; write it with an integer"):
+            open_store(path).validate(n_pmts=n_pmts)
+
+
+@pytest.mark.parametrize("labels", [torch.tensor([0.0, 1.7]), torch.tensor([True, False])])
+def test_a_classification_task_never_casts_float_or_bool_labels(labels: torch.Tensor) -> None:
+    """Any label field (not only the store's ``labels``) reaches the task uncast; the task refuses it."""
+    from recoml.tasks import ClassificationTask
+
+    task = ClassificationTask(target="my_label")
+    with pytest.raises(
+        DataError, match=r"task pid: field 'my_label' holds (float32|bool) values; expected integer"
+    ):
+        task.classes_of(labels)
+    assert task.classes_of(torch.tensor([2, 0], dtype=torch.int32)).tolist() == [2, 0]

@@ -39,7 +39,7 @@ from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.io import provenance
-from recoml.io.checkpoint import read_checkpoint, stored_config
+from recoml.io.checkpoint import read_checkpoint, stored_config, trusting
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict
@@ -192,10 +192,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     data_path = ensure_dataset(cfg)
     config = config_dict(cfg)
     config.pop("hydra", None)  # present when composed with return_hydra_config (tests, HPO)
+    trust = config.pop("trust", None) or ()  # the command line's, never stored: a file cannot widen it
     prov = provenance.record([data_path])
     out_dir = Path(cfg.paths.output_dir)
 
-    module = RecoModule(config, prov)
+    with trusting(trust):  # checkpoints the model reads while built (a tracking stage's embedding)
+        module = RecoModule(config, prov)
     with open_store(data_path) as store:  # the store's conventions decide what the task converts
         module.task.adopt_conventions(store.attrs)
     validate_training_store(data_path, module)
