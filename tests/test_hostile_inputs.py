@@ -17,50 +17,13 @@ from recoml import load_model
 from recoml.errors import ConfigError, DataError, RecomlError
 
 from .evaluation_helpers import compose_verb
-
-
-class _Payload:
-    """Unpickling this runs ``exec``: the pickle payload a hostile checkpoint hides in an extra key."""
-
-    def __init__(self, marker: Path) -> None:
-        self.code = f"open({str(marker)!r}, 'w').write('ran')"
-
-    def __reduce__(self):
-        return (exec, (self.code,))
-
-
-def _raw(ckpt: Path) -> dict:
-    return torch.load(ckpt, map_location="cpu", weights_only=True)
-
-
-def _pickle_payload(src: Path, dst: Path, marker: Path) -> Path:
-    raw = _raw(src)
-    raw["extra"] = _Payload(marker)
-    torch.save(raw, dst)
-    return dst
-
-
-def _config_payload(src: Path, dst: Path, place: str, node: object) -> Path:
-    """``src`` with ``node`` stored at the dotted ``place`` of its training config."""
-    raw = _raw(src)
-    config = raw["hyper_parameters"]["config"]
-    *parents, leaf = place.split(".")
-    for key in parents:
-        config = config.setdefault(key, {})
-    config[leaf] = node
-    torch.save(raw, dst)
-    return dst
-
-
-def _savetxt(marker: Path) -> dict:
-    """A target Hydra's own blocklist lets through: building it writes ``marker``."""
-    return {"_target_": "numpy.savetxt", "fname": str(marker), "X": [1.0]}
+from .hostile_helpers import config_payload, pickle_payload, raw_checkpoint, savetxt
 
 
 def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
     """Config payloads: name -> (where in the stored config, what)."""
     return {
-        "savetxt_in_task": ("task.label_smoothing", _savetxt(marker)),
+        "savetxt_in_task": ("task.label_smoothing", savetxt(marker)),
         "exec_in_metrics": (
             "metrics.extra.evil",
             {"_target_": "builtins.exec", "_args_": [f"open({str(marker)!r}, 'w')"]},
@@ -86,7 +49,7 @@ def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
 
 def test_pickle_payload_is_refused_by_load_model_and_runs_nothing(tmp_path: Path, pid_ckpt: Path) -> None:
     marker = tmp_path / "ran"
-    bad = _pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    bad = pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
     with pytest.raises(DataError, match=r"evil.ckpt: refused: .*Python objects other than tensors") as info:
         load_model(str(bad))
     assert "\n" not in str(info.value)
@@ -109,7 +72,7 @@ def test_config_payload_is_refused_by_load_model_and_runs_nothing(
 ) -> None:
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)[name]
-    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
     with pytest.raises(ConfigError, match=r"evil.ckpt: refused to build '[\w.]+' \(at [\w.\[\]]+\)") as info:
         load_model(str(bad))
     assert "trust=[" in str(info.value) and "\n" not in str(info.value)
@@ -119,7 +82,7 @@ def test_config_payload_is_refused_by_load_model_and_runs_nothing(
 def test_trust_on_the_command_line_allows_a_users_own_target(tmp_path: Path, pid_ckpt: Path) -> None:
     """A harmless non-shipped target is built only when the user names it in ``trust``."""
     node = {"_target_": "collections.OrderedDict"}
-    ok = _config_payload(pid_ckpt, tmp_path / "plugin.ckpt", "metrics.unused", node)
+    ok = config_payload(pid_ckpt, tmp_path / "plugin.ckpt", "metrics.unused", node)
     with pytest.raises(ConfigError, match="collections.OrderedDict"):
         load_model(str(ok))
     assert load_model(str(ok), trust=["collections.OrderedDict"]).fitted
@@ -154,7 +117,7 @@ def test_unusable_checkpoint_paths_are_one_sentence(tmp_path: Path, pid_ckpt: Pa
 
 
 def test_another_models_checkpoint_is_one_sentence(tmp_path: Path, pid_ckpt: Path) -> None:
-    raw = _raw(pid_ckpt)
+    raw = raw_checkpoint(pid_ckpt)
     raw["state_dict"] = {k + "_renamed": v for k, v in raw["state_dict"].items()}
     torch.save(raw, tmp_path / "other.ckpt")
     with pytest.raises(DataError, match="does not fit the model its config builds"):
@@ -168,7 +131,7 @@ def test_another_models_checkpoint_is_one_sentence(tmp_path: Path, pid_ckpt: Pat
 def test_config_payload_is_refused_by_predict_and_export(tmp_path: Path, pid_ckpt: Path, verb: str) -> None:
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)["savetxt_in_task"]
-    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
     cfg = compose_verb(verb, tmp_path / "run", [f"ckpt_path={bad}"])
     if verb == "predict":
         from recoml.prediction.run import predict as run
@@ -194,7 +157,7 @@ def test_pickle_payload_exits_2_from_every_entry_point(
     tmp_path: Path, pid_ckpt: Path, toy_data: Path, verb: str
 ) -> None:
     marker = tmp_path / "ran"
-    bad = _pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    bad = pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
     extra = [f"paths.data_dir={toy_data}", "trainer.max_epochs=2"] if verb == "train" else []
     result = _cli(verb, f"ckpt_path={bad}", *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
@@ -217,8 +180,8 @@ def test_resume_from_a_config_payload_checkpoint_builds_nothing_from_it(
 
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)["savetxt_in_task"]
-    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
-    saved = copy.deepcopy(_raw(bad)["hyper_parameters"]["config"])
+    bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    saved = copy.deepcopy(raw_checkpoint(bad)["hyper_parameters"]["config"])
     check_checkpoint_matches(str(bad), __import__("omegaconf").OmegaConf.create(saved))
     assert not marker.exists()
 
