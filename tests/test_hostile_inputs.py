@@ -152,22 +152,30 @@ def _cli(verb: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("payload", ["pickle", "config"])
 @pytest.mark.parametrize("verb", ["predict", "export", "train"])
-def test_pickle_payload_exits_2_from_every_entry_point(
-    tmp_path: Path, pid_ckpt: Path, toy_data: Path, verb: str
+def test_hostile_checkpoint_exits_2_from_every_entry_point(
+    tmp_path: Path, pid_ckpt: Path, toy_data: Path, verb: str, payload: str
 ) -> None:
     marker = tmp_path / "ran"
-    bad = pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    if payload == "pickle":
+        bad = pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+        message = "evil.ckpt: refused: the checkpoint holds Python objects"
+    else:
+        bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", "task.label_smoothing", savetxt(marker))
+        message = "evil.ckpt: refused to build 'numpy.savetxt' (at task.label_smoothing._target_)"
     extra = [f"paths.data_dir={toy_data}", "trainer.max_epochs=2"] if verb == "train" else []
     result = _cli(verb, f"ckpt_path={bad}", *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "refused: the checkpoint holds Python objects" in result.stderr
+    assert message in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert not marker.exists()
 
 
-def test_remote_checkpoint_exits_2_from_predict(tmp_path: Path) -> None:
-    result = _cli("predict", "ckpt_path=http://127.0.0.1:9/model.ckpt", cwd=tmp_path)
+@pytest.mark.parametrize("verb", ["predict", "export", "train"])
+def test_remote_checkpoint_exits_2_from_every_entry_point(tmp_path: Path, toy_data: Path, verb: str) -> None:
+    extra = [f"paths.data_dir={toy_data}", "trainer.max_epochs=2"] if verb == "train" else []
+    result = _cli(verb, "ckpt_path=http://127.0.0.1:9/model.ckpt", *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "is a URL" in result.stderr and "Traceback" not in result.stderr
 
@@ -175,38 +183,85 @@ def test_remote_checkpoint_exits_2_from_predict(tmp_path: Path) -> None:
 def test_resume_from_a_config_payload_checkpoint_builds_nothing_from_it(
     tmp_path: Path, pid_ckpt: Path
 ) -> None:
-    """``train ckpt_path=`` compares the stored config with the run's, never instantiates it."""
+    """``train ckpt_path=`` compares the stored config with the run's and never instantiates it; a target
+    outside the allowlist is refused as by load_model, unless the run's ``trust`` names it."""
+    from omegaconf import OmegaConf
+
     from recoml.training import check_checkpoint_matches
 
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)["savetxt_in_task"]
     bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
     saved = copy.deepcopy(raw_checkpoint(bad)["hyper_parameters"]["config"])
-    check_checkpoint_matches(str(bad), __import__("omegaconf").OmegaConf.create(saved))
+    with pytest.raises(ConfigError, match=r"evil.ckpt: refused to build 'numpy.savetxt'"):
+        check_checkpoint_matches(str(bad), OmegaConf.create(saved))
+    check_checkpoint_matches(str(bad), OmegaConf.create(saved | {"trust": ["numpy.savetxt"]}))
     assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------ writes that cannot lie
 
 _UNDER_FSIZE_LIMIT = """
-import resource, sys
-limit = int(sys.argv[1])
+import resource, runpy, sys
+limit, verb = int(sys.argv[1]), sys.argv[2]
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-sys.argv = [sys.argv[0], *sys.argv[2:]]
-from recoml.simulate import main
-main()
+sys.argv = [f"recoml {verb}", *sys.argv[3:]]
+runpy.run_module(f"recoml.{verb}", run_name="__main__", alter_sys=True)
 """
 
+#: case -> (entry point, RLIMIT_FSIZE in bytes); every output is far larger than the limit, the run's
+#: config and log far smaller.
+_WRITE_FAILURES = {
+    "simulate_staging": ("simulate", 200_000),  # the 300-event store is 1.44 MB: hit while staging chunks
+    "simulate_final_copy": ("simulate", 700_000),  # staged chunks fit; the final HDF5 copy does not
+    "convert": ("convert", 100_000),  # 400 events of 40 hits
+    "predict": ("predict", 20_000),  # predictions of the 600-event toy store
+    "evaluate": ("evaluate", 12_000),  # the first plot (PNG) is larger
+    "export": ("export", 100_000),  # the ONNX graph holds the CNN's weights
+}
 
-@pytest.mark.parametrize("limit", [200_000, 700_000])  # while staging; at the final copy
-def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: Path, limit: int) -> None:
-    """RLIMIT_FSIZE hit while the chunk file or the final copy is written: exit 2, one sentence, no store,
-    no split file, no temporary left, no segfault."""
-    out = tmp_path / "data" / "toy.h5"
-    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), "n_events=300", "chunk_size=100"]
-    cmd += [f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+
+def _write_failure_command(verb: str, tmp_path: Path, pid_ckpt: Path) -> tuple[list[str], list[Path]]:
+    """The entry point's arguments and the final names it must not leave a file under."""
+    if verb == "simulate":
+        out = tmp_path / "out" / "toy.h5"
+        return ["n_events=300", "chunk_size=100", f"output={out}"], [out, out.with_name("toy_splits.npz")]
+    if verb == "convert":
+        from recoml.conversion.synthetic import write_flat_wcsim
+        from recoml.detectors import load_geometry
+
+        from .helpers import DATA_DIR
+
+        det = load_geometry(DATA_DIR / "geometry" / "wcte_wcsim_geofile.txt")
+        src = write_flat_wcsim(tmp_path / "flat.root", 400, mean_hits=40, pmt_positions=det.pmt_positions)
+        out = tmp_path / "out" / "events.h5"
+        return [f"input={src}", "convert=flat_wcsim_tubes", f"output={out}", "progress=false"], [out]
+    if verb == "predict":
+        out = tmp_path / "out" / "predictions.h5"
+        return [f"ckpt_path={pid_ckpt}", "split=test", f"output={out}"], [out, tmp_path / "run" / out.name]
+    if verb == "evaluate":
+        from .evaluation_helpers import write_predictions
+
+        pred = write_predictions(tmp_path / "cnn" / "predictions.h5", "classification")
+        out = tmp_path / "out"
+        finals = [d / name for d in (out, tmp_path / "run") for name in ("report.md", "metrics.json")]
+        return [f"predictions={pred}", f"output={out}", "options.displays=false"], finals
+    out = tmp_path / "out" / "model.onnx"
+    return [f"ckpt_path={pid_ckpt}", f"output={out}"], [out, tmp_path / "run" / out.name]
+
+
+@pytest.mark.parametrize("case", list(_WRITE_FAILURES))
+def test_a_write_failure_is_one_sentence_and_no_file_under_the_final_name(
+    tmp_path: Path, pid_ckpt: Path, case: str
+) -> None:
+    """RLIMIT_FSIZE (what a full disk does to a writer) hit while an entry point writes its output: exit 2,
+    one sentence naming the file, no file under a final name, no temporary left, no traceback or
+    segfault. Simulate is hit while staging chunks and at the final copy."""
+    verb, limit = _WRITE_FAILURES[case]
+    args, finals = _write_failure_command(verb, tmp_path, pid_ckpt)
+    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), verb, *args]
     result = subprocess.run(
-        cmd,
+        [*cmd, f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -217,9 +272,10 @@ def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: 
     assert (
         "writing failed (the file-size limit was reached); nothing was written under that name"
         in result.stderr
-    )
-    assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in out.parent.iterdir()) == []
+    ), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert [p for p in finals if p.exists()] == []
+    assert list(tmp_path.rglob("*.recoml-tmp-*")) == []
 
 
 def test_a_planted_symlink_at_a_temporary_name_is_never_written_through(tmp_path: Path) -> None:
