@@ -204,3 +204,49 @@ def test_experiment_styles_label_every_panel_and_no_text_overlaps(style: str) ->
 def test_plain_style_figures_have_no_overlapping_text() -> None:
     for name, fig in _figures().items():
         assert overlapping_texts(fig) == [], name
+
+
+def _study(n: int):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="tiny", sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial) -> float:
+        lr = trial.suggest_float("optimizer.lr", 1e-5, 1e-1, log=True)
+        width = trial.suggest_categorical("model.net.width", [16, 32, 64])
+        return (np.log10(lr) + 3) ** 2 + width / 64
+
+    study.optimize(objective, n_trials=n)
+    return study
+
+
+@pytest.mark.parametrize("style", [None, "CMS"])
+def test_hpo_plots_in_the_same_style_integer_trials_and_an_importance_warning(
+    style, tmp_path, caplog
+) -> None:
+    from recoml.sweeps import report
+
+    study = _study(6)
+    apply_style(style)
+    history = report.plot_history(study, "val/loss")
+    ax = history.axes[0]
+    assert ax.get_xlabel() == "trial" and ax.get_ylabel() == "val/loss"
+    assert all(float(t).is_integer() for t in ax.get_xticks())  # no fractional trial numbers
+    importances = report.plot_importances(study, "val/loss")
+    assert "only 6 completed trials: unreliable below ~20" in importances.axes[0].get_xlabel()
+    assert "unreliable" in caplog.text
+    parallel = report.plot_parallel(study, "val/loss")
+    assert len(parallel.axes[0].get_lines()) == 6 + 2  # one line per trial, one vertical axis per parameter
+    assert "optimizer.lr\n1e-05" in " ".join(t.get_text() for t in parallel.axes[0].get_xticklabels()) or any(
+        "(log)" in t.get_text() for t in parallel.axes[0].get_xticklabels()
+    )
+    for fig in (history, importances, parallel):
+        assert overlapping_texts(fig) == []
+    written = report.write_plots(study, tmp_path, "val/loss", style)
+    assert {p.name for p in written} == {
+        "optimization_history.png",
+        "param_importances.png",
+        "parallel_coordinate.png",
+    }
+    assert (tmp_path / "parallel_coordinate.pdf").is_file()
