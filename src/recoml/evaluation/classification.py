@@ -156,7 +156,7 @@ class ClassificationEvaluator(Evaluator):
                 f"roc_{key}",
                 f"ROC, {label} (signal {names[a]})",
             )
-            samples = []
+            samples: list[tuple] = []
             for i, (r, res) in enumerate(zip(runs, results)):
                 c = res.curves[key]
                 samples.append((f"{r.label}: {names[a]}", c["score"][c["signal"]], i))

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hydra.utils import instantiate
@@ -141,7 +141,7 @@ def display(cfg: DictConfig) -> list[tuple[str, dict[str, Path]]]:
         )
     rows = cfg.get("events")
     rows = (
-        list(OmegaConf.to_container(rows))
+        list(cast(list[Any], OmegaConf.to_container(rows)))  # a ListConfig converts to a list
         if OmegaConf.is_list(rows)
         else (
             [int(rows)] if rows is not None else _first_rows(data, predictions, int(cfg.get("n_events", 3)))

@@ -4,6 +4,7 @@ bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,9 +77,9 @@ class _Regression(Evaluator):
         n_bins = int(self.options.get("n_bins", 10))
         self.edges: dict[str, np.ndarray] = {}
         for axis, _, fields in AXES:
-            values = [_axis(r, fields) for r in runs]
-            if all(v is not None for v in values):
-                self.edges[axis] = edges_for(values, n_bins)
+            known = [v for r in runs if (v := _axis(r, fields)) is not None]
+            if len(known) == len(runs):
+                self.edges[axis] = edges_for(known, n_bins)
         self.histogram_range: dict[str, tuple[float, float]] = {}
         for name in self.residuals(runs[0]):
             values = np.concatenate([np.abs(self.residuals(r)[name][0]) for r in runs])
@@ -119,7 +120,9 @@ class _Regression(Evaluator):
             _binned_series(r.label, res.tables[table], "resolution", i)
             for i, (r, res) in enumerate(zip(runs, results))
         ]
-        panels = [{"series": series, "xlabel": xlabel, "ylabel": f"resolution (68%) of {ylabel}"}]
+        panels: list[dict[str, Any]] = [
+            {"series": series, "xlabel": xlabel, "ylabel": f"resolution (68%) of {ylabel}"}
+        ]
         if signed:
             bias = [
                 _binned_series(r.label, res.tables[table], "bias", i)

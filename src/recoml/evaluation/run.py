@@ -22,6 +22,7 @@ from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
 from recoml.prediction.reader import Predictions
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +90,15 @@ def evaluate_files(
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
     from recoml.plotting import apply_style
 
-    paths = [Path(str(p)) for p in paths]
-    if not paths:
+    files = [Path(str(p)) for p in paths]
+    if not files:
         raise ConfigError("predictions: give at least one predictions file")
-    labels = list(labels) if labels else default_labels(paths)
-    if len(labels) != len(paths):
-        raise ConfigError(f"labels: {len(labels)} labels for {len(paths)} predictions files")
+    labels = list(labels) if labels else default_labels(files)
+    if len(labels) != len(files):
+        raise ConfigError(f"labels: {len(labels)} labels for {len(files)} predictions files")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"labels must be unique, got {labels}")
-    preds = [Predictions(p, label) for p, label in zip(paths, labels)]
+    preds = [Predictions(p, label) for p, label in zip(files, labels)]
     matched = _match_sections(preds, kind)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -214,7 +215,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         raise DataError(f"output: {output} already exists; set overwrite=true to replace it")
     out_dir = Path(cfg.paths.output_dir)
     save_config(cfg, out_dir)
-    options = OmegaConf.to_container(cfg.get("options") or {}, resolve=True)
+    # An empty or null `options` means the evaluators' defaults.
+    options = config_dict(cfg.options) if cfg.get("options") else {}
     result = evaluate_files(
         paths,
         out_dir,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from recoml.metrics.physics import wilson_interval
 from recoml.plotting.style import figure, finish
@@ -33,10 +34,10 @@ class Series:
     def binned(
         cls,
         label: str,
-        edges: np.ndarray,
-        value: np.ndarray,
-        low: np.ndarray,
-        high: np.ndarray,
+        edges: ArrayLike,
+        value: ArrayLike,
+        low: ArrayLike,
+        high: ArrayLike,
         color: int = 0,
         linestyle: str = "-",
     ) -> Series:
@@ -219,7 +220,7 @@ def plot_histograms(
         values = values[np.isfinite(values)]
         if len(values) == 0:
             continue
-        h = hist.Hist(hist.axis.Variable(edges, underflow=True, overflow=True))
+        h: Any = hist.Hist(hist.axis.Variable(edges, underflow=True, overflow=True))
         h.fill(values)
         flow = h.view(flow=True)
         under, over = int(flow[0]), int(flow[-1])
@@ -272,7 +273,7 @@ def plot_2d(
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         ok = np.isfinite(x) & np.isfinite(y)
-        h = hist.Hist(hist.axis.Variable(xbins), hist.axis.Variable(ybins))
+        h: Any = hist.Hist(hist.axis.Variable(xbins), hist.axis.Variable(ybins))
         h.fill(x[ok], y[ok])
         outside = int(ok.sum() - h.sum())
         counts = np.ma.masked_equal(h.values().T, 0)

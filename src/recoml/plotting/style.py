@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -20,19 +21,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from recoml.errors import ConfigError  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 log = logging.getLogger(__name__)
 
 #: Formats every figure is saved in.
 FORMATS = ("png", "pdf")
 
 #: Always: no legend frames, tight bounding boxes, readable resolution.
-_COMMON = {
+_COMMON: dict[RcKeyType, Any] = {
     "legend.frameon": False,
     "savefig.bbox": "tight",
     "savefig.dpi": 120,
 }
 #: Without an experiment style: matplotlib's defaults plus a light grid.
-_PLAIN = {"figure.figsize": (6.4, 4.8), "axes.grid": True, "grid.alpha": 0.3}
+_PLAIN: dict[RcKeyType, Any] = {"figure.figsize": (6.4, 4.8), "axes.grid": True, "grid.alpha": 0.3}
 #: Experiments whose styles come with a label ("ATLAS Simulation", "CMS Simulation", ...).
 EXPERIMENTS = ("ATLAS", "CMS", "LHCb", "ALICE", "DUNE")
 

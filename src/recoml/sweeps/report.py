@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ def trials_table(study: optuna.Study, objective: str) -> pd.DataFrame:
 
     rows: list[dict[str, Any]] = []
     for t in sorted(trials, key=order):
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        started, done = t.datetime_start, t.datetime_complete
+        duration = (done - started).total_seconds() if done and started else None
         last = max(t.intermediate_values) if t.intermediate_values else None
         rows.append(
             {
@@ -141,7 +143,7 @@ def plot_parallel(study: optuna.Study, objective: str):
         raw = [t.params.get(name) for t in complete]
         if isinstance(dist, optuna.distributions.CategoricalDistribution):
             x = np.array([dist.choices.index(v) if v in dist.choices else np.nan for v in raw], dtype=float)
-            lo, hi, label = 0.0, max(len(dist.choices) - 1, 1), "/".join(map(str, dist.choices))
+            lo, hi, label = 0.0, float(max(len(dist.choices) - 1, 1)), "/".join(map(str, dist.choices))
         else:
             x = np.array([np.nan if v is None else float(v) for v in raw])
             if getattr(dist, "log", False):
@@ -176,7 +178,7 @@ def write_plots(study: optuna.Study, out_dir: Path, objective: str, style: str |
     out_dir.mkdir(parents=True, exist_ok=True)
     apply_style(style)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    plots = {
+    plots: dict[str, tuple[Callable[..., Any], int]] = {
         "optimization_history": (plot_history, 1),
         "param_importances": (plot_importances, 2),
         "parallel_coordinate": (plot_parallel, 1),

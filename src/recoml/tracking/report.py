@@ -210,7 +210,7 @@ def evaluate_checkpoint(
     # Splits as the run made them when this is its own store (same fractions, seed and split file).
     trained_on = pipeline.config.get("dataset") or {}
     same_store = Path(str(trained_on.get("path", ""))).resolve() == Path(data).resolve()
-    split_options = (
+    split_options: dict[str, Any] = (
         {
             "split_path": trained_on.get("split_path"),
             "fractions": tuple(trained_on.get("fractions", (0.8, 0.1, 0.1))),

@@ -137,8 +137,9 @@ def figures(event: EventView, detector: Any) -> list[tuple[str, str, Any]]:
         norm = Normalize(0.0, 1.0)
         for ax, (a, b) in ((ax_xy, (x, y)), (ax_rz, (z, r))):
             ax.scatter(a, b, s=2, color="0.7", linewidths=0)
+            # matplotlib documents (N, 2, 2) arrays of segments; its stub asks for a Sequence.
             lines = LineCollection(
-                _segments(src[order], dst[order], a, b),
+                _segments(src[order], dst[order], a, b),  # type: ignore[arg-type]
                 array=score[order],
                 cmap="viridis",
                 norm=norm,
@@ -150,6 +151,7 @@ def figures(event: EventView, detector: Any) -> list[tuple[str, str, Any]]:
         out.append(("edges", f"Event {event.index}: graph edges coloured by score", fig))
 
         labels = reconstructed_tracks(event)
+        assert labels is not None  # the event has scored edges (checked above)
         fig, axes = plt.subplots(1, 2, figsize=(13.0, 6.0), layout="constrained")
         for ax in axes:
             _barrels(ax, detector)
