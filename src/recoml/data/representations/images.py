@@ -73,7 +73,14 @@ class ImageBuilder(nn.Module):
         if bad:
             raise ConfigError(f"ImageBuilder: reduce must be one of {sorted(_REDUCE)}, got {bad}")
         self.normalizer = normalizer
+        if getattr(detector, "image_pixel", None) is None:
+            raise ConfigError(
+                f"detector {detector.name} has no image map "
+                f"({getattr(detector, 'image_map_note', '') or 'its family provides none'}); "
+                "use a graph or point-cloud model (model=gnn, model=pointnet)"
+            )
         self.pmts_per_module = int(detector.pmts_per_module)
+        assert detector.image_shape is not None  # detectors with an image map have its shape
         self.image_shape: tuple[int, int] = (int(detector.image_shape[0]), int(detector.image_shape[1]))
         self.geometry_channels = bool(geometry_channels)
         # Geometry is rebuilt from the detector config: keep it out of checkpoints.
@@ -133,6 +140,7 @@ class ImageBuilder(nn.Module):
 
 def _geometry_image(detector: WCDetector) -> torch.Tensor:
     """``(4, H, W)``: module position over the tank size and a module mask (see :class:`ImageBuilder`)."""
+    assert detector.image_shape is not None  # only built for detectors with an image map
     height, width = detector.image_shape
     pix = np.asarray(detector.image_pixel, dtype=np.int64)
     pos = np.asarray(detector.pmt_positions, dtype=np.float64)
