@@ -18,6 +18,7 @@ import pandas as pd
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from recoml.io.atomic import atomic_output, write_text
 from recoml.sweeps.tables import to_markdown
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,9 @@ def write_table(frame: pd.DataFrame, stem: Path, title: str = "") -> tuple[Path,
     """``<stem>.csv`` and ``<stem>.md``, each written under a temporary name and renamed."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    tmp = csv.with_name(f".{csv.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(csv)
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text((f"# {title}\n\n" if title else "") + to_markdown(frame))
-    tmp.replace(md)
+    with atomic_output(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    write_text(md, (f"# {title}\n\n" if title else "") + to_markdown(frame))
     return csv, md
 
 
