@@ -69,7 +69,7 @@ class RecoModule(pl.LightningModule):
         self.train_event_keys: torch.Tensor | None = None
 
     @classmethod
-    def load_from_checkpoint(  # type: ignore[override]
+    def load_from_checkpoint(
         cls,
         checkpoint_path: Any,
         map_location: Any = "cpu",
