@@ -111,17 +111,63 @@ def test_unusable_checkpoint_paths_are_one_sentence(tmp_path: Path, pid_ckpt: Pa
         path.write_bytes(pid_ckpt.read_bytes()[:5000])
     elif kind == "not_recoml":
         torch.save({"weights": torch.zeros(3)}, path)
+    from recoml.training import check_checkpoint_matches
+
+    from .helpers import compose_train
+
     with pytest.raises(RecomlError) as info:
         load_model(str(path))
     assert str(path) in str(info.value) and "\n" not in str(info.value)
+    # `train ckpt_path=` reads it first with the same safe reader
+    with pytest.raises(RecomlError) as info:
+        check_checkpoint_matches(str(path), compose_train([], return_hydra_config=False))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-def test_another_models_checkpoint_is_one_sentence(tmp_path: Path, pid_ckpt: Path) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "renamed",
+            r"\(\d+ tensor\(s\) missing \(e.g. \['fitted', .*\]\), \d+ unexpected \(e.g. \['fitted_renamed'",
+        ),
+        (
+            "reshaped",
+            r"\(1 of another shape \(e.g. net.head.net.0.weight: \[3, 7\] in the file, \[3, \d+\] in the",
+        ),
+    ],
+)
+def test_another_models_checkpoint_is_one_sentence(
+    tmp_path: Path, pid_ckpt: Path, change: str, message: str
+) -> None:
     raw = raw_checkpoint(pid_ckpt)
-    raw["state_dict"] = {k + "_renamed": v for k, v in raw["state_dict"].items()}
+    if change == "renamed":
+        raw["state_dict"] = {k + "_renamed": v for k, v in raw["state_dict"].items()}
+    else:
+        raw["state_dict"]["net.head.net.0.weight"] = torch.zeros(3, 7)
     torch.save(raw, tmp_path / "other.ckpt")
-    with pytest.raises(DataError, match="does not fit the model its config builds"):
+    with pytest.raises(
+        DataError, match="other.ckpt: the state dict does not fit the model its config builds " + message
+    ):
         load_model(str(tmp_path / "other.ckpt"))
+
+
+def test_resuming_from_a_checkpoint_of_another_width_is_one_sentence(
+    tmp_path: Path, pid_ckpt: Path, toy_data: Path
+) -> None:
+    """Same model name, other settings: Lightning's strict load used to raise a page of size mismatches."""
+    from recoml.training import train
+
+    from .helpers import make_cfg
+
+    cfg = make_cfg(tmp_path, toy_data, [f"ckpt_path={pid_ckpt}", "model.net.width=16"])
+    with pytest.raises(
+        ConfigError,
+        match=r"last.ckpt does not fit this run's model=resnet18 \(\d+ of another shape \(e.g. "
+        r"net.stem.0.weight: \[32, 38, 3, 3\] in the file, \[16, 38, 3, 3\] in the model\)\); resume with "
+        r"the settings it was trained with",
+    ):
+        train(cfg)
 
 
 # ------------------------------------------------------------------------ predict / export (in process)
@@ -278,6 +324,31 @@ def test_a_write_failure_is_one_sentence_and_no_file_under_the_final_name(
     assert list(tmp_path.rglob("*.recoml-tmp-*")) == []
 
 
+def test_a_killed_simulation_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "data" / "toy.h5"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "recoml.simulate", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.Popen([*cmd, "n_events=200000", "chunk_size=200"], env=env, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.parent.glob(".toy.h5.recoml-tmp-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the simulation ended before it could be killed"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not out.exists() and list(out.parent.glob(".toy.h5.recoml-tmp-*"))  # killed: temporaries only
+    rerun = subprocess.run(
+        [*cmd, "n_events=300", "chunk_size=100"], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["toy.h5", "toy_splits.npz"]
+
+
 def test_a_planted_symlink_at_a_temporary_name_is_never_written_through(tmp_path: Path) -> None:
     from recoml.io.atomic import atomic_output, temp_path
 
@@ -387,6 +458,51 @@ def test_every_event_is_validated_not_a_sample(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"hit_pmt value 99999 at event 2600"):
         open_store(tmp_path / "pmt.h5").validate(n_pmts=1767)
+
+
+def _store_with_a_bad_hit(toy_data: Path, path: Path, fault: str) -> tuple[Path, int]:
+    """The toy store rewritten with one bad hit (a NaN charge or a PMT id beyond the detector), event 300."""
+    from recoml.data.integrity import CHECKSUM_ATTR
+    from recoml.data.store import open_store, write_store
+
+    source = open_store(toy_data / "toy_wcte.h5")
+    arrays = {name: np.array(source.array(name)) for name in source.fields}
+    row = int(arrays["event_hits_index"][300]) + 1
+    if fault == "nan_charge":
+        arrays["hit_charge"][row] = np.nan
+    else:
+        arrays["hit_pmt"][row] = 5000
+    attrs = {k: v for k, v in source.attrs.items() if k != CHECKSUM_ATTR}
+    return write_store(path, arrays, attrs=attrs), row
+
+
+@pytest.mark.parametrize("fault", ["nan_charge", "pmt_out_of_range"])
+@pytest.mark.parametrize("verb", ["train", "predict"])
+def test_a_bad_hit_in_the_middle_of_a_store_stops_training_and_prediction(
+    tmp_path: Path, toy_data: Path, pid_ckpt: Path, verb: str, fault: str
+) -> None:
+    """Training used to crash with an IndexError on a PMT id beyond the detector, and prediction (which
+    sampled the first and last events) wrote an all-NaN row for a NaN charge: both now refuse the store."""
+    bad, row = _store_with_a_bad_hit(toy_data, tmp_path / "data" / "toy_wcte.h5", fault)
+    message = (
+        rf"toy_wcte.h5: 'hit_charge' has 1 NaN/inf values, the first in event 300 \(row {row}\)"
+        if fault == "nan_charge"
+        else rf"toy_wcte.h5: hit_pmt value 5000 at event 300 \(hit row {row}\) is outside \[0, 2014\)"
+    )
+    if verb == "train":
+        from recoml.training import train
+
+        from .helpers import make_cfg
+
+        with pytest.raises(DataError, match=message):
+            train(make_cfg(tmp_path, bad.parent))
+    else:
+        from recoml.prediction.run import predict
+
+        overrides = [f"ckpt_path={pid_ckpt}", "dataset=from_file", f"dataset.path={bad}", "split=all"]
+        with pytest.raises(DataError, match=message):
+            predict(compose_verb("predict", tmp_path / "run", [*overrides, "allow_training_events=true"]))
+    assert not list((tmp_path / "run").glob("*.h5")) and not list((tmp_path / "run").rglob("*.ckpt"))
 
 
 def test_full_validation_runs_once_per_store_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -539,16 +655,46 @@ def test_a_mapping_name_cannot_escape_its_directory(name: str) -> None:
 
 
 def test_hpo_workers_with_consecutive_seeds_draw_different_trials() -> None:
-    """Seeds 1, 2, 3 joining after 2, 1, 0 trials used to get the same sampler seed (1+2 = 2+1 = 3+0)."""
-    import numpy as np
+    """Seeds 1, 2, 3 joining after 2, 1, 0 trials used to get the same sampler seed (1+2 = 2+1 = 3+0), so
+    they drew the same trial."""
+    import optuna
+    from omegaconf import OmegaConf
 
-    seeds = {int(np.random.SeedSequence([s, n]).generate_state(1)[0]) for s, n in [(1, 2), (2, 1), (3, 0)]}
-    assert len(seeds) == 3
-    import inspect
+    from recoml.sweeps.study import _with_sampler
 
-    from recoml.sweeps import study
+    space = {"lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}
+    draws = []
+    for seed, done in [(1, 2), (2, 1), (3, 0)]:
+        storage = optuna.storages.InMemoryStorage()
+        study = optuna.create_study(storage=storage, study_name="s")
+        for _ in range(done):
+            study.add_trial(optuna.trial.create_trial(params={"lr": 1e-3}, distributions=space, value=1.0))
+        cfg = OmegaConf.create(
+            {"hpo": {"sampler": {"_target_": "optuna.samplers.RandomSampler", "seed": seed}, "pruner": None}}
+        )
+        draws.append(_with_sampler(cfg, storage, study).ask(space).params["lr"])
+    assert len(set(draws)) == 3, draws
 
-    assert "SeedSequence" in inspect.getsource(study._with_sampler)
+
+def test_run_directories_are_named_to_the_microsecond() -> None:
+    """Two runs started in the same second get different directories (the lock covers the rest)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    from .helpers import compose_train
+
+    cfg = compose_train([])
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        name = Path(str(OmegaConf.select(cfg, key))).name
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}-\d{6}", name), (key, name)
+
+
+def test_an_invalid_config_value_exits_2_in_one_sentence(tmp_path: Path, toy_data: Path) -> None:
+    result = _cli("train", f"paths.data_dir={toy_data}", "dataset.batch_size=0", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "dataset.batch_size: expected a positive integer, got 0" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_concurrent_first_opens_of_a_sqlite_storage_all_succeed(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.io import provenance
-from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config, trusting
+from recoml.io.checkpoint import check_targets, read_checkpoint, state_mismatch, stored_config, trusting
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict
@@ -96,7 +96,7 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     return str(chosen)
 
 
-def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None) -> None:
+def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None, module: Any = None) -> None:
     """A checkpoint from another task, model or detector cannot resume this run: say so before loading it.
     Its stored config is never built here, but one naming a target outside the allowlist (a hostile file)
     is refused as everywhere else, unless the run's ``trust`` names it."""
@@ -115,6 +115,12 @@ def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None) -
         raise ConfigError(
             f"checkpoint {path} was trained on a detector with {recorded}, "
             f"this run's detector={cfg.detector.name} has {current}"
+        )
+    mismatch = state_mismatch(module.state_dict(), raw["state_dict"]) if module is not None else ""
+    if mismatch:
+        raise ConfigError(
+            f"checkpoint {path} does not fit this run's model={cfg.model.get('name')} ({mismatch}); resume "
+            "with the settings it was trained with"
         )
 
 
@@ -215,7 +221,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     module.train_event_keys = torch.from_numpy(keys)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg)
     if ckpt_path:
-        check_checkpoint_matches(ckpt_path, cfg, module.detector)
+        check_checkpoint_matches(ckpt_path, cfg, module.detector, module)
     if cfg.get("train", True) and not ckpt_path:
         module.fit_statistics(
             datamodule.statistics_sample(cfg.get("normalization_events"), seed=int(cfg.seed))

@@ -97,6 +97,33 @@ def stored_config(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:
     return {str(k): v for k, v in resolved.items()}
 
 
+def state_mismatch(model: dict[str, Any], stored: dict[str, Any]) -> str:
+    """How a checkpoint's ``stored`` tensors fail to fit a ``model``'s state dict (names and shapes), as a
+    clause for one sentence; empty when they fit. ``torch.compile`` name parts are ignored."""
+
+    def shapes(state: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        return {
+            str(k).replace("._orig_mod.", "."): tuple(v.shape)
+            for k, v in state.items()
+            if hasattr(v, "shape")
+        }
+
+    mine, theirs = shapes(model), shapes(stored if isinstance(stored, dict) else {})
+    missing = sorted(set(mine) - set(theirs))
+    unexpected = sorted(set(theirs) - set(mine))
+    other = [k for k in mine if k in theirs and mine[k] != theirs[k]]
+    parts = [f"{len(missing)} tensor(s) missing (e.g. {missing[:3]})"] if missing else []
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+    if other:
+        k = other[0]
+        parts.append(
+            f"{len(other)} of another shape (e.g. {k}: {list(theirs[k])} in the file, {list(mine[k])} in the "
+            "model)"
+        )
+    return ", ".join(parts)
+
+
 def iter_targets(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
     """Every ``(dotted location, _target_ value)`` in a nested dict/list config."""
     if isinstance(node, dict):

@@ -21,7 +21,7 @@ from recoml.data.identity import Fingerprint, check_store_detector, detector_fin
 from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
-from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config, trusting
+from recoml.io.checkpoint import check_targets, read_checkpoint, state_mismatch, stored_config, trusting
 from recoml.prediction.schema import AUX_SOURCES
 
 log = logging.getLogger(__name__)
@@ -89,12 +89,10 @@ def build_module(ckpt: Checkpoint):
 
     with trusting(ckpt.trust):  # checkpoints read while building (a tracking stage's embedding) get `trust`
         module = RecoModule(ckpt.config, ckpt.provenance)
-    missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
-    if missing or unexpected:
-        raise DataError(
-            f"{ckpt.path}: the state dict does not fit the model its config builds "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
+    mismatch = state_mismatch(module.state_dict(), ckpt.state_dict)
+    if mismatch:
+        raise DataError(f"{ckpt.path}: the state dict does not fit the model its config builds ({mismatch})")
+    module.load_state_dict(ckpt.state_dict)
     return module.eval()
 
 
