@@ -45,3 +45,22 @@ def config_payload(src: Path, dst: Path, place: str, node: object) -> Path:
 def savetxt(marker: Path) -> dict:
     """A target Hydra's own blocklist lets through: building it writes ``marker``."""
     return {"_target_": "numpy.savetxt", "fname": str(marker), "X": [1.0]}
+
+
+def kill_while_writing(cmd: list[str], temporaries: str, directory: Path, **popen: object) -> None:
+    """Run ``cmd`` and SIGKILL it once a temporary matching ``temporaries`` (a glob) appears in
+    ``directory``: a run killed half-way through writing its output."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, **popen)  # type: ignore[call-overload]
+    try:
+        deadline = time.monotonic() + 120
+        while not any(directory.glob(temporaries)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()

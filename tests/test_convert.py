@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from recoml.detectors import load_geometry
 from recoml.errors import ConfigError, DataError, GeometryError
 
 from .helpers import CONF_DIR, REPO
+from .hostile_helpers import kill_while_writing
 
 
 def compose_convert(overrides: list[str]) -> DictConfig:
@@ -348,18 +347,8 @@ def test_killed_conversion_leaves_no_output_and_restarts_clean(tmp_path: Path, f
     out = tmp_path / "events.h5"
     mapping = CONF_DIR / "convert" / "flat_wcsim_tubes.yaml"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SLOW_CONVERT, str(mapping), str(flat_file), str(out)], env=env
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not any(tmp_path.glob(".events.h5.recoml-tmp-*")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "conversion ended before it could be interrupted"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    cmd = [sys.executable, "-c", _SLOW_CONVERT, str(mapping), str(flat_file), str(out)]
+    kill_while_writing(cmd, ".events.h5.recoml-tmp-*", tmp_path, env=env)
     assert not out.exists() and any(
         tmp_path.glob(".events.h5.recoml-tmp-*")
     )  # killed: no output, only temporaries

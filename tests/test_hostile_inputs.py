@@ -17,7 +17,7 @@ from recoml import load_model
 from recoml.errors import ConfigError, DataError, RecomlError
 
 from .evaluation_helpers import compose_verb
-from .hostile_helpers import config_payload, pickle_payload, raw_checkpoint, savetxt
+from .hostile_helpers import config_payload, kill_while_writing, pickle_payload, raw_checkpoint, savetxt
 
 
 def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
@@ -325,22 +325,13 @@ def test_a_write_failure_is_one_sentence_and_no_file_under_the_final_name(
 
 
 def test_a_killed_simulation_leaves_no_store_and_the_next_run_removes_its_temporaries(tmp_path: Path) -> None:
-    import signal
-    import time
-
     out = tmp_path / "data" / "toy.h5"
+    out.parent.mkdir()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "recoml.simulate", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
-    proc = subprocess.Popen([*cmd, "n_events=200000", "chunk_size=200"], env=env, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(out.parent.glob(".toy.h5.recoml-tmp-*")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert proc.poll() is None, "the simulation ended before it could be killed"
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
+    kill_while_writing(
+        [*cmd, "n_events=200000", "chunk_size=200"], ".toy.h5.recoml-tmp-*", out.parent, env=env, cwd=tmp_path
+    )
     assert not out.exists() and list(out.parent.glob(".toy.h5.recoml-tmp-*"))  # killed: temporaries only
     rerun = subprocess.run(
         [*cmd, "n_events=300", "chunk_size=100"], env=env, cwd=tmp_path, capture_output=True, text=True
