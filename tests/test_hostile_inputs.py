@@ -632,6 +632,86 @@ def test_huge_powers_are_refused_not_computed(text: str) -> None:
     assert Expression.parse("x ** 2", "f").evaluate({"x": np.array([3.0])}).tolist() == [9.0]
 
 
+#: Mapping expressions a hostile or careless mapping could hold: code execution, introspection, constructs
+#: outside arithmetic, names that are not values, huge powers. Each is one ConfigError, never run.
+EXPRESSION_ATTACKS = [
+    "__import__('os').system('true')",
+    "eval('1')",
+    "exec('x=1')",
+    "open('/etc/passwd')",
+    "compile('1', 'f', 'eval')",
+    "getattr(x, 'real')",
+    "setattr(x, 'a', 1)",
+    "globals()",
+    "locals()",
+    "vars()",
+    "type(x)",
+    "print(x)",
+    "__builtins__",
+    "x.__class__",
+    "().__class__.__bases__",
+    "[].__class__.__mro__",
+    "object.__subclasses__()",
+    "where.__globals__",
+    "sqrt.__self__",
+    "x.real",
+    "np.sqrt(x)",
+    "lambda: 0",
+    "(lambda: 0)()",
+    "[a for a in x]",
+    "{a for a in x}",
+    "{a: a for a in x}",
+    "(a for a in x)",
+    "f'{x}'",
+    "'abc'",
+    "b'abc'",
+    "None",
+    "...",
+    "x['real']",
+    "x[y]",
+    "x[::y]",
+    "(x := 1)",
+    "x if y else z",
+    "x if True else __import__('os')",
+    "x and y",
+    "not x",
+    "x @ y",
+    "x << 3",
+    "x ^ y",
+    "sqrt(x)(1)",
+    "x[0](1)",
+    "sqrt(x, out=x)",
+    "sqrt(*x)",
+    "sqrt(**x)",
+    "unknown(x)",
+    "{}",
+    "[x, y]",
+    "(x, y)",
+    "import os",
+    "x = 1",
+    "x; y",
+    "x\ny",
+    "yield x",
+    "await x",
+    "9**9**9",
+    "9 ** 9 ** 9 ** 9",
+    "x ** 1000",
+    "10 ** 400",
+    "2 ** -100",
+    "not_a_branch + x",
+]
+
+
+@pytest.mark.parametrize("text", EXPRESSION_ATTACKS)
+def test_expression_attacks_are_one_config_error_and_run_nothing(text: str) -> None:
+    from recoml.conversion.expressions import Expression
+
+    values = {"x": np.ones(3), "y": np.ones(3), "z": np.ones(3)}
+    with pytest.raises(ConfigError) as info:
+        Expression.parse(text, "convert field 'hit_x'").evaluate(values)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", "/etc/passwd"])
 def test_a_mapping_name_cannot_escape_its_directory(name: str) -> None:
     from omegaconf import OmegaConf

@@ -128,12 +128,20 @@ class Expression:
         try:
             tree = ast.parse(source, mode="eval")
         except SyntaxError as exc:
-            raise ConfigError(f"{where}: expression '{source}' is not valid ({exc.msg})") from exc
+            shown = source.replace("\n", "\\n")  # the sentence stays one line
+            raise ConfigError(f"{where}: expression '{shown}' is not valid ({exc.msg})") from exc
         names: set[str] = set()
         _check(tree.body, source, where, names)
         return cls(source, tree, frozenset(names))
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
+        """The value over ``variables``; ConfigError when a name it reads is not among them."""
+        missing = sorted(self.names - set(variables))
+        if missing:
+            raise ConfigError(
+                f"expression '{self.text}' reads {missing}, which are not among the values given "
+                f"({sorted(variables)[:20]})"
+            )
         return _eval(self.tree.body, variables)
 
 
@@ -145,8 +153,8 @@ def _check(node: ast.AST, source: str, where: str, names: set[str]) -> None:
             f"{where}: expression '{source}' uses {what}, which mapping expressions do not allow"
         )
 
-    if isinstance(node, ast.Constant):
-        if not isinstance(node.value, int | float | bool) and node.value is not Ellipsis:
+    if isinstance(node, ast.Constant):  # numbers only (`...` belongs in an index: _check_index)
+        if not isinstance(node.value, int | float | bool):
             raise bad(f"the constant {node.value!r}")
     elif isinstance(node, ast.Name):
         if node.id in FUNCTIONS:
