@@ -340,6 +340,33 @@ def test_a_killed_simulation_leaves_no_store_and_the_next_run_removes_its_tempor
     assert sorted(p.name for p in out.parent.iterdir()) == ["toy.h5", "toy_splits.npz"]
 
 
+def test_a_failed_copy_of_an_evaluation_leaves_no_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``evaluate output=<dir>`` copies figures first: a disk that fills during the copy leaves no
+    metrics.json or report.md claiming a complete evaluation, and no temporary."""
+    import errno
+    import shutil
+
+    from recoml.evaluation import run as evaluation_run
+
+    src = tmp_path / "run"
+    for name in ("metrics.json", "report.md", "plots/pid_roc.png", "plots/pid_roc.pdf"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(name)
+    real = shutil.copyfile
+
+    def copy(a, b, **kw):
+        if Path(a).suffix == ".pdf":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(a, b, **kw)
+
+    monkeypatch.setattr(evaluation_run.shutil, "copyfile", copy)
+    with pytest.raises(DataError, match=r"pid_roc.pdf: writing failed \(the disk is full\); nothing was"):
+        evaluation_run.copy_outputs(src, tmp_path / "out", overwrite=False)
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["plots"]
+
+
 def test_a_planted_symlink_at_a_temporary_name_is_never_written_through(tmp_path: Path) -> None:
     from recoml.io.atomic import atomic_output, temp_path
 

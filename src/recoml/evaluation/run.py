@@ -232,14 +232,21 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
+#: What ``copy_outputs`` copies after everything else: the files that say the evaluation is complete.
+LAST_COPIED = ("metrics.json", "report.md")
+
+
 def copy_outputs(src: Path, dst: Path, overwrite: bool) -> Path:
-    """Copy the evaluation's files into ``dst``, each atomically. ``overwrite`` replaces files of the same
-    names only: anything else in ``dst`` (the predictions an evaluation reads, other reports) stays."""
+    """Copy the evaluation's files into ``dst``, each atomically, ``metrics.json`` and ``report.md`` last (a
+    copy that fails half-way leaves no report that claims to be complete). ``overwrite`` replaces files of
+    the same names only: anything else in ``dst`` (the predictions an evaluation reads, other reports)
+    stays."""
     if dst.exists() and not overwrite:
         raise DataError(f"output: {dst} already exists; set overwrite=true to replace it")
     if dst.exists() and not dst.is_dir():
         raise DataError(f"output: {dst} is a file; give a directory for the evaluation's outputs")
-    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+    files = sorted(p for p in src.rglob("*") if p.is_file())
+    for path in sorted(files, key=lambda p: p.relative_to(src).as_posix() in LAST_COPIED):
         with atomic_output(dst / path.relative_to(src)) as tmp:
             shutil.copyfile(path, tmp)
     return dst
