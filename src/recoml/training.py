@@ -96,13 +96,19 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     return str(chosen)
 
 
+#: The config groups :class:`RecoModule` builds a model from (what ``load_model`` would build from a file).
+MODEL_GROUPS = ("detector", "task", "model", "augment", "metrics", "optimizer", "scheduler")
+
+
 def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None, module: Any = None) -> None:
     """A checkpoint from another task, model or detector cannot resume this run: say so before loading it.
-    Its stored config is never built here, but one naming a target outside the allowlist (a hostile file)
-    is refused as everywhere else, unless the run's ``trust`` names it."""
+    Its stored config is never built here, but a model config naming a target outside the allowlist (a
+    checkpoint ``load_model`` would refuse) is refused as well, unless the run's ``trust`` names it; the
+    run's own plugins (callbacks, loggers) stay out of that check."""
     raw = read_checkpoint(path)  # the safe loader: tensors and plain values only; nothing is built
     saved = stored_config(raw, path)
-    check_targets(saved, path, cfg.get("trust") or ())
+    model_config = {group: saved[group] for group in MODEL_GROUPS if group in saved}
+    check_targets(model_config, path, cfg.get("trust") or ())
     for group in ("task", "model", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:
