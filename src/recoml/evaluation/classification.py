@@ -9,7 +9,8 @@ from itertools import combinations
 
 import numpy as np
 
-from recoml.errors import ConfigError
+from recoml.errors import ConfigError, DataError
+from recoml.evaluation.checks import check_class_labels, check_probabilities
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
 from recoml.metrics import physics as pm
 from recoml.plotting import (
@@ -51,6 +52,17 @@ class ClassificationEvaluator(Evaluator):
     required = ("pred_probabilities", "true_labels")
     main_metric = "accuracy"
     higher_is_better = True
+
+    def check(self, run: SectionData) -> None:
+        """Class probabilities (in [0, 1], rows summing to 1) and labels that are class indices."""
+        probs = check_probabilities(run, "pred_probabilities", rows_sum_to_one=True)
+        names = class_names(run)
+        if probs.ndim != 2 or probs.shape[1] != len(names):
+            raise DataError(
+                f"{run.path}: field '{run.stored_name('pred_probabilities')}' has shape {probs.shape}; "
+                f"expected (events, {len(names)}) for the classes {names}"
+            )
+        check_class_labels(run, "true_labels", names)
 
     def pairs(self, run: SectionData) -> list[tuple[int, int]]:
         names = class_names(run)

@@ -21,7 +21,7 @@ from recoml.data.identity import Fingerprint, check_store_detector, detector_fin
 from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
-from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config
+from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config, trusting
 from recoml.prediction.schema import AUX_SOURCES
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Checkpoint:
     """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
-    (``checkpoint["recoml"]``) and the ``state_dict``."""
+    (``checkpoint["recoml"]``) and the ``state_dict``; ``trust``: the extra targets the user allowed when
+    opening it, also allowed for the checkpoints its model reads while it is built."""
 
     path: Path
     config: dict[str, Any]
     provenance: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
+    trust: tuple[str, ...] = ()
 
     @property
     def cfg(self) -> DictConfig:
@@ -108,7 +110,12 @@ def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Check
     keys = events.get("train_keys") if isinstance(events, dict) else None
     train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
     return Checkpoint(
-        path.resolve(), config, dict(provenance) if isinstance(provenance, dict) else {}, state, train_keys
+        path.resolve(),
+        config,
+        dict(provenance) if isinstance(provenance, dict) else {},
+        state,
+        train_keys,
+        tuple(str(t) for t in trust or ()),
     )
 
 
@@ -116,7 +123,8 @@ def build_module(ckpt: Checkpoint):
     """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
     from recoml.tasks.module import RecoModule
 
-    module = RecoModule(ckpt.config, ckpt.provenance)
+    with trusting(ckpt.trust):  # checkpoints read while building (a tracking stage's embedding) get `trust`
+        module = RecoModule(ckpt.config, ckpt.provenance)
     missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
     if missing or unexpected:
         raise DataError(

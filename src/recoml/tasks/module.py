@@ -1,7 +1,7 @@
 """The one LightningModule: representation (on the device) -> model -> task, with metrics and optimizers
 from the config. Every part is built from the resolved config stored in the checkpoint, so
-``RecoModule.load_from_checkpoint(path)`` (or :func:`recoml.load_model`) rebuilds the trained model
-from the checkpoint alone.
+``RecoModule.load_from_checkpoint(path)`` (the same as :func:`recoml.load_model`: the safe loader, not
+Lightning's) rebuilds the trained model from the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -69,6 +69,26 @@ class RecoModule(pl.LightningModule):
         # Keys of the events trained on (recoml.data.identity.event_keys), kept in the checkpoint so that
         # prediction can refuse to score them; not a buffer: older checkpoints load without it.
         self.train_event_keys: torch.Tensor | None = None
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = "cpu",
+        *args: Any,
+        trust: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> RecoModule:
+        """:func:`recoml.load_model`: Lightning's loader would build the stored config unchecked (code could
+        run from the file), so the one safe loader is used. Lightning's other options are refused."""
+        from recoml import load_model  # imports this module
+
+        if args or kwargs:
+            raise ConfigError(
+                f"RecoModule.load_from_checkpoint takes checkpoint_path, map_location and trust only, got "
+                f"{[*map(repr, args), *kwargs]}: the model is rebuilt from the checkpoint's own config"
+            )
+        return load_model(str(checkpoint_path), map_location, list(trust))
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
