@@ -250,3 +250,18 @@ def test_cli_without_options_uses_the_evaluators_defaults(tmp_path: Path, option
     overrides = [f"predictions=[{pred}]", f"paths.root_dir={tmp_path}", options]
     result = evaluate(compose_verb("evaluate", tmp_path / "run", overrides))
     assert result.report.is_file()
+
+
+def test_a_run_directory_stands_for_its_predictions_file(tmp_path: Path) -> None:
+    pred = write_predictions(tmp_path / "predict_run" / "predictions.h5", "energy")
+    result = evaluate_files([tmp_path / "predict_run"], tmp_path / "eval")
+    run = load_json(result.metrics)["runs"][0]
+    assert run["label"] == "predict_run" and run["path"] == str(pred.resolve()) and run["n_events"] == 400
+    train_run = tmp_path / "train_run"
+    (train_run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(DataError, match="train_run is a training run without predictions.h5; make it first"):
+        evaluate_files([train_run], tmp_path / "eval2")
+    write_predictions(tmp_path / "multi" / "0" / "predictions.h5", "energy")
+    write_predictions(tmp_path / "multi" / "1" / "predictions.h5", "energy")
+    with pytest.raises(DataError, match="holds 2 predictions files"):
+        evaluate_files([tmp_path / "multi"], tmp_path / "eval3")
