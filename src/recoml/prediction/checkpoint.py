@@ -96,8 +96,11 @@ def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Check
             "ckpt_path: give the training run directory (its best checkpoint is used) or a checkpoint, "
             "e.g. ckpt_path=outputs/train/runs/<time>"
         )
-    path = best_checkpoint(str(path)) if Path(str(path)).is_dir() else Path(str(path))
-    raw = read_checkpoint(str(path))
+    # read_checkpoint sees the text as given: Path() would turn "http://host/x" into "http:/host/x", a
+    # missing local file instead of the URL it refuses.
+    text = str(best_checkpoint(str(path))) if Path(str(path)).is_dir() else str(path)
+    raw = read_checkpoint(text)
+    path = Path(text)
     if path.name == "last.ckpt":
         log.info("checkpoint %s (the last epoch's; the run directory stands for its best)", path)
     config = stored_config(raw, path)
