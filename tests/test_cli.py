@@ -111,7 +111,8 @@ def test_search_space_chosen_by_a_users_config_is_refused_too(tmp_path: Path) ->
 def test_a_run_that_fails_before_writing_anything_leaves_no_run_directory(tmp_path: Path) -> None:
     result = _run("recoml.train", "optimizer.lr=-1", f"paths.log_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
-    assert "error: optimizer.lr: expected a positive number, got -1" in result.stderr
+    assert result.stderr == "error: optimizer.lr: expected a positive number, got -1\n"
+    assert "expected a positive number" not in result.stdout  # once on the terminal, not twice
     runs = tmp_path / "train" / "runs"
     assert runs.is_dir() and not list(runs.iterdir())
 

@@ -100,11 +100,19 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
             err = recoml_cause(exc)
             if err is None:
                 raise
-            log.error("%s", err)
+            _log_to_files(f"error: {err}")
             sys.stderr.write(f"error: {err}\n")
             sys.exit(2)
 
     return wrapper
+
+
+def _log_to_files(message: str) -> None:
+    """An ERROR record for the log files only: the terminal gets the message once, on stderr."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def run(main: Callable[[], Any]) -> None:
