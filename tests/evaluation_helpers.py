@@ -65,6 +65,8 @@ def _truth(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "aux_direction": d.astype(np.float32),
         "aux_dwall": distance_to_wall(vertex, RADIUS, HALF_HEIGHT).astype(np.float32),
         "aux_towall": towall(vertex, d, RADIUS, HALF_HEIGHT).astype(np.float32),
+        # Species from their own stream, so the other truth and outputs keep their random sequence.
+        "aux_label": np.random.default_rng(n).integers(0, 3, n).astype(np.int32),
     }
 
 
@@ -99,11 +101,13 @@ def _outputs(
     raise ValueError(kind)
 
 
-def write_predictions(path: Path, kind: str, n: int = 400, seed: int = 0, quality: float = 2.0) -> Path:
+def write_predictions(
+    path: Path, kind: str, n: int = 400, seed: int = 0, quality: float = 2.0, replace: dict | None = None
+) -> Path:
     """A predictions file as recoml.predict writes it, with synthetic outputs of a given quality.
 
     ``kind``: classification, energy, vertex, direction, hit_classification, or multi (pid + energy +
-    direction).
+    direction). ``replace``: arrays written instead of the generated ones (hand-computed cases).
     """
     rng = np.random.default_rng(seed)
     truth = _truth(rng, n)
@@ -139,6 +143,7 @@ def write_predictions(path: Path, kind: str, n: int = 400, seed: int = 0, qualit
         "split": "test",
         "checkpoint": "none",
     }
+    arrays |= replace or {}
     write_store(path, arrays, attrs=attrs, overwrite=True)
     return path
 

@@ -1,5 +1,12 @@
 """Energy, vertex and direction regression: residual distributions, resolution (68% of |residual|) and
-bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`."""
+bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`.
+
+For tables comparable with WatChMaL / Hyper-K: every resolution is also reported per species of the true
+label (``resolution_<name>_<species>``: gamma, e, mu, pi0), the energy evaluator adds the fractional momentum
+residual (``|p|`` from the energy and the true species' mass; option ``energy``: ``kinetic`` (default, the
+toy's and a particle gun's convention) or ``total``), and vertex and direction resolutions are binned in the
+true distance to the wall (``<name>_vs_dwall``, cm) as well as in energy.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from recoml.plotting import Series, edges_for, plot_histograms, plot_panels
 from recoml.prediction.reader import SectionData
 
 ENERGY_LABEL = "true energy [MeV]"
+DWALL_LABEL = "true distance to wall [cm]"
 
 
 def _energy_axis(run: SectionData) -> np.ndarray | None:
@@ -36,6 +44,8 @@ class _Regression(Evaluator):
     higher_is_better = False
     #: axis labels of residual names
     labels: dict[str, str] = {}
+    #: also bin the resolutions in the true distance to the wall (``aux_dwall``)
+    by_dwall: bool = False
 
     def residuals(self, run: SectionData) -> dict[str, tuple[np.ndarray, str, bool]]:
         raise NotImplementedError
@@ -44,6 +54,9 @@ class _Regression(Evaluator):
         axes = [_energy_axis(r) for r in runs]
         n_bins = int(self.options.get("n_bins", 10))
         self.edges = edges_for(axes, n_bins) if all(a is not None for a in axes) else None
+        dwalls = [np.asarray(r.get("aux_dwall"), float) if r.has("aux_dwall") else None for r in runs]
+        with_dwall = self.by_dwall and all(d is not None for d in dwalls)
+        self.dwall_edges = edges_for(dwalls, n_bins) if with_dwall else None
         self.histogram_range: dict[str, tuple[float, float]] = {}
         for name in self.residuals(runs[0]):
             values = np.concatenate([np.abs(self.residuals(r)[name][0]) for r in runs])
@@ -61,6 +74,19 @@ class _Regression(Evaluator):
             res.curves[name] = values
             if self.edges is not None and energy is not None:
                 res.tables[f"{name}_vs_energy"] = _jsonable(pm.binned_resolution(energy, values, self.edges))
+            if self.dwall_edges is not None:
+                dwall = np.asarray(run.get("aux_dwall"), float).reshape(-1)
+                res.tables[f"{name}_vs_dwall"] = _jsonable(
+                    pm.binned_resolution(dwall, values, self.dwall_edges)
+                )
+            if run.has("aux_label"):
+                labels = np.asarray(run.get("aux_label")).reshape(-1)
+                for label in np.unique(labels):
+                    species = pm.SPECIES.get(int(label), (f"label{int(label)}", 0.0))[0]
+                    mine = np.asarray(values)[labels == label]
+                    res.scalars[f"resolution_{name}{suffix}_{species}"] = pm.resolution(mine)
+                    if signed:
+                        res.scalars[f"bias_{name}{suffix}_{species}"] = pm.bias(mine)
         return res
 
     def plot(self, runs, results, sink: PlotSink, section: str) -> None:
@@ -75,61 +101,67 @@ class _Regression(Evaluator):
                 f"residual_{name}",
                 f"Residual: {self.labels.get(name, name)}",
             )
-            table = f"{name}_vs_energy"
-            if not all(table in res.tables for res in results):
-                continue
-            res_series = [
+            for axis, axis_label in (("energy", ENERGY_LABEL), ("dwall", DWALL_LABEL)):
+                self._plot_binned(runs, results, sink, section, name, xlabel, signed, axis, axis_label)
+
+    def _plot_binned(self, runs, results, sink, section, name, xlabel, signed, axis, axis_label) -> None:
+        table = f"{name}_vs_{axis}"
+        if not all(table in res.tables for res in results):
+            return
+
+        def series(key: str) -> list[Series]:
+            return [
                 Series(
                     r.label,
                     np.asarray(res.tables[table]["centers"]),
-                    np.asarray(res.tables[table]["resolution"]),
-                    np.asarray(res.tables[table]["resolution_error"]),
+                    np.asarray(res.tables[table][key]),
+                    np.asarray(res.tables[table][f"{key}_error"]),
                     i,
                 )
                 for i, (r, res) in enumerate(zip(runs, results))
             ]
-            panels = [
-                {"series": res_series, "xlabel": ENERGY_LABEL, "ylabel": f"resolution (68%) of {xlabel}"}
-            ]
-            if signed:
-                bias_series = [
-                    Series(
-                        r.label,
-                        np.asarray(res.tables[table]["centers"]),
-                        np.asarray(res.tables[table]["bias"]),
-                        np.asarray(res.tables[table]["bias_error"]),
-                        i,
-                    )
-                    for i, (r, res) in enumerate(zip(runs, results))
-                ]
-                panels.append(
-                    {
-                        "series": bias_series,
-                        "xlabel": ENERGY_LABEL,
-                        "ylabel": f"bias (mean) of {xlabel}",
-                        "hline": 0.0,
-                    }
-                )
-            sink.save(
-                plot_panels(panels, title=f"{section}: {self.labels.get(name, name)} vs true energy"),
-                section,
-                f"resolution_vs_energy_{name}",
-                f"Resolution{' and bias' if signed else ''} vs true energy: {self.labels.get(name, name)}",
+
+        panels = [
+            {"series": series("resolution"), "xlabel": axis_label, "ylabel": f"resolution (68%) of {xlabel}"}
+        ]
+        if signed:
+            panels.append(
+                {
+                    "series": series("bias"),
+                    "xlabel": axis_label,
+                    "ylabel": f"bias (mean) of {xlabel}",
+                    "hline": 0.0,
+                }
             )
+        what = "true energy" if axis == "energy" else "distance to wall"
+        sink.save(
+            plot_panels(panels, title=f"{section}: {self.labels.get(name, name)} vs {what}"),
+            section,
+            f"resolution_vs_{axis}_{name}",
+            f"Resolution{' and bias' if signed else ''} vs {what}: {self.labels.get(name, name)}",
+        )
 
 
 @register("energy")
 class EnergyEvaluator(_Regression):
-    """Fractional energy residual ``(E_pred - E_true) / E_true``."""
+    """Fractional energy residual ``(E_pred - E_true) / E_true``; with the true species (``aux_label``) the
+    fractional momentum residual ``(p_pred - p_true) / p_true`` too, both momenta from the true mass."""
 
     required = ("pred_energy", "true_energy")
     main_metric = "resolution_fractional"
-    labels = {"fractional": "(E_pred - E_true) / E_true"}
+    labels = {"fractional": "(E_pred - E_true) / E_true", "momentum": "(p_pred - p_true) / p_true"}
 
     def residuals(self, run: SectionData) -> dict[str, tuple[np.ndarray, str, bool]]:
-        return {
-            "fractional": (pm.fractional_residual(run.get("pred_energy"), run.get("true_energy")), "", True)
-        }
+        pred, true = run.get("pred_energy"), run.get("true_energy")
+        out = {"fractional": (pm.fractional_residual(pred, true), "", True)}
+        if run.has("aux_label"):
+            kinetic = str(self.options.get("energy", "kinetic")) == "kinetic"
+            labels = np.asarray(run.get("aux_label")).reshape(-1)
+            mass = np.array([pm.SPECIES.get(int(label), ("", 0.0))[1] for label in labels])
+            p_pred = pm.momentum_from_energy(pred, mass, kinetic)
+            p_true = pm.momentum_from_energy(true, mass, kinetic)
+            out["momentum"] = (pm.fractional_residual(p_pred, p_true), "", True)
+        return out
 
 
 @register("vertex")
@@ -138,6 +170,7 @@ class VertexEvaluator(_Regression):
 
     required = ("pred_position", "true_position")
     main_metric = "resolution_total_cm"
+    by_dwall = True
     labels = {
         "total": "|v_pred - v_true|",
         "longitudinal": "longitudinal vertex residual",
@@ -160,6 +193,7 @@ class DirectionEvaluator(_Regression):
 
     required = ("pred_direction", "true_direction")
     main_metric = "resolution_angle_deg"
+    by_dwall = True
     labels = {
         "angle": "angle to true direction",
         "polar": "polar angle residual",
