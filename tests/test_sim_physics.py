@@ -184,17 +184,23 @@ def test_no_light_below_cherenkov_threshold(wcte):
 # ---------------------------------------------------------------------------------------------- time
 
 
-def test_muon_hit_times_follow_light_travel_in_water(wcte):
-    """Hit time = time along the track + distance / (c/n) from the Cherenkov emission point."""
-    jitter = 1.0
+def _muon_cone_residuals(detector, n: int, jitter: float, indices: tuple[float, ...]) -> list[np.ndarray]:
+    """Hit time minus the cone-light expectation, for 1 GeV muons from the centre along x, per
+    travel index (light on the Cherenkov cone of the phase index)."""
     phys = PhysicsConfig(dark_rate=0.0, time_jitter=jitter, **DIRECT)
-    hits, v, w = _single(wcte, "mu-", 1000.0, 50, physics=phys, direction=(1.0, 0.0, 0.0))
+    hits, v, w = _single(detector, "mu-", 1000.0, n, physics=phys, direction=(1.0, 0.0, 0.0))
     ev = _events(hits)
-    p = wcte.pmt_positions[hits["hit_pmt"]]
+    p = detector.pmt_positions[hits["hit_pmt"]]
     a, b = _track_geometry(p, v[ev], w[ev])
     theta = _cherenkov_angle(1000.0, MUON_MASS)
     on_cone = a - b / np.tan(theta) > 0
-    residual = (hits["hit_time"] - _earliest_light(p, v[ev], w[ev], theta))[on_cone]
+    return [(hits["hit_time"] - _earliest_light(p, v[ev], w[ev], theta, k))[on_cone] for k in indices]
+
+
+def test_muon_hit_times_follow_light_travel_in_water(wcte):
+    """Hit time = time along the track + distance / (c/n_g) from the Cherenkov emission point."""
+    jitter = 1.0
+    (residual,) = _muon_cone_residuals(wcte, 50, jitter, (N_GROUP,))
     assert abs(np.median(residual)) < 0.15
     assert 0.85 * jitter < np.std(residual) < 1.2 * jitter
 
@@ -466,15 +472,7 @@ def test_solid_angle_spreads_the_same_light(hk):
 def test_hit_times_travel_at_the_group_velocity(hk):
     """Photons leave at the phase-velocity Cherenkov angle but travel at c / n_g (n_g = 1.38): over HK's
     ~30 m the hit times match the group index and miss the phase index by ~ L (n_g - n) / c ~ 5 ns."""
-    phys = PhysicsConfig(dark_rate=0.0, time_jitter=0.0, **DIRECT)
-    hits, v, w = _single(hk, "mu-", 1000.0, 20, physics=phys, direction=(1.0, 0.0, 0.0))
-    ev = _events(hits)
-    p = hk.pmt_positions[hits["hit_pmt"]]
-    a, b = _track_geometry(p, v[ev], w[ev])
-    theta = _cherenkov_angle(1000.0, MUON_MASS)
-    cone = a - b / np.tan(theta) > 0
-    group = (hits["hit_time"] - _earliest_light(p, v[ev], w[ev], theta, N_GROUP))[cone]
-    phase = (hits["hit_time"] - _earliest_light(p, v[ev], w[ev], theta, N_WATER))[cone]
+    group, phase = _muon_cone_residuals(hk, 20, 0.0, (N_GROUP, N_WATER))
     # (the muon's 2 deg angular smear and the 25 cm PMTs shift the median by a few tenths of a ns)
     assert abs(np.median(group)) < 1.0
     assert np.median(phase) - np.median(group) > 3.0
