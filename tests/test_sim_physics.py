@@ -33,8 +33,14 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
 C = 29.9792458  # cm/ns
 N_WATER = 1.33  # phase index: Cherenkov angle
 N_GROUP = 1.38  # group index: photon speed
-#: The geometric tests below look at direct light in the vertex frame: no trigger, no scattering.
-DIRECT = {"trigger": False, "scattering_length": float("inf")}
+#: The geometric tests below look at direct light in the vertex frame: no trigger, no scattering, muons
+#: without multiple scattering and delta rays.
+DIRECT = {
+    "trigger": False,
+    "scattering_length": float("inf"),
+    "muon_multiple_scattering": False,
+    "muon_delta_fraction": 0.0,
+}
 NO_DARK = PhysicsConfig(dark_rate=0.0, **DIRECT)
 
 
@@ -132,7 +138,7 @@ def test_muon_light_comes_from_the_track_at_the_cherenkov_angle(hk):
     e = kinetic + MUON_MASS - 2.0 * s
     theta_s = np.degrees(np.arccos(np.minimum(e / (N_WATER * np.sqrt(e * e - MUON_MASS**2)), 1.0)))
     for sigma, tol, frac in ((0.0, 1.0, 0.95), (2.0, 5.0, 0.95)):
-        phys = PhysicsConfig(dark_rate=0.0, muon_angle_sigma=sigma, **DIRECT)
+        phys = PhysicsConfig(dark_rate=0.0, **(DIRECT | {"muon_angle_sigma": sigma}))
         hits, v, w = _single(hk, "mu-", kinetic, 10, physics=phys)
         ev = _events(hits)
         a, b = _track_geometry(hk.pmt_positions[hits["hit_pmt"]], v[ev], w[ev])

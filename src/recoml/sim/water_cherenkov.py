@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaincinv, ndtri
+from scipy.special import gammaincinv, ndtr, ndtri
 
 from recoml.detectors.geometry import WCDetector
 from recoml.errors import ConfigError
@@ -114,8 +114,17 @@ class PhysicsConfig:
     critical_energy: float = 78.0  # MeV, E_c of water, sets the shower maximum
     shower_b: float = 0.5  # longitudinal profile dE/dt ~ t^(a-1) exp(-b t), t in X0
     shower_cm_per_mev: float = 0.45  # total Cherenkov-radiating charged track length per MeV of a shower
-    shower_angle_sigma: float = 20.0  # deg, Gaussian spread of shower photon angles about the Cherenkov cone
-    muon_angle_sigma: float = 2.0  # deg, multiple-scattering spread of muon photon angles
+    # Shower photon angles about the Cherenkov cone: a core of nearly axis-parallel charged particles (the
+    # sharp edge at the Cherenkov angle) plus a broad part from the many low-energy ones.
+    shower_core_fraction: float = 0.55
+    shower_core_sigma: float = 2.5  # deg
+    shower_angle_sigma: float = 25.0  # deg, the broad part
+    # Muons: Highland multiple scattering of the muon direction at each emission point, a constant extra
+    # smear, and a fraction of the light from delta rays (knock-on electrons: the shower's broad profile;
+    # in steps of 1/16).
+    muon_multiple_scattering: bool = True
+    muon_angle_sigma: float = 0.0  # deg
+    muon_delta_fraction: float = 0.0625
     # PMT model (a key of PMT_TYPES): transit-time spread and dark rate. None: R14374 3-inch PMTs for
     # mPMT detectors, the Hyper-K 20-inch box-and-line PMT otherwise.
     pmt_type: str | None = None
@@ -141,6 +150,9 @@ class PhysicsConfig:
     def __post_init__(self) -> None:
         if self.refractive_index <= 1.0:
             raise ConfigError(f"physics.refractive_index must be > 1, got {self.refractive_index}")
+        for name in ("shower_core_fraction", "muon_delta_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"physics.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.group_index < 1.0:
             raise ConfigError(f"physics.group_index must be >= 1, got {self.group_index}")
         if self.pmt_type is not None and self.pmt_type not in PMT_TYPES:
@@ -256,25 +268,29 @@ class _Tables:
     quantiles: np.ndarray  # flat (rows * _Q_BINS,)
     cos_phi: np.ndarray  # (_ANGLE_BINS,)
     sin_phi: np.ndarray
-    cos_smear: np.ndarray  # (2 * _ANGLE_BINS,): row 0 shower, row 1 muon; cos(sigma * z)
-    sin_smear: np.ndarray
+    smear: np.ndarray  # (2 * _ANGLE_BINS,) rad: row 0 shower profile quantiles, row 1 unit normal ones
     exp_quantiles: np.ndarray  # (65536,): -ln(u) at the 16-bit quantiles u (exponential distances)
 
 
 @functools.lru_cache(maxsize=8)
 def _tables(physics: PhysicsConfig) -> _Tables:
     phi = 2.0 * np.pi * (np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS
-    z = ndtri((np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS)
-    delta = np.concatenate(
-        [np.deg2rad(physics.shower_angle_sigma) * z, np.deg2rad(physics.muon_angle_sigma) * z]
+    p = (np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS
+    z = ndtri(p)
+    # Quantiles of the shower mixture w N(0, s_core) + (1 - w) N(0, s_broad), by inverting its CDF.
+    grid = np.linspace(-6, 6, 20001) * max(physics.shower_angle_sigma, physics.shower_core_sigma)
+    w = physics.shower_core_fraction
+    cdf = w * ndtr(grid / max(physics.shower_core_sigma, 1e-9)) + (1 - w) * ndtr(
+        grid / max(physics.shower_angle_sigma, 1e-9)
     )
+    shower = np.interp(p, cdf, grid)
+    delta = np.deg2rad(np.concatenate([shower, z]))
     f32 = np.float32
     return _Tables(
         quantiles=_quantile_table(),
         cos_phi=np.cos(phi).astype(f32),
         sin_phi=np.sin(phi).astype(f32),
-        cos_smear=np.cos(delta).astype(f32),
-        sin_smear=np.sin(delta).astype(f32),
+        smear=delta.astype(f32),
         exp_quantiles=(-np.log((np.arange(65536) + 0.5) / 65536)).astype(f32),
     )
 
@@ -318,6 +334,7 @@ class _Sources:
     m2: np.ndarray  # (M,) mass^2 (muon) or 0
     dedx: np.ndarray  # (M,) MeV/cm (muon) or 0
     sin2max: np.ndarray  # (M,) largest sin^2 of the Cherenkov angle along the track
+    highland: np.ndarray  # (M,) rad, 13.6 MeV / (beta p) at the vertex (muons; 0 otherwise)
     t_exit: np.ndarray  # (M,) cm from the vertex to the wall along the direction
     mean_photons: np.ndarray  # (M,) expected number of traced photons
 
@@ -411,6 +428,7 @@ def _make_sources(
     m2 = np.zeros(m)
     dedx = np.zeros(m)
     sin2max = np.full(m, 1.0 - 1.0 / n_idx**2)
+    highland = np.zeros(m)
     mean = np.zeros(m)
     yield_cm = physics.detected_photons_per_cm
 
@@ -441,6 +459,7 @@ def _make_sources(
         e0[muon], p0[muon], m2[muon], dedx[muon] = e_mu, p_mu, mass**2, physics.muon_dedx
         scale[muon] = length
         sin2max[muon] = s2
+        highland[muon] = 13.6 / (p_mu * p_mu / e_mu)  # 13.6 MeV / (beta p), beta p = p^2 / E
         mean[muon] = yield_cm * s2 * length
     frame_u, frame_v = orthonormal_frames(directions)
     return _Sources(
@@ -459,6 +478,7 @@ def _make_sources(
         m2=m2,
         dedx=dedx,
         sin2max=sin2max,
+        highland=highland,
         t_exit=t_exit,
         mean_photons=mean,
     )
@@ -516,11 +536,24 @@ def _trace_block(
     sin = cos * cos
     np.subtract(f32(1.0), sin, out=sin)
     np.sqrt(sin, out=sin)
-    # Gaussian smear of the polar angle about the particle direction (row 0 shower, row 1 muon).
+    # Smear of the polar angle about the particle direction: the shower profile (showers, and the delta-ray
+    # share of muon light), or for muons a normal deviate times the Highland angle at the emission point
+    # (theta0 = 13.6 MeV / (beta p) sqrt(x / X0) (1 + 0.038 ln(x / X0)), PDG eq. 34.15; the momentum at the
+    # vertex) combined with the constant muon_angle_sigma.
+    is_mu = rep((src.kind == KIND_MUON).astype(np.uint8), np.uint8).astype(bool)
+    muon_row = is_mu & ((k_sm & 15) >= np.uint16(round(16 * physics.muon_delta_fraction)))
     si = (k_sm >> 4).astype(np.intp)
-    si += rep((src.kind == KIND_MUON).astype(np.intp) * _ANGLE_BINS, np.intp)
-    cd = np.take(tables.cos_smear, si, mode="wrap")
-    sd = np.take(tables.sin_smear, si, mode="wrap")
+    si += muon_row.astype(np.intp) * _ANGLE_BINS
+    delta = np.take(tables.smear, si, mode="wrap")
+    if muon_row.any():
+        scale = np.full(nb, f32(np.deg2rad(physics.muon_angle_sigma)))
+        if physics.muon_multiple_scattering:
+            x = np.maximum(s - rep(src.start), f32(1e-3)) * f32(1.0 / physics.radiation_length)
+            highland = rep(src.highland) * np.sqrt(x) * np.maximum(1.0 + f32(0.038) * np.log(x), f32(0.0))
+            scale = np.sqrt(scale * scale + highland * highland)
+        delta = np.where(muon_row, delta * scale, delta)
+    cd = np.cos(delta)
+    sd = np.sin(delta)
     cos2 = cos * cd
     cos2 -= sin * sd
     sin2 = sin * cd
