@@ -103,8 +103,14 @@ def test_unknown_layer_is_a_geometry_error(toy: TrackerDetector) -> None:
 
 # -- graph construction -----------------------------------------------------------------------------------
 def test_graph_construction_on_straight_tracks_is_fully_efficient(toy: TrackerDetector, constructor) -> None:
+    # Ideal straight tracks: no material, no overlap double hits, no noise.
     cfg = TrackerSimConfig(
-        n_particles=300, pt_range=(1000.0, 1000.0), eta_range=(-3.5, 3.5), noise_fraction=0
+        n_particles=300,
+        pt_range=(1000.0, 1000.0),
+        eta_range=(-3.5, 3.5),
+        noise_fraction=0,
+        layer_x0=0.0,
+        double_hit_fraction=0.0,
     )
     ev = simulate_tracker(toy, 2, cfg, seed=3)
     graph = TrackGraphBuilder(toy, constructor=constructor)(to_batch(ev))
