@@ -7,9 +7,10 @@ import logging
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ def main(cfg: DictConfig) -> None:
             fractions=tuple(cfg.fractions),
             split_seed=cfg.split_seed,
             overwrite=cfg.overwrite,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            **OmegaConf.to_container(cfg.tracker, resolve=True),
+            config=config_dict(cfg),
+            **config_dict(cfg.tracker),
         )
         log.info("wrote %s and %s", output, splits)
         return
@@ -52,8 +53,8 @@ def main(cfg: DictConfig) -> None:
         n_workers=cfg.n_workers,
         chunk_size=cfg.chunk_size,
         overwrite=cfg.overwrite,
-        physics=OmegaConf.to_container(cfg.physics, resolve=True),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        physics=config_dict(cfg.physics),
+        config=config_dict(cfg),
     )
     log.info("wrote %s and %s", output, splits)
 

@@ -92,7 +92,7 @@ def remove_stale_temporaries(output: str | os.PathLike) -> list[Path]:
     so a restarted conversion starts clean and never mistakes a half-written file for output.
     """
     output = Path(output)
-    removed = []
+    removed: list[Path] = []
     if not output.parent.is_dir():
         return removed
     for path in output.parent.glob(f".{output.name}.tmp-*"):
@@ -449,7 +449,7 @@ def convert_trackml(
         "mapping": mapping.raw,
         "units": "mm, GeV",
     }
-    if det_path is not None:
+    if det_path is not None and detectors is not None:
         attrs["detectors_file"] = {
             "path": str(det_path),
             "sha256": sha256_file(det_path) if hash_inputs else None,

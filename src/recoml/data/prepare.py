@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.errors import DataError
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +28,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         raise DataError(f"dataset.path: {path} does not exist (and dataset.simulate is not set)")
     log.info("%s not found: simulating %d toy %s events", path, recipe.n_events, cfg.detector.name)
     detector = instantiate(cfg.detector)
+    simulate: Callable[..., tuple[Path, Path]]
     if getattr(detector, "kind", None) == "tracker":  # helices in a solenoid
         from recoml.sim.tracker import simulate_tracker_to_store as simulate
     else:
@@ -36,7 +39,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         split_path=None,
         fractions=tuple(cfg.dataset.fractions),
         split_seed=cfg.dataset.split_seed,
-        **OmegaConf.to_container(recipe, resolve=True),
+        **config_dict(recipe),
     )
     return path
 

@@ -11,6 +11,7 @@ true distance to the wall (``<name>_vs_dwall``, cm) as well as in energy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -52,11 +53,13 @@ class _Regression(Evaluator):
 
     def prepare(self, runs: Sequence[SectionData]) -> None:
         axes = [_energy_axis(r) for r in runs]
+        known = [a for a in axes if a is not None]
         n_bins = int(self.options.get("n_bins", 10))
-        self.edges = edges_for(axes, n_bins) if all(a is not None for a in axes) else None
+        self.edges = edges_for(known, n_bins) if len(known) == len(axes) else None
         dwalls = [np.asarray(r.get("aux_dwall"), float) if r.has("aux_dwall") else None for r in runs]
-        with_dwall = self.by_dwall and all(d is not None for d in dwalls)
-        self.dwall_edges = edges_for(dwalls, n_bins) if with_dwall else None
+        known_dwalls = [d for d in dwalls if d is not None]
+        with_dwall = self.by_dwall and len(known_dwalls) == len(dwalls)
+        self.dwall_edges = edges_for(known_dwalls, n_bins) if with_dwall else None
         self.histogram_range: dict[str, tuple[float, float]] = {}
         for name in self.residuals(runs[0]):
             values = np.concatenate([np.abs(self.residuals(r)[name][0]) for r in runs])
@@ -104,7 +107,18 @@ class _Regression(Evaluator):
             for axis, axis_label in (("energy", ENERGY_LABEL), ("dwall", DWALL_LABEL)):
                 self._plot_binned(runs, results, sink, section, name, xlabel, signed, axis, axis_label)
 
-    def _plot_binned(self, runs, results, sink, section, name, xlabel, signed, axis, axis_label) -> None:
+    def _plot_binned(
+        self,
+        runs: Sequence[SectionData],
+        results: Sequence[SectionResult],
+        sink: PlotSink,
+        section: str,
+        name: str,
+        xlabel: str,
+        signed: bool,
+        axis: str,
+        axis_label: str,
+    ) -> None:
         table = f"{name}_vs_{axis}"
         if not all(table in res.tables for res in results):
             return
@@ -121,7 +135,7 @@ class _Regression(Evaluator):
                 for i, (r, res) in enumerate(zip(runs, results))
             ]
 
-        panels = [
+        panels: list[dict[str, Any]] = [
             {"series": series("resolution"), "xlabel": axis_label, "ylabel": f"resolution (68%) of {xlabel}"}
         ]
         if signed:
@@ -140,6 +154,20 @@ class _Regression(Evaluator):
             f"resolution_vs_{axis}_{name}",
             f"Resolution{' and bias' if signed else ''} vs {what}: {self.labels.get(name, name)}",
         )
+
+    def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
+        """The events with the smallest and the largest main residual (the first one)."""
+        name, (values, unit, _) = next(iter(self.residuals(run).items()))
+        values = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+        index = np.asarray(run.get("event_index"), dtype=np.int64)
+        ok = np.flatnonzero(np.isfinite(values))
+        if not len(ok):
+            return []
+        label = self.labels.get(name, name)
+        return [
+            (int(index[row]), f"{what}: |{label}| = {values[row]:.3g} {unit}".rstrip())
+            for what, row in (("best", ok[np.argmin(values[ok])]), ("worst", ok[np.argmax(values[ok])]))
+        ]
 
 
 @register("energy")

@@ -56,7 +56,8 @@ class Task(nn.Module):
         """Named true values in the same units as :meth:`predict` (for prediction stores)."""
         return {self.target: batch.targets[self.target]}
 
-    def make_metrics(self) -> MetricCollection:
+    def make_metrics(self) -> nn.ModuleDict:
+        """Metrics of one stage: a ``MetricCollection``, or a ``ModuleDict`` of them (one per sub-task)."""
         raise NotImplementedError
 
     def update_metrics(self, metrics: MetricCollection, output: torch.Tensor, batch: HitBatch) -> None:

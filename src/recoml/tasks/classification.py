@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -28,6 +28,9 @@ class ClassificationTask(Task):
     ``label_values[i]`` is the stored label of class ``i`` (the store uses gamma 0, e 1, mu 2, pi0 3), so
     any subset of particles maps onto contiguous class indices.
     """
+
+    #: Buffers (registered in __init__).
+    lookup: torch.Tensor
 
     def __init__(
         self,
@@ -86,7 +89,9 @@ class ClassificationTask(Task):
 
     def make_metrics(self) -> MetricCollection:
         n = self.out_dim
-        metrics = {"acc": MulticlassAccuracy(num_classes=n, average="micro")}
+        metrics: dict[str, Metric | MetricCollection] = {
+            "acc": MulticlassAccuracy(num_classes=n, average="micro")
+        }
         if n > 2:
             metrics["auroc"] = MulticlassAUROC(num_classes=n, thresholds=200)
         for a, b in self.pairs:

@@ -1,0 +1,1 @@
+"""Detector families: self-contained packages plugging into the generic engine (docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""The tracking family: silicon trackers in a solenoid (toy tracker, TrackML)."""
