@@ -342,7 +342,7 @@ def simulate_tracker_event(
         hits = HelixHits(*(getattr(hits, f.name)[keep] for f in fields(HelixHits)))
     # double_hit_fraction of the particle hits are second hits: f / (1 - f) of the crossings get one.
     p_twin = c.double_hit_fraction / (1.0 - c.double_hit_fraction)
-    twin = np.flatnonzero(rng.random(len(hits)) < p_twin) if c.double_hit_fraction else []
+    twin = np.flatnonzero(rng.random(len(hits)) < p_twin) if c.double_hit_fraction else np.zeros(0, np.int64)
     if len(twin):
         # The overlapping module sits overlap_distance further out (radius for barrels, |z| for disks):
         # the particle's second hit is where its (straight, over a few mm) track reaches it.

@@ -614,7 +614,7 @@ def _trace_block(
         fx0 = ox + f32(1.0 + r_tank)
         fy0 = oy + f32(1.0 + h_tank)
         fz0 = oz + f32(1.0 + r_tank)
-        lanes = []
+        lanes: list[tuple[np.ndarray, ...]] = []
         scattered: list[tuple[np.ndarray, ...]] = []
         scatter_cells = (
             f32(physics.scattering_length / wall.cell) if np.isfinite(physics.scattering_length) else None

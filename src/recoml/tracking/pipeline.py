@@ -287,7 +287,7 @@ def evaluate_tracking(
             )
         )
         hit_event = hits.batch.cpu().numpy() + n_events
-        hit_pid = hits.particle_id.cpu().numpy()  # type: ignore[union-attr]
+        hit_pid = hits.particle_id.cpu().numpy()
         if "weight" in batch.hits:
             weight = batch.hits["weight"].double().cpu().numpy()
         else:
