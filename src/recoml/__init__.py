@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from recoml.utils.resolvers import register as _register_resolvers
+
 __version__ = "0.1.0"
+_register_resolvers()
 
 __all__ = ["__version__", "load_model"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import hydra
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig
 
 from recoml.utils.cli import CONF_DIR, report_errors, save_config
@@ -39,6 +39,8 @@ def main(cfg: DictConfig) -> None:
         )
         log.info("wrote %s and %s", output, splits)
         return
+    if getattr(detector, "simulator", None):  # a detector family with its own toy simulation
+        simulate_to_store = get_method(detector.simulator)
     output, splits = simulate_to_store(
         detector=detector,
         output=cfg.output,

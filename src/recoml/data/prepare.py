@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig
 
 from recoml.errors import DataError
@@ -29,7 +29,9 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     log.info("%s not found: simulating %d toy %s events", path, recipe.n_events, cfg.detector.name)
     detector = instantiate(cfg.detector)
     simulate: Callable[..., tuple[Path, Path]]
-    if getattr(detector, "kind", None) == "tracker":  # helices in a solenoid
+    if getattr(detector, "simulator", None):  # a family that brings its own toy simulation
+        simulate = get_method(detector.simulator)
+    elif getattr(detector, "kind", None) == "tracker":  # helices in a solenoid
         from recoml.sim.tracker import simulate_tracker_to_store as simulate
     else:
         from recoml.sim.to_store import simulate_to_store as simulate

@@ -96,6 +96,8 @@ def _section(name: str, task: Any, prefix: str) -> dict[str, Any]:
         info["pairs"] = [[task.class_names[a], task.class_names[b]] for a, b in getattr(task, "pairs", [])]
     if getattr(task, "threshold", None) is not None:
         info["threshold"] = float(task.threshold)
+    if getattr(task, "quantity", None) is not None:  # energy: kinetic | total | momentum
+        info["quantity"] = task.quantity
     return info
 
 
@@ -120,8 +122,11 @@ def units_of(name: str) -> str:
     return UNITS.get(base.split("_", 1)[-1].rsplit(".", 1)[-1], "")
 
 
-def aux_truth(targets: dict[str, torch.Tensor], radius: float, half_height: float) -> dict[str, np.ndarray]:
-    """Per-event truth for plots from a batch's targets: label, energy, vertex, direction, dwall, towall."""
+def aux_truth(
+    targets: dict[str, torch.Tensor], radius: float | None, half_height: float | None
+) -> dict[str, np.ndarray]:
+    """Per-event truth for plots from a batch's targets: label, energy, vertex, direction, and for a
+    cylinder (``radius`` given) dwall and towall."""
     from recoml.tasks.regression import angles_to_direction
 
     def arr(name: str) -> np.ndarray | None:
@@ -139,7 +144,8 @@ def aux_truth(targets: dict[str, torch.Tensor], radius: float, half_height: floa
     if vertex is not None:
         vertex = vertex.reshape(len(vertex), 3)
         out["aux_vertex"] = vertex.astype(np.float32)
-        out["aux_dwall"] = distance_to_wall(vertex, radius, half_height).astype(np.float32)
+        if radius is not None:
+            out["aux_dwall"] = distance_to_wall(vertex, radius, half_height).astype(np.float32)
     direction = arr("directions")
     if direction is not None:
         direction = direction.reshape(len(direction), 3)
@@ -149,6 +155,6 @@ def aux_truth(targets: dict[str, torch.Tensor], radius: float, half_height: floa
         norm = np.linalg.norm(direction, axis=1, keepdims=True)
         direction = direction / np.where(norm > 0, norm, 1.0)
         out["aux_direction"] = direction.astype(np.float32)
-        if vertex is not None:
+        if vertex is not None and radius is not None:
             out["aux_towall"] = towall(vertex, direction, radius, half_height).astype(np.float32)
     return out

@@ -41,8 +41,8 @@ def batch_chunk(
     prediction: Mapping[str, torch.Tensor],
     batch: HitBatch,
     node_level: bool,
-    radius: float,
-    half_height: float,
+    radius: float | None,
+    half_height: float | None,
 ) -> dict[str, np.ndarray]:
     """One batch of :meth:`RecoModule.predict_step` output (+ the batch's targets) as store arrays; edge
     predictions (a ``pred/edge_index``) become edges, hits and particles (:mod:`recoml.prediction.edges`)."""
@@ -59,6 +59,8 @@ def batch_chunk(
             continue
         name = field_name(key)
         chunk[HIT + name if node_level else name] = host(value)
+    if "ood_score" in prediction:
+        chunk["ood_score"] = host(prediction["ood_score"]).astype(np.float32)
     if node_level:
         chunk["event_hits_index"] = host(prediction["offsets"])[:-1].astype(np.int64)
     chunk |= aux_truth(batch.targets, radius, half_height)
@@ -78,8 +80,8 @@ class PredictionWriter(BasePredictionWriter):
         path: str | os.PathLike,
         *,
         node_level: bool,
-        radius: float,
-        half_height: float,
+        radius: float | None,
+        half_height: float | None,
         attrs: Mapping[str, Any] | None = None,
         dataset_attrs: Mapping[str, Mapping[str, Any]] | None = None,
         overwrite: bool = False,
@@ -91,7 +93,9 @@ class PredictionWriter(BasePredictionWriter):
         self.object_types = (
             tuple(object_types) if object_types is not None else (("hits",) if self.node_level else ())
         )
-        self.radius, self.half_height = float(radius), float(half_height)
+        # No cylinder (sensor arrays): no distance-to-wall columns.
+        self.radius = None if radius is None else float(radius)
+        self.half_height = None if half_height is None else float(half_height)
         self.attrs = dict(attrs or {})
         self.dataset_attrs = {k: dict(v) for k, v in (dataset_attrs or {}).items()}
         self.overwrite = overwrite

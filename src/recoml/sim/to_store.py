@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from recoml.data.datamodule import default_split_path
+from recoml.data.identity import detector_fingerprint, identity_attrs, source_hash
 from recoml.data.splits import make_splits, save_splits, splits_meta
 from recoml.data.store import StoreWriter
 from recoml.detectors.geometry import WCDetector
@@ -43,16 +44,16 @@ def simulate_to_store(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     phys = PhysicsConfig(**(physics or {}))
-    attrs = {
-        "detector": detector.name,
-        "n_pmts": detector.n_pmts,
+    settings = {
         "generator": "recoml.sim toy water-Cherenkov",
         "particles": list(particles),
         "energy_range": list(energy_range),
+        "fiducial_margin": fiducial_margin,
         "seed": seed,
+        "chunk_size": chunk_size,
         "physics": phys.__dict__ if hasattr(phys, "__dict__") else str(phys),
-        "config": config or {},
     }
+    attrs = toy_attrs(detector, settings, config)
 
     def block(start: int, count: int) -> dict[str, Any]:
         return simulate(
@@ -80,6 +81,15 @@ def simulate_to_store(
         split_seed=split_seed,
         overwrite=overwrite,
     )
+
+
+def toy_attrs(detector: Any, settings: dict[str, Any], config: dict[str, Any] | None) -> dict[str, Any]:
+    """A toy store's attributes: its identity (detector fingerprint, vertex time origin, kinetic
+    energies, and an event source hashed from ``settings`` and the detector: everything that decides the
+    events, not their count), the settings themselves and the run's config."""
+    source = source_hash({**settings, "detector": detector_fingerprint(detector).as_attr()})
+    ident = identity_attrs(detector, time_origin="vertex", energy_kind="kinetic", event_source=source)
+    return {**ident, **settings, "config": config or {}}
 
 
 def write_simulation(

@@ -44,6 +44,10 @@ class MultiTask(Task):
     def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
 
+    def adopt_conventions(self, attrs: dict) -> None:
+        for task in self.tasks.values():
+            task.adopt_conventions(attrs)
+
     def fit(self, batches: Iterable[HitBatch]) -> None:
         batches = list(batches)
         for task in self.subtasks.values():
