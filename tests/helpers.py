@@ -25,7 +25,7 @@ TINY = (
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
     "++callbacks.progress_bar=null",
-    "normalization_batches=2",
+    "normalization_events=128",
 )
 
 

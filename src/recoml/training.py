@@ -151,7 +151,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path:
         check_checkpoint_matches(ckpt_path, cfg, module.detector)
     if cfg.get("train", True) and not ckpt_path:
-        module.fit_statistics(datamodule.statistics_batches(cfg.get("normalization_batches")))
+        module.fit_statistics(
+            datamodule.statistics_sample(cfg.get("normalization_events"), seed=int(cfg.seed))
+        )
     if cfg.get("compile"):
         # torch.compile of a Module returns an OptimizedModule (a Module); the stub says a plain callable.
         module.net = torch.compile(module.net)  # type: ignore[assignment]

@@ -299,12 +299,12 @@ def convert_root(
     if mapping.format == "hdf5":
         from recoml.conversion.hdf5_table import convert_hdf5_table
 
-        attrs = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
+        table_attrs = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
         return convert_hdf5_table(
             files,
             output,
             mapping,
-            attrs=attrs | conversion_identity(mapping, detector),
+            attrs=table_attrs | conversion_identity(mapping, detector),
             matcher=matcher,
             lookup=lookup,
             overwrite=overwrite,

@@ -12,7 +12,7 @@ from torch import nn
 from recoml.errors import ConfigError
 from recoml.models.cnn import ResNet, ResNet18, ResNet34, ResNet50
 from recoml.models.encodings import FourierEncoding
-from recoml.models.gnn import GAT, GCN, EdgeConvGNN, GraphInput, GraphNet, GraphSAGE, knn_graph
+from recoml.models.gnn import GAT, GCN, EdgeConvGNN, GraphInput, GraphNet, GraphSAGE
 from recoml.models.heads import MLPHead
 from recoml.models.interaction_network import EdgeClassifier, InteractionNetwork
 from recoml.models.metric_learning import HitEmbedding
@@ -38,7 +38,6 @@ __all__ = [
     "ResNet34",
     "ResNet50",
     "build_model",
-    "knn_graph",
 ]
 
 #: short names (as used in ``conf/model/*.yaml`` and on the command line) -> model classes

@@ -144,7 +144,7 @@ def aux_truth(
     if vertex is not None:
         vertex = vertex.reshape(len(vertex), 3)
         out["aux_vertex"] = vertex.astype(np.float32)
-        if radius is not None:
+        if radius is not None and half_height is not None:
             out["aux_dwall"] = distance_to_wall(vertex, radius, half_height).astype(np.float32)
     direction = arr("directions")
     if direction is not None:
@@ -155,6 +155,6 @@ def aux_truth(
         norm = np.linalg.norm(direction, axis=1, keepdims=True)
         direction = direction / np.where(norm > 0, norm, 1.0)
         out["aux_direction"] = direction.astype(np.float32)
-        if vertex is not None and radius is not None:
+        if vertex is not None and radius is not None and half_height is not None:
             out["aux_towall"] = towall(vertex, direction, radius, half_height).astype(np.float32)
     return out

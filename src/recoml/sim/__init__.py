@@ -3,7 +3,6 @@
 from recoml.sim.particles import PARTICLES, directions_to_angles, invariant_mass, pi0_decay
 from recoml.sim.water_cherenkov import (
     PhysicsConfig,
-    bench_simulation,
     light_sources,
     simulate,
     simulate_particles,
@@ -12,7 +11,6 @@ from recoml.sim.water_cherenkov import (
 __all__ = [
     "PARTICLES",
     "PhysicsConfig",
-    "bench_simulation",
     "directions_to_angles",
     "invariant_mass",
     "light_sources",

@@ -87,7 +87,9 @@ def toy_attrs(detector: Any, settings: dict[str, Any], config: dict[str, Any] | 
     """A toy store's attributes: its identity (detector fingerprint, vertex time origin, kinetic
     energies, and an event source hashed from ``settings`` and the detector: everything that decides the
     events, not their count), the settings themselves and the run's config."""
-    source = source_hash({**settings, "detector": detector_fingerprint(detector).as_attr()})
+    fingerprint = detector_fingerprint(detector)
+    assert fingerprint is not None  # toys simulate detectors with sensors
+    source = source_hash({**settings, "detector": fingerprint.as_attr()})
     ident = identity_attrs(detector, time_origin="vertex", energy_kind="kinetic", event_source=source)
     return {**ident, **settings, "config": config or {}}
 

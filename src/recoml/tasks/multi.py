@@ -45,11 +45,11 @@ class MultiTask(Task):
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
 
     def adopt_conventions(self, attrs: dict) -> None:
-        for task in self.tasks.values():
+        for task in self.subtasks.values():
             task.adopt_conventions(attrs)
 
     def fit(self, batches: Iterable[HitBatch]) -> None:
-        batches = list(batches)
+        """Each sub-task passes over ``batches`` once (re-iterable, see ``RecoModule.fit_statistics``)."""
         for task in self.subtasks.values():
             task.fit(batches)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from recoml.data.representations.graphs import radius_graph
+from recoml.data.neighbours import radius_graph
 from recoml.detectors.tracker import TrackerDetector
 from recoml.errors import ConfigError
 from recoml.tracking.construction import orient_edges

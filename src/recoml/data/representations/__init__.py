@@ -15,12 +15,9 @@ from recoml.data.representations.graphs import (
     C_WATER_CM_PER_NS,
     GraphBuilder,
     GraphInput,
-    bench_knn,
-    knn_graph,
-    radius_graph,
 )
-from recoml.data.representations.images import GEOMETRY_CHANNELS, ImageBuilder, bench_images
-from recoml.data.representations.points import PointCloudBuilder, PointInput, bench_points
+from recoml.data.representations.images import GEOMETRY_CHANNELS, ImageBuilder
+from recoml.data.representations.points import PointCloudBuilder, PointInput
 from recoml.detectors.geometry import WCDetector
 
 __all__ = [
@@ -31,11 +28,6 @@ __all__ = [
     "ImageBuilder",
     "PointCloudBuilder",
     "PointInput",
-    "bench_images",
-    "bench_knn",
-    "bench_points",
-    "knn_graph",
-    "radius_graph",
     "random_hit_batch",
 ]
 

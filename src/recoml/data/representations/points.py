@@ -10,7 +10,6 @@ from torch import nn
 
 from recoml.data.batch import HitBatch
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
-from recoml.data.representations.images import events_per_second
 from recoml.detectors.geometry import WCDetector
 from recoml.errors import ConfigError
 
@@ -97,9 +96,3 @@ class PointCloudBuilder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"features={self.feature_names}, max_points={self.max_points}"
-
-
-def bench_points(detector: WCDetector, batch: HitBatch, n_iter: int = 20, **builder_kwargs) -> float:
-    """Events/s of :class:`PointCloudBuilder` on ``batch`` on the batch's device."""
-    builder = PointCloudBuilder(detector, **builder_kwargs).to(batch.offsets.device)
-    return events_per_second(builder, batch, n_iter)

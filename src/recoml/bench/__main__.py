@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from recoml.bench.suites import run
 from recoml.utils.cli import CONF_DIR, report_errors, save_config
 from recoml.utils.provenance import write_json
 
@@ -24,8 +25,6 @@ def machine() -> str:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    from recoml.benchmarks import run
-
     save_config(cfg, cfg.paths.output_dir)
     rows = run(cfg)
     table = Table(title=f"recoml throughput ({machine()})")
