@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from recoml.conf import CONF_DIR
 from recoml.data.augment import (
     CylinderAugment,
     Symmetry,
@@ -22,7 +22,7 @@ from recoml.data.batch import HitBatch
 from recoml.data.representations import ImageBuilder, random_hit_batch
 from recoml.detectors import WCDetector, build_cylinder
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 IDX = CylinderAugment.transform_index
 
 

@@ -9,6 +9,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.detectors import (
     WCDetector,
     build_cylinder,
@@ -19,7 +20,7 @@ from recoml.detectors import (
 )
 from recoml.errors import ConfigError, GeometryError
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 GARBAGE_TYPE2 = "0444388389810866653562081592506563399950393070436707222556514031567616961897775049765086.00"
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.data.datamodule import EventDataModule
 from recoml.data.store import write_store
 from recoml.tasks.module import RecoModule
@@ -58,7 +59,7 @@ def synthetic_store(path: Path, n_events: int) -> Path:
 
 
 def peak_rss_kib(path: Path) -> int:
-    conf = Path(__file__).resolve().parents[1] / "conf"
+    conf = CONF_DIR
     out = subprocess.run(
         [sys.executable, "-c", START_UP, str(conf), str(path), str(path.parent / "run")],
         capture_output=True,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from recoml.conf import CONF_DIR
 from recoml.data.batch import HitBatch
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, fit_normalizer
 from recoml.data.representations import (
@@ -21,7 +21,7 @@ from recoml.data.representations import (
 )
 from recoml.detectors import WCDetector, build_cylinder
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 
 
 @functools.cache

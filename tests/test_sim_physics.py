@@ -9,12 +9,11 @@ can reach P (Fermat), so no hit may come earlier than that.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.detectors import build_cylinder
 from recoml.errors import ConfigError
 from recoml.sim import (
@@ -29,7 +28,7 @@ from recoml.sim import (
 )
 from recoml.sim.particles import ELECTRON_MASS, MUON_MASS, PI0_MASS, isotropic_directions
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 C = 29.9792458  # cm/ns
 N_WATER = 1.33  # phase index: Cherenkov angle
 N_GROUP = 1.38  # group index: photon speed

@@ -3,16 +3,15 @@ each with its tolerance on toy / reference. Hyper-K, 500 MeV e- and mu- from the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.detectors import build_cylinder
 from recoml.sim.validation import ring_observables
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 
 #: Reference values (docs/physics.md gives each source): (e-, mu-), None where there is none.
 REFERENCE = {

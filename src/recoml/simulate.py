@@ -9,13 +9,13 @@ import hydra
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONFIG_PATH, report_errors, run, save_config
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="simulate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="simulate")
 @report_errors
 def main(cfg: DictConfig) -> None:
     from recoml.sim.to_store import simulate_to_store
@@ -62,4 +62,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

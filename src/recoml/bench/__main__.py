@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from recoml.bench.suites import run
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
-from recoml.utils.provenance import write_json
+from recoml.io.provenance import write_json
+from recoml.utils.cli import CONFIG_PATH, report_errors, save_config
 
 
 def machine() -> str:
@@ -22,7 +22,7 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), {gpu}"
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 @report_errors
 def main(cfg: DictConfig) -> None:
     save_config(cfg, cfg.paths.output_dir)

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoml.data.store import EventStore, open_store
 from recoml.errors import ConfigError, DataError
+from recoml.io.atomic import write_text
 from recoml.plotting.events import EventView, draw_event
 
 __all__ = ["detector_for", "display", "draw_events", "event_views", "resolve_predictions"]
@@ -54,7 +55,7 @@ def detector_for(chosen: Any, *attrs: Mapping[str, Any]) -> Any:
     config = chosen if chosen is not None else next((c for a in attrs if (c := _detector_config(a))), None)
     if config is None:
         raise ConfigError(
-            "display: the files name no detector; choose one with detector=<name> (conf/detector)"
+            "display: the files name no detector; choose one with detector=<name> (recoml/conf/detector)"
         )
     return instantiate(config)
 
@@ -171,8 +172,6 @@ def display(cfg: DictConfig) -> list[tuple[str, dict[str, Path]]]:
             )
         lines.append("")
     index = out_dir / "displays.md"
-    tmp = index.with_name(".displays.md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, index)
+    write_text(index, "\n".join(lines))
     log.info("displays of events %s: %s", rows, index)
     return written

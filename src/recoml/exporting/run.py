@@ -33,9 +33,9 @@ from recoml.exporting.onnx import (
     write_onnx,
 )
 from recoml.exporting.wrappers import export_model
+from recoml.io.provenance import write_json
 from recoml.prediction.checkpoint import build_module, check_store, load_checkpoint, resolve_data_path
 from recoml.prediction.schema import HIT, field_name, sections_of, task_kind
-from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     )
     check_output(output_int8, overwrite)
     out_dir = Path(cfg.paths.output_dir)
-    ckpt = load_checkpoint(cfg.get("ckpt_path"))
+    ckpt = load_checkpoint(cfg.get("ckpt_path"), cfg.get("trust") or ())
     module = build_module(ckpt)
     view = export_model(module)
     loader = _batches(cfg, ckpt, module)  # checks the data against the checkpoint before writing anything

@@ -40,7 +40,7 @@ __all__ = [
     "build_model",
 ]
 
-#: short names (as used in ``conf/model/*.yaml`` and on the command line) -> model classes
+#: short names (as used in ``recoml/conf/model/*.yaml`` and on the command line) -> model classes
 MODELS: dict[str, type[nn.Module]] = {
     "resnet": ResNet,
     "resnet18": ResNet18,

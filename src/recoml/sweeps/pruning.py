@@ -83,7 +83,7 @@ class OptunaPruning(pl.Callback):
             return
         message = f"trial pruned after epoch {epoch} with {self.monitor} = {value}"
         if trainer.is_global_zero and self.dirpath is not None:
-            from recoml.utils.provenance import write_json
+            from recoml.io.provenance import write_json
 
             write_json(
                 self.dirpath / PRUNED_MARKER, {"epoch": epoch, "monitor": self.monitor, "value": value}

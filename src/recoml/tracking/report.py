@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from recoml.errors import DataError
+from recoml.io.atomic import write_text
 from recoml.tracking.matching import MATCHING_STYLES
 
 __all__ = ["evaluate_checkpoint", "metric_rows", "tracking_figures", "write_tracking_report"]
@@ -170,7 +171,7 @@ def write_tracking_report(
     metrics: dict[str, Any], directory: str | os.PathLike, overwrite: bool = False, plots: bool = True
 ) -> Path:
     """Write ``metrics`` (from :func:`~recoml.tracking.pipeline.evaluate_tracking`) into ``directory``."""
-    from recoml.utils.provenance import write_json
+    from recoml.io.provenance import write_json
 
     directory = Path(directory)
     if (directory / METRICS_FILE).exists() and not overwrite:
@@ -178,9 +179,7 @@ def write_tracking_report(
     directory.mkdir(parents=True, exist_ok=True)
     written = _plots(metrics, directory) if plots else []
     write_json(directory / METRICS_FILE, metrics)
-    tmp = directory / ".tracking_report.md.tmp"
-    tmp.write_text(_markdown(metrics, written))
-    tmp.replace(directory / "tracking_report.md")
+    write_text(directory / "tracking_report.md", _markdown(metrics, written))
     log.info("tracking report: %s", directory)
     return directory / METRICS_FILE
 
