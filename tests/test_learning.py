@@ -110,7 +110,7 @@ def test_vertex_regression_beats_a_constant(tmp_path: Path, electrons: Path) -> 
         [
             *FAST,
             "task=vertex",
-            "trainer.max_epochs=6",
+            "trainer.max_epochs=12",
             "model.net.width=16",
             "optimizer.lr=2e-3",
             "model.representation.geometry_channels=true",
@@ -120,8 +120,12 @@ def test_vertex_regression_beats_a_constant(tmp_path: Path, electrons: Path) -> 
     metrics = train(cfg)
     train_v, test_v = _split_truth(electrons, "positions")
     constant_resolution = np.quantile(np.linalg.norm(test_v - train_v.mean(0), axis=1), 0.68)
-    # Measured: 54 cm against ~108 cm for the constant (the PMT-position channels give the CNN the geometry).
-    assert metrics["test/resolution_cm"] < 0.75 * constant_resolution
+    # Measured on the issue-13 toy: 89 cm (12 epochs; 92 cm after 6) against 106 cm for the constant. Hit
+    # times are relative to the trigger, so the vertex time is unknown and the vertex is no longer read off
+    # the times (issue 13, item 5): on the earlier toy (times from the vertex at t = 0) it reached 54 cm and
+    # this bound was 0.75. The point-source time-of-flight fit, which fits the vertex time too, gets 57 cm
+    # on toy WCTE electrons (docs/physics.md): the CNN is above chance, not yet at the classical baseline.
+    assert metrics["test/resolution_cm"] < 0.9 * constant_resolution
 
 
 def test_direction_regression_beats_isotropic_guess(tmp_path: Path, electrons: Path) -> None:
