@@ -30,35 +30,36 @@ EXPECTED = {
         "efficiency_vs_dwall_e_vs_mu",
         "efficiency_vs_energy_e_vs_gamma",
         "efficiency_vs_dwall_e_vs_gamma",
+        "identification_vs_energy",
+        "identification_vs_dwall",
         "confusion",
     ],
     "energy": [
         "residual_fractional",
         "residual_momentum",
-        "resolution_vs_energy_fractional",
-        "resolution_vs_energy_momentum",
+        *(f"resolution_vs_{axis}_{r}" for r in ("fractional", "momentum") for axis in ("energy", "dwall", "towall")),
+        "resolution_vs_energy_by_species_fractional",
+        "reco_vs_true_energy",
     ],
     "vertex": [
-        "residual_total",
-        "residual_longitudinal",
-        "residual_transverse",
-        "resolution_vs_energy_total",
-        "resolution_vs_energy_longitudinal",
-        "resolution_vs_energy_transverse",
-        "resolution_vs_dwall_total",
-        "resolution_vs_dwall_longitudinal",
-        "resolution_vs_dwall_transverse",
+        *(f"residual_{r}" for r in ("total", "longitudinal", "transverse")),
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("total", "longitudinal", "transverse")
+            for axis in ("energy", "dwall", "towall")
+        ),
+        "resolution_vs_energy_by_species_total",
+        *(f"reco_vs_true_vertex_{c}" for c in "xyz"),
     ],
     "direction": [
-        "residual_angle",
-        "residual_polar",
-        "residual_azimuth",
-        "resolution_vs_energy_angle",
-        "resolution_vs_energy_polar",
-        "resolution_vs_energy_azimuth",
-        "resolution_vs_dwall_angle",
-        "resolution_vs_dwall_polar",
-        "resolution_vs_dwall_azimuth",
+        *(f"residual_{r}" for r in ("angle", "polar", "azimuth")),
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("angle", "polar", "azimuth")
+            for axis in ("energy", "dwall", "towall")
+        ),
+        "resolution_vs_energy_by_species_angle",
+        *(f"reco_vs_true_direction_{c}" for c in "xyz"),
     ],
     "hit_classification": ["roc", "scores", "efficiency_purity"],
 }
@@ -112,13 +113,13 @@ def test_energy_resolution_per_species_and_momentum_hand_computed(tmp_path: Path
         replace={"aux_label": label, "aux_energy": true, "true_energy": true, "pred_energy": pred},
     )
     scal = evaluate_files([path], tmp_path / "eval", labels=["run"]).scalars("energy", "run")
-    assert scal["resolution_fractional_e"] == pytest.approx(0.1, rel=1e-5)
-    assert scal["resolution_fractional_mu"] == pytest.approx(0.2, rel=1e-5)
+    assert scal["resolution_fractional/e"] == pytest.approx(0.1, rel=1e-5)
+    assert scal["resolution_fractional/mu"] == pytest.approx(0.2, rel=1e-5)
     m_mu, m_e = 105.6583755, 0.51099895
     p = lambda t, m: np.sqrt(t * t + 2 * t * m)  # noqa: E731
-    assert scal["bias_momentum_mu"] == pytest.approx(p(360, m_mu) / p(300, m_mu) - 1, rel=1e-5)
-    assert scal["bias_momentum_e"] == pytest.approx(p(330, m_e) / p(300, m_e) - 1, rel=1e-5)
-    assert "resolution_fractional_gamma" not in scal
+    assert scal["bias_momentum/mu"] == pytest.approx(p(360, m_mu) / p(300, m_mu) - 1, rel=1e-5)
+    assert scal["bias_momentum/e"] == pytest.approx(p(330, m_e) / p(300, m_e) - 1, rel=1e-5)
+    assert "resolution_fractional/gamma" not in scal
 
 
 def test_vertex_resolution_is_binned_in_distance_to_wall(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_vertex_resolution_is_binned_in_distance_to_wall(tmp_path: Path) -> None
     metrics = load_json(tmp_path / "eval" / "metrics.json")
     table = metrics["sections"]["vertex"]["tables"]["run"]["total_vs_dwall"]
     assert sum(table["count"]) == 2000 and len(table["centers"]) == 10
-    assert {"resolution_total_cm_gamma", "resolution_total_cm_e", "resolution_total_cm_mu"} <= set(
+    assert {"resolution_total_cm/gamma", "resolution_total_cm/e", "resolution_total_cm/mu"} <= set(
         result.scalars("vertex", "run")
     )
 
@@ -284,3 +285,18 @@ def test_cli_without_options_uses_the_evaluators_defaults(tmp_path: Path, option
     overrides = [f"predictions=[{pred}]", f"paths.root_dir={tmp_path}", options]
     result = evaluate(compose_verb("evaluate", tmp_path / "run", overrides))
     assert result.report.is_file()
+
+
+def test_a_run_directory_stands_for_its_predictions_file(tmp_path: Path) -> None:
+    pred = write_predictions(tmp_path / "predict_run" / "predictions.h5", "energy")
+    result = evaluate_files([tmp_path / "predict_run"], tmp_path / "eval")
+    run = load_json(result.metrics)["runs"][0]
+    assert run["label"] == "predict_run" and run["path"] == str(pred.resolve()) and run["n_events"] == 400
+    train_run = tmp_path / "train_run"
+    (train_run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(DataError, match="train_run is a training run without predictions.h5; make it first"):
+        evaluate_files([train_run], tmp_path / "eval2")
+    write_predictions(tmp_path / "multi" / "0" / "predictions.h5", "energy")
+    write_predictions(tmp_path / "multi" / "1" / "predictions.h5", "energy")
+    with pytest.raises(DataError, match="holds 2 predictions files"):
+        evaluate_files([tmp_path / "multi"], tmp_path / "eval3")

@@ -25,8 +25,9 @@ from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
 from recoml.io.atomic import atomic_output
-from recoml.prediction.reader import Predictions
-from recoml.utils.config import config_dict
+from recoml.loggers import log_figures
+from recoml.prediction.reader import Predictions, predictions_file
+from recoml.utils.config import config_dict, instantiate_group
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def evaluate_files(
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
     from recoml.plotting import apply_style
 
-    files = [Path(str(p)) for p in paths]
+    files = [predictions_file(str(p)) for p in paths]  # a run directory stands for its predictions.h5
     if not files:
         raise ConfigError("predictions: give at least one predictions file")
     labels = list(labels) if labels else default_labels(files)
@@ -266,7 +267,18 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         style=cfg.get("plot_style"),
         require_same_events=bool(cfg.get("require_same_events", True)),
     )
+    loggers = instantiate_group(cfg.get("logger"))
+    if loggers:
+        log_figures(loggers, logged_figures(result), [result.report, result.metrics])
+        for logger in loggers:
+            logger.finalize("success")
     if output:
         copy_outputs(out_dir, Path(output), bool(cfg.get("overwrite", False)))
         log.info("copied the evaluation to %s", output)
     return result
+
+
+def logged_figures(result: Evaluation) -> dict[str, Path]:
+    """The evaluation's PNG figures by a name unique in the run (``<section>/<figure>``)."""
+    root = result.directory / "plots"
+    return {png.relative_to(root).with_suffix("").as_posix(): png for png in sorted(root.rglob("*.png"))}

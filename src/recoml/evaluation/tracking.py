@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from recoml.errors import ConfigError, DataError
+from recoml.evaluation.checks import check_binary
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
 from recoml.metrics import physics as pm
 from recoml.prediction.edges import hit_pt_eta
@@ -150,6 +151,7 @@ class EdgeClassificationEvaluator(Evaluator):
     ``eta_max``, ``primary_only``, ``max_production_radius``, ``exclude_pdg``."""
 
     required = ("edge_src", "edge_dst", "edge_score")
+    probabilities = ("edge_score",)
     main_metric = "edge_auc"
     higher_is_better = True
 
@@ -164,6 +166,8 @@ class EdgeClassificationEvaluator(Evaluator):
                 "evaluation needs the truth of the hits (predict on a store with hit_particle_id, "
                 "hit_tpx/tpy/tpz)"
             )
+        for name in ("edge_truth", "edge_target"):
+            check_binary(run, name)
 
     def evaluate(self, run: SectionData) -> SectionResult:
         from recoml.tracking.report import metric_rows

@@ -6,7 +6,8 @@ read (a URL would go through loaders without that restriction). The model a chec
 Hydra-instantiated from the config it carries, so every ``_target_`` in that config, however deeply
 nested (``_args_``, ``_partial_`` factories, lists), must be on an allowlist before anything is built:
 recoml's own classes, the targets the shipped config groups name, and what the user passes in ``trust``
-on the command line. The file itself can never widen the list.
+on the command line. The file itself can never widen the list. A model may read another checkpoint while
+it is built (a tracking stage's frozen embedding); :func:`trusting` hands the user's list on to that read.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import inspect
 import pickle
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,20 @@ from recoml.errors import ConfigError, DataError
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TARGET_IN_YAML = re.compile(r"_target_\s*[:=]\s*['\"]?([A-Za-z_][\w.]*)")
 _UNSUPPORTED = re.compile(r"Unsupported (?:global|operand)[^\n]*")
+#: The targets the user trusts for the checkpoint reads of the current build (see :func:`trusting`).
+_TRUSTED: ContextVar[frozenset[str]] = ContextVar("recoml_trusted_targets", default=frozenset())
+
+
+@contextmanager
+def trusting(trust: Iterable[str] = ()) -> Iterator[None]:
+    """Inside this block every :func:`check_targets` also allows ``trust`` (the user's ``trust=[...]``): the
+    checkpoints a model reads while it is built (a tracking stage's embedding) get the same list as the one
+    the user opened. Only callers holding the command line's list enter it; a file never does."""
+    token = _TRUSTED.set(_TRUSTED.get() | {str(t) for t in trust or ()})
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -96,7 +113,7 @@ def iter_targets(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
 
 def check_targets(config: dict[str, Any], source: str | Path, trust: Iterable[str] = ()) -> None:
     """ConfigError naming the first ``_target_`` of ``config`` that is not allowed to be built."""
-    trusted = {str(t) for t in trust or ()}
+    trusted = {str(t) for t in trust or ()} | _TRUSTED.get()
     for where, target in iter_targets(config):
         if isinstance(target, str) and (
             target in trusted or target in shipped_targets() or _is_recoml_class(target)

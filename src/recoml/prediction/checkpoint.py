@@ -21,7 +21,7 @@ from recoml.data.identity import Fingerprint, check_store_detector, detector_fin
 from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
-from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config
+from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config, trusting
 from recoml.prediction.schema import AUX_SOURCES
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Checkpoint:
     """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
-    (``checkpoint["recoml"]``) and the ``state_dict``."""
+    (``checkpoint["recoml"]``) and the ``state_dict``; ``trust``: the extra targets the user allowed when
+    opening it, also allowed for the checkpoints its model reads while it is built."""
 
     path: Path
     config: dict[str, Any]
     provenance: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
+    trust: tuple[str, ...] = ()
 
     @property
     def cfg(self) -> DictConfig:
@@ -51,17 +53,53 @@ class Checkpoint:
         )
 
 
+def best_checkpoint(run_dir: str | Path) -> Path:
+    """The best checkpoint of a training run directory (or of its ``checkpoints/``): the one the
+    monitored-metric ModelCheckpoint recorded in ``last.ckpt``, which is the checkpoint training's test
+    metrics come from; a run with a single other checkpoint needs no record."""
+    run_dir = Path(run_dir)
+    ckdir = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    last = ckdir / "last.ckpt"
+    if last.is_file():
+        for state in (read_checkpoint(last).get("callbacks") or {}).values():
+            best = state.get("best_model_path") if isinstance(state, dict) and state.get("monitor") else None
+            if best and (ckdir / Path(best).name).is_file():
+                score = state.get("best_model_score")
+                log.info(
+                    "ckpt_path=%s: the best checkpoint %s (%s = %.4g; training's test metrics come from it)",
+                    run_dir,
+                    ckdir / Path(best).name,
+                    state["monitor"],
+                    float(score) if score is not None else float("nan"),
+                )
+                return ckdir / Path(best).name
+    others = sorted(p for p in ckdir.glob("*.ckpt") if p.name != "last.ckpt")
+    if len(others) == 1:
+        log.info("ckpt_path=%s: the best checkpoint %s", run_dir, others[0])
+        return others[0]
+    if not others and last.is_file():
+        log.info("ckpt_path=%s: no monitored best checkpoint in the run; using %s", run_dir, last)
+        return last
+    raise ConfigError(
+        f"ckpt_path: {run_dir} holds {len(others) or 'no'} checkpoints and no record of the best; "
+        "give the .ckpt file"
+    )
+
+
 def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
     """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
     (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
-    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s)."""
+    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s). A training run
+    directory stands for its best checkpoint (:func:`best_checkpoint`)."""
     if path in (None, "", "???"):
         raise ConfigError(
-            "ckpt_path: give the checkpoint to use, "
-            "e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
+            "ckpt_path: give the training run directory (its best checkpoint is used) or a checkpoint, "
+            "e.g. ckpt_path=outputs/train/runs/<time>"
         )
+    path = best_checkpoint(str(path)) if Path(str(path)).is_dir() else Path(str(path))
     raw = read_checkpoint(str(path))
-    path = Path(str(path))
+    if path.name == "last.ckpt":
+        log.info("checkpoint %s (the last epoch's; the run directory stands for its best)", path)
     config = stored_config(raw, path)
     check_targets(config, path, trust)
     if not isinstance(raw["state_dict"], dict):
@@ -72,7 +110,12 @@ def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Check
     keys = events.get("train_keys") if isinstance(events, dict) else None
     train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
     return Checkpoint(
-        path.resolve(), config, dict(provenance) if isinstance(provenance, dict) else {}, state, train_keys
+        path.resolve(),
+        config,
+        dict(provenance) if isinstance(provenance, dict) else {},
+        state,
+        train_keys,
+        tuple(str(t) for t in trust or ()),
     )
 
 
@@ -80,7 +123,8 @@ def build_module(ckpt: Checkpoint):
     """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
     from recoml.tasks.module import RecoModule
 
-    module = RecoModule(ckpt.config, ckpt.provenance)
+    with trusting(ckpt.trust):  # checkpoints read while building (a tracking stage's embedding) get `trust`
+        module = RecoModule(ckpt.config, ckpt.provenance)
     missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
     if missing or unexpected:
         raise DataError(

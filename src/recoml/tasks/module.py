@@ -1,11 +1,13 @@
 """The one LightningModule: representation (on the device) -> model -> task, with metrics and optimizers
 from the config. Every part is built from the resolved config stored in the checkpoint, so
-``RecoModule.load_from_checkpoint(path)`` (or :func:`recoml.load_model`) rebuilds the trained model
-from the checkpoint alone.
+``RecoModule.load_from_checkpoint(path)`` (the same as :func:`recoml.load_model`: the safe loader, not
+Lightning's) rebuilds the trained model from the checkpoint alone.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
@@ -67,6 +69,26 @@ class RecoModule(pl.LightningModule):
         # Keys of the events trained on (recoml.data.identity.event_keys), kept in the checkpoint so that
         # prediction can refuse to score them; not a buffer: older checkpoints load without it.
         self.train_event_keys: torch.Tensor | None = None
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = "cpu",
+        *args: Any,
+        trust: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> RecoModule:
+        """:func:`recoml.load_model`: Lightning's loader would build the stored config unchecked (code could
+        run from the file), so the one safe loader is used. Lightning's other options are refused."""
+        from recoml import load_model  # imports this module
+
+        if args or kwargs:
+            raise ConfigError(
+                f"RecoModule.load_from_checkpoint takes checkpoint_path, map_location and trust only, got "
+                f"{[*map(repr, args), *kwargs]}: the model is rebuilt from the checkpoint's own config"
+            )
+        return load_model(str(checkpoint_path), map_location, list(trust))
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
@@ -321,9 +343,38 @@ def representation_normalizer(representation: nn.Module) -> FeatureNormalizer:
     raise ConfigError(f"{type(representation).__name__} holds no FeatureNormalizer")
 
 
+def declared_options(factory: Any, model_name: str) -> Any:
+    """The net's partial with only the config options its constructor declares.
+
+    ``model.net._target_=mypackage.MyNet`` keeps the chosen model's other options (resnet18's ``width``,
+    ``stem``, ...), which MyNet never asked for: they are left out, in one warning, unless the
+    constructor takes ``**kwargs``. Hydra's struct mode already refuses a misspelt key (it needs ``+``).
+    """
+    if not isinstance(factory, functools.partial):
+        return factory
+    try:
+        params = inspect.signature(factory.func).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: pass everything
+        return factory
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return factory
+    unknown = sorted(set(factory.keywords) - set(params))
+    if not unknown:
+        return factory
+    name = getattr(factory.func, "__qualname__", str(factory.func))
+    log.warning(
+        "model.net: %s does not declare %s (options of model=%s); they are not passed",
+        name,
+        ", ".join(unknown),
+        model_name,
+    )
+    kept = {k: v for k, v in factory.keywords.items() if k in params}
+    return functools.partial(factory.func, *factory.args, **kept)
+
+
 def build_net(cfg: DictConfig, representation: nn.Module, task) -> nn.Module:
     """Instantiate the network with its input width from the representation and output width from the task."""
-    factory = instantiate(cfg.model.net)
+    factory = declared_options(instantiate(cfg.model.net), cfg.model.name)
     cls = getattr(factory, "func", factory)
     wants = getattr(cls, "representation", None)
     if wants is not None and wants != representation.kind:
