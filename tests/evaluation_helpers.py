@@ -67,8 +67,6 @@ def _truth(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "aux_direction": d.astype(np.float32),
         "aux_dwall": distance_to_wall(vertex, RADIUS, HALF_HEIGHT).astype(np.float32),
         "aux_towall": towall(vertex, d, RADIUS, HALF_HEIGHT).astype(np.float32),
-        # Species from their own stream, so the other truth and outputs keep their random sequence.
-        "aux_label": np.random.default_rng(n).integers(0, 3, n).astype(np.int32),
     }
 
 

@@ -37,7 +37,11 @@ EXPECTED = {
     "energy": [
         "residual_fractional",
         "residual_momentum",
-        *(f"resolution_vs_{axis}_{r}" for r in ("fractional", "momentum") for axis in ("energy", "dwall", "towall")),
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("fractional", "momentum")
+            for axis in ("energy", "dwall", "towall")
+        ),
         "resolution_vs_energy_by_species_fractional",
         "reco_vs_true_energy",
     ],
