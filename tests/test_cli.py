@@ -111,19 +111,30 @@ def test_search_space_chosen_by_a_users_config_is_refused_too(tmp_path: Path) ->
 def test_a_run_that_fails_before_writing_anything_leaves_no_run_directory(tmp_path: Path) -> None:
     result = _run("recoml.train", "optimizer.lr=-1", f"paths.log_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2
-    assert "error: optimizer.lr: expected a positive number, got -1" in result.stderr
+    assert result.stderr == "error: optimizer.lr: expected a positive number, got -1\n"
+    assert "expected a positive number" not in result.stdout  # once on the terminal, not twice
     runs = tmp_path / "train" / "runs"
     assert runs.is_dir() and not list(runs.iterdir())
 
 
-def test_untouched_means_hydra_bookkeeping_only(tmp_path: Path) -> None:
+def test_untouched_means_hydra_bookkeeping_and_the_commands_own_log_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from recoml.utils.cli import remove_if_untouched
 
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / "train.log").write_text("[INFO] started\n")
     (run / ".recoml-run.lock").write_text("pid 1")
-    assert remove_if_untouched(run) and not run.exists()
+    assert remove_if_untouched(run, logs=[run / "train.log"]) and not run.exists()
     (run / ".hydra").mkdir(parents=True)
     (run / "config.yaml").write_text("seed: 1\n")
-    assert not remove_if_untouched(run) and (run / "config.yaml").is_file()
+    assert not remove_if_untouched(run, logs=[]) and (run / "config.yaml").is_file()
+    study = tmp_path / "study"  # an HPO study directory is its run directory: its journal stays
+    (study / ".hydra").mkdir(parents=True)
+    (study / "hpo.log").write_text("")
+    (study / "journal.log").write_text("{}")
+    assert not remove_if_untouched(study, logs=[study / "hpo.log"]) and (study / "journal.log").is_file()
+    (tmp_path / ".hydra").mkdir()
+    assert not remove_if_untouched(tmp_path, logs=[]) and tmp_path.is_dir()  # never the working directory

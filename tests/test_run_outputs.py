@@ -148,3 +148,30 @@ def test_evaluation_figures_and_report_reach_wandb_offline(tmp_path: Path) -> No
     n_pngs = len(list((tmp_path / "run" / "plots").rglob("*.png")))
     assert len(media) == n_pngs > 3
     assert (run_dir / "files" / "report.md").is_file() and (run_dir / "files" / "metrics.json").is_file()
+
+
+def test_evaluation_report_shows_the_training_curves_of_the_run(tmp_path: Path, pid_ckpt: Path) -> None:
+    from recoml.evaluation import evaluate_files
+    from recoml.prediction.run import predict
+
+    assert (pid_ckpt.parent.parent / "training_curves.png").is_file()  # drawn while it trained
+    pred = predict(compose_verb("predict", tmp_path / "predict", [f"ckpt_path={pid_ckpt}"]))
+    result = evaluate_files([pred], tmp_path / "eval", labels=["cnn"])
+    plots = tmp_path / "eval" / "plots"
+    assert (plots / "training_cnn_curves.png").is_file() and (plots / "training_cnn_curves.pdf").is_file()
+    report = result.report.read_text()
+    assert (
+        "## training" in report
+        and "![cnn: loss and metrics vs epoch](plots/training_cnn_curves.png)" in report
+    )
+
+
+def test_evaluation_figures_and_report_reach_mlflow(tmp_path: Path) -> None:
+    from recoml.evaluation import evaluate
+
+    pred = write_predictions(tmp_path / "a" / "predictions.h5", "energy")
+    overrides = [f"predictions={pred}", f"paths.root_dir={tmp_path}", "logger=mlflow"]
+    evaluate(compose_verb("evaluate", tmp_path / "run", overrides))
+    logged = {p.name for p in (tmp_path / "outputs" / "mlruns").rglob("artifacts/figures/*")}
+    pngs = {p.name for p in (tmp_path / "run" / "plots").rglob("*.png")}
+    assert pngs and pngs | {"report.md", "metrics.json"} == logged

@@ -140,6 +140,7 @@ def evaluate_files(
         )
     if dict(options or {}).get("displays", True):
         draw_highlights(preds[0], highlights, sink)
+    add_training_curves(preds, sink)
     runs_meta = [
         {
             "label": p.label,
@@ -223,6 +224,41 @@ def draw_highlights(pred: Predictions, highlights: Sequence[tuple[int, str]], si
                 sink.figures.append(FigureRecord(DISPLAY_SECTION, stem, title, view.caption, files))
     except RecomlError as exc:
         log.warning("no event displays in the report: %s", exc)
+
+
+def training_curves_of(pred: Predictions) -> Path | None:
+    """``training_curves.png`` of the training run whose checkpoint made ``pred``, when it is still there."""
+    checkpoint = pred.attrs.get("checkpoint")
+    if not checkpoint:
+        return None
+    curves = Path(str(checkpoint)).parent.parent / "training_curves.png"
+    return curves if curves.is_file() else None
+
+
+def add_training_curves(preds: Sequence[Predictions], sink: PlotSink) -> None:
+    """Each run's training curves (drawn during training in its run directory), copied into ``plots/``
+    and recorded for the report's ``training`` section."""
+    for pred in preds:
+        png = training_curves_of(pred)
+        if png is None:
+            continue
+        files = {}
+        for fmt in ("png", "pdf"):
+            src = png.with_suffix(f".{fmt}")
+            if src.is_file():
+                files[fmt] = sink.directory / f"training_{pred.label}_curves.{fmt}"
+                with atomic_output(files[fmt]) as tmp:
+                    shutil.copyfile(src, tmp)
+        run_dir = png.parent
+        sink.figures.append(
+            FigureRecord(
+                "training",
+                f"training_{pred.label}_curves",
+                f"{pred.label}: loss and metrics vs epoch",
+                f"from {run_dir}/csv/metrics.csv",
+                files,
+            )
+        )
 
 
 def _as_list(value: Any) -> list[Any]:

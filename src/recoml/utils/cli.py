@@ -6,7 +6,7 @@ import functools
 import logging
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +60,21 @@ def tidy_logging() -> None:
         logging.getLogger(name).addFilter(_NO_ADVERTISING)
 
 
-def remove_if_untouched(run_dir: str | Path | None) -> bool:
-    """Delete ``run_dir`` when it holds only Hydra's bookkeeping and the command's log (a run that failed
-    before writing anything); True when it did."""
+def remove_if_untouched(run_dir: str | Path | None, logs: Iterable[str | Path] | None = None) -> bool:
+    """Delete ``run_dir`` when it holds only Hydra's bookkeeping and this command's own log files
+    (``logs``, default: the root logger's file handlers) — a run that failed before writing anything;
+    True when it did. A directory holding anything else (an HPO study's journal, an earlier run's
+    outputs) and the working directory or its parents are never touched."""
     if not run_dir:
         return False
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir() or run_dir in (Path.cwd(), *Path.cwd().parents):
         return False
+    if logs is None:
+        logs = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    own_logs = {Path(p).resolve() for p in logs}
     for entry in run_dir.iterdir():
-        if entry.name in BOOKKEEPING or (entry.suffix == ".log" and entry.is_file()):
+        if entry.name in BOOKKEEPING or (entry.is_file() and entry.resolve() in own_logs):
             continue
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -100,11 +105,19 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
             err = recoml_cause(exc)
             if err is None:
                 raise
-            log.error("%s", err)
+            _log_to_files(f"error: {err}")
             sys.stderr.write(f"error: {err}\n")
             sys.exit(2)
 
     return wrapper
+
+
+def _log_to_files(message: str) -> None:
+    """An ERROR record for the log files only: the terminal gets the message once, on stderr."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def run(main: Callable[[], Any]) -> None:
