@@ -36,7 +36,12 @@ EXPECTED = {
     ],
     "energy": [
         "residual_fractional",
-        *(f"resolution_vs_{axis}_fractional" for axis in ("energy", "dwall", "towall")),
+        "residual_momentum",
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("fractional", "momentum")
+            for axis in ("energy", "dwall", "towall")
+        ),
         "resolution_vs_energy_by_species_fractional",
         "reco_vs_true_energy",
     ],
@@ -96,6 +101,40 @@ def test_metrics_of_synthetic_predictions_have_the_expected_values(tmp_path: Pat
     scal = evaluate_files([energy], tmp_path / "eval_e", labels=["run"]).scalars("energy", "run")
     assert scal["resolution_fractional"] == pytest.approx(0.30 * 0.9945, rel=0.03)
     assert abs(scal["bias_fractional"]) < 0.01
+
+
+def test_energy_resolution_per_species_and_momentum_hand_computed(tmp_path: Path) -> None:
+    """Electrons overestimated by exactly 10 %, muons by 20 % at T = 300 MeV: per-species resolutions are
+    0.1 and 0.2; the muon momentum residual is p(360)/p(300) - 1 with p = sqrt(T^2 + 2 T m_mu)."""
+    n = 40
+    label = np.array([1, 2] * (n // 2), dtype=np.int32)
+    true = np.full(n, 300.0, dtype=np.float32)
+    pred = np.where(label == 1, 330.0, 360.0).astype(np.float32)
+    path = write_predictions(
+        tmp_path / "e.h5",
+        "energy",
+        n=n,
+        replace={"aux_label": label, "aux_energy": true, "true_energy": true, "pred_energy": pred},
+    )
+    scal = evaluate_files([path], tmp_path / "eval", labels=["run"]).scalars("energy", "run")
+    assert scal["resolution_fractional/e"] == pytest.approx(0.1, rel=1e-5)
+    assert scal["resolution_fractional/mu"] == pytest.approx(0.2, rel=1e-5)
+    m_mu, m_e = 105.6583755, 0.51099895
+    p = lambda t, m: np.sqrt(t * t + 2 * t * m)  # noqa: E731
+    assert scal["bias_momentum/mu"] == pytest.approx(p(360, m_mu) / p(300, m_mu) - 1, rel=1e-5)
+    assert scal["bias_momentum/e"] == pytest.approx(p(330, m_e) / p(300, m_e) - 1, rel=1e-5)
+    assert "resolution_fractional/gamma" not in scal
+
+
+def test_vertex_resolution_is_binned_in_distance_to_wall(tmp_path: Path) -> None:
+    path = write_predictions(tmp_path / "v.h5", "vertex", n=2000)
+    result = evaluate_files([path], tmp_path / "eval", labels=["run"])
+    metrics = load_json(tmp_path / "eval" / "metrics.json")
+    table = metrics["sections"]["vertex"]["tables"]["run"]["total_vs_dwall"]
+    assert sum(table["count"]) == 2000 and len(table["centers"]) == 10
+    assert {"resolution_total_cm/gamma", "resolution_total_cm/e", "resolution_total_cm/mu"} <= set(
+        result.scalars("vertex", "run")
+    )
 
 
 def test_compare_overlays_runs_on_the_same_plots_and_tables(tmp_path: Path) -> None:

@@ -175,3 +175,14 @@ def test_evaluation_figures_and_report_reach_mlflow(tmp_path: Path) -> None:
     logged = {p.name for p in (tmp_path / "outputs" / "mlruns").rglob("artifacts/figures/*")}
     pngs = {p.name for p in (tmp_path / "run" / "plots").rglob("*.png")}
     assert pngs and pngs | {"report.md", "metrics.json"} == logged
+
+
+@pytest.mark.usefixtures("wandb_env")
+def test_training_curves_reach_wandb_offline(tmp_path: Path, toy_data: Path) -> None:
+    import wandb
+
+    train(make_cfg(tmp_path, toy_data, ["logger=[csv,wandb]"]))
+    wandb.finish()
+    (run_dir,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    (image,) = (run_dir / "files" / "media" / "images").glob("training_curves*.png")
+    assert image.stat().st_size > 10_000
