@@ -11,16 +11,17 @@ import pytest
 import torch
 import yaml
 
-from recoml.data.augment import (
+from recoml.contracts.batch import HitBatch
+from recoml.families.water_cherenkov import WCDetector, build_cylinder
+from recoml.families.water_cherenkov.augment import (
     CylinderAugment,
     Symmetry,
     angles_to_direction,
     detector_symmetries,
     direction_to_angles,
 )
-from recoml.data.batch import HitBatch
-from recoml.data.representations import ImageBuilder, random_hit_batch
-from recoml.detectors import WCDetector, build_cylinder
+from recoml.families.water_cherenkov.images import ImageBuilder
+from recoml.families.water_cherenkov.synthetic import random_hit_batch
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
 IDX = CylinderAugment.transform_index

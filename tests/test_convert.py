@@ -31,8 +31,8 @@ from recoml.conversion.pipeline import convert_root
 from recoml.conversion.run import convert_from_config
 from recoml.conversion.synthetic import write_flat_wcsim
 from recoml.data.store import open_store
-from recoml.detectors import load_geometry
 from recoml.errors import ConfigError, DataError, GeometryError
+from recoml.families.water_cherenkov import load_geometry
 
 from .helpers import CONF_DIR, REPO
 

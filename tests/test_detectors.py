@@ -9,7 +9,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recoml.detectors import (
+from recoml.errors import GeometryError
+from recoml.families.water_cherenkov import (
     WCDetector,
     build_cylinder,
     image_map_from_positions,
@@ -17,7 +18,6 @@ from recoml.detectors import (
     read_image_map_csv,
     read_tube_table,
 )
-from recoml.errors import GeometryError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
 GARBAGE_TYPE2 = "0444388389810866653562081592506563399950393070436707222556514031567616961897775049765086.00"
@@ -364,7 +364,9 @@ def test_from_file_config(tmp_path):
     path = tmp_path / "geo.txt"
     _write_old_geofile(path, det, np.arange(det.n_pmts))
     cfg = OmegaConf.load(CONF / "from_file.yaml")
-    assert cfg._target_ == "recoml.detectors.load_geometry" and OmegaConf.is_missing(cfg, "path")
+    assert cfg._target_ == "recoml.families.water_cherenkov.load_geometry" and OmegaConf.is_missing(
+        cfg, "path"
+    )
     got = instantiate(cfg, path=str(path))
     assert isinstance(got, WCDetector) and got.name == "from_file" and got.n_pmts == det.n_pmts
 

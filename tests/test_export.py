@@ -85,7 +85,7 @@ def test_gnn_export_takes_node_features_and_edges(tmp_path: Path, toy_data: Path
 @pytest.mark.parametrize("aggr", ["max", "mean", "add"])
 def test_export_friendly_edgeconv_equals_pyg(aggr: str) -> None:
     """The gather + scatter EdgeConv of the export view against PyG's EdgeConv, untrained weights."""
-    from recoml.data.representations import random_hit_batch
+    from recoml.families.water_cherenkov.synthetic import random_hit_batch
     from recoml.tasks.module import RecoModule
 
     cfg = compose_train(["model=gnn", f"model.net.aggr={aggr}", "paths.data_dir=.", "paths.log_dir=.",

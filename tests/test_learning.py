@@ -60,7 +60,7 @@ def electrons(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from recoml.sim.to_store import simulate_to_store
+    from recoml.families.water_cherenkov.to_store import simulate_to_store
 
     data_dir = tmp_path_factory.mktemp("electrons")
     det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))

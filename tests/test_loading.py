@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.datamodule import EventDataModule, default_split_path
 from recoml.data.dataset import EventDataset, bench_loading
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler

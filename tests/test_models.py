@@ -16,7 +16,6 @@ from recoml.errors import ConfigError
 from recoml.models import (
     GAT,
     GCN,
-    MODELS,
     EdgeConvGNN,
     FourierEncoding,
     GraphNet,
@@ -26,12 +25,10 @@ from recoml.models import (
     ResNet,
     ResNet18,
     ResNet50,
-    build_model,
-    knn_graph,
 )
 from recoml.models import gnn as gnn_module
 from recoml.models.cnn import CircularWidthConv2d
-from recoml.models.gnn import CONVS
+from recoml.models.gnn import CONVS, knn_graph
 
 
 @dataclass
@@ -72,12 +69,18 @@ def brute_knn(x: torch.Tensor, batch: torch.Tensor, k: int) -> set[tuple[int, in
 # ---------------------------------------------------------------- registry / heads / encodings
 
 
-def test_every_model_declares_its_representation() -> None:
-    for cls in MODELS.values():
-        assert cls.representation in {"image", "graph", "points"}
-    assert build_model("resnet18", 3, 2, width=8).representation == "image"
-    with pytest.raises(ConfigError):
-        build_model("nope", 3, 2)
+def test_every_model_option_declares_what_its_representation_builds() -> None:
+    """Each conf/model option's network names the input kind its representation builds."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class
+
+    from recoml.utils.cli import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        for path in sorted((CONF_DIR / "model").glob("*.yaml")):
+            model = compose("train", overrides=[f"model={path.stem}"]).model
+            net, rep = get_class(model.net._target_), get_class(model.representation._target_)
+            assert net.representation == rep.kind, path.name
 
 
 def test_mlp_head_any_leading_shape() -> None:

@@ -78,7 +78,8 @@ def test_hit_classification_predictions_are_per_hit_with_offsets(
     assert np.array_equal(truth, (flat["hit_parent"] >= 0).astype(np.float32))
     assert ((score >= 0) & (score <= 1)).all()
     assert Predictions(out).sections[0] == {"name": "hit_classification", "kind": "hit_classification",
-                                            "prefix": "", "threshold": 0.5}  # fmt: skip
+                                            "evaluator": "recoml.evaluation", "prefix": "",
+                                            "threshold": 0.5}  # fmt: skip
 
 
 def test_rank_files_merge_sorted_by_event_with_their_hits(tmp_path: Path) -> None:

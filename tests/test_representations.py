@@ -10,18 +10,18 @@ import pytest
 import torch
 import yaml
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, fit_normalizer
 from recoml.data.representations import (
     C_WATER_CM_PER_NS,
     GraphBuilder,
-    ImageBuilder,
     PointCloudBuilder,
     knn_graph,
     radius_graph,
-    random_hit_batch,
 )
-from recoml.detectors import WCDetector, build_cylinder
+from recoml.families.water_cherenkov import WCDetector, build_cylinder
+from recoml.families.water_cherenkov.images import ImageBuilder
+from recoml.families.water_cherenkov.synthetic import random_hit_batch
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from recoml.detectors import build_cylinder
 from recoml.errors import ConfigError
-from recoml.sim import (
+from recoml.families.water_cherenkov import (
     PARTICLES,
     PhysicsConfig,
+    build_cylinder,
     directions_to_angles,
     invariant_mass,
     light_sources,
@@ -27,7 +27,7 @@ from recoml.sim import (
     simulate,
     simulate_particles,
 )
-from recoml.sim.particles import MUON_MASS, PI0_MASS, isotropic_directions
+from recoml.families.water_cherenkov.particles import MUON_MASS, PI0_MASS, isotropic_directions
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
 C = 29.9792458  # cm/ns
@@ -405,7 +405,7 @@ def test_zero_events(wcte):
 
 @pytest.mark.parametrize("name", ["wcte", "hk"])
 def test_wall_lookup_finds_every_pmt_at_its_position(name, wcte, hk):
-    from recoml.sim.wall import project_to_wall, wall_map
+    from recoml.families.water_cherenkov.wall import project_to_wall, wall_map
 
     det = {"wcte": wcte, "hk": hk}[name]
     wall = wall_map(det, PhysicsConfig().collection_radius(det))

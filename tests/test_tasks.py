@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.errors import DataError
 from recoml.metrics import PairAccuracy, QuantileMetric
 from recoml.tasks import (

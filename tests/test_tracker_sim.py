@@ -11,9 +11,15 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from recoml.data.store import open_store
-from recoml.detectors.tracker import BARREL, DISK, TrackerDetector, TrackerLayer, load_trackml_detector
 from recoml.errors import ConfigError, GeometryError
-from recoml.sim.tracker import (
+from recoml.families.tracking.detector import (
+    BARREL,
+    DISK,
+    TrackerDetector,
+    TrackerLayer,
+    load_trackml_detector,
+)
+from recoml.families.tracking.simulation import (
     TrackerSimConfig,
     propagate,
     simulate_tracker,

@@ -11,20 +11,20 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recoml.data.batch import HitBatch
-from recoml.detectors.tracker import TrackerDetector
+from recoml.contracts.batch import HitBatch
 from recoml.errors import ConfigError, DataError, GeometryError
-from recoml.models.interaction_network import InteractionNetwork
-from recoml.models.metric_learning import HitEmbedding
-from recoml.sim.tracker import TrackerSimConfig, simulate_tracker
-from recoml.tasks.tracking import EdgeClassificationTask, MetricLearningTask
-from recoml.tracking.building import build_tracks_cc, build_tracks_walkthrough, connected_components
-from recoml.tracking.construction import GeometricConstructor, orient_edges
-from recoml.tracking.graph import EdgeOutput, EmbeddingOutput, TrackGraphBuilder
-from recoml.tracking.hits import TrackerGeometry, TrackHits
-from recoml.tracking.matching import match_tracks, tracking_metrics
-from recoml.tracking.pipeline import TrackingPipeline, evaluate_tracking
-from recoml.tracking.truth import edge_truth, hit_truth
+from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough, connected_components
+from recoml.families.tracking.construction import GeometricConstructor, orient_edges
+from recoml.families.tracking.detector import TrackerDetector
+from recoml.families.tracking.graph import EdgeOutput, EmbeddingOutput, TrackGraphBuilder
+from recoml.families.tracking.hits import TrackerGeometry, TrackHits
+from recoml.families.tracking.matching import match_tracks, tracking_metrics
+from recoml.families.tracking.models.interaction_network import InteractionNetwork
+from recoml.families.tracking.models.metric_learning import HitEmbedding
+from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking
+from recoml.families.tracking.simulation import TrackerSimConfig, simulate_tracker
+from recoml.families.tracking.tasks import EdgeClassificationTask, MetricLearningTask
+from recoml.families.tracking.truth import edge_truth, hit_truth
 
 from .conftest import CONF_DIR
 

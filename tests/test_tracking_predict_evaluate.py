@@ -19,11 +19,11 @@ from recoml.data.splits import load_splits
 from recoml.data.store import open_store
 from recoml.errors import DataError
 from recoml.evaluation import evaluate, evaluator_for
+from recoml.families.tracking.report import evaluate_checkpoint
+from recoml.families.tracking.simulation import simulate_tracker_to_store
 from recoml.prediction import Predictions
 from recoml.prediction.reader import section_from_arrays
 from recoml.prediction.run import predict
-from recoml.sim.tracker import simulate_tracker_to_store
-from recoml.tracking.report import evaluate_checkpoint
 from recoml.training import train
 
 from .evaluation_helpers import compose_verb
@@ -169,7 +169,7 @@ def _hand_section(edges: bool = True) -> object:
 
 
 def test_edge_and_track_metrics_on_a_hand_built_case_and_an_event_without_edges() -> None:
-    evaluator = evaluator_for("edge_classification")
+    evaluator = evaluator_for("edge_classification", module="recoml.families.tracking.evaluation")
     run = _hand_section()
     evaluator.check(run)
     s = evaluator.evaluate(run).scalars

@@ -11,12 +11,12 @@ import pytest
 from omegaconf import OmegaConf
 
 from recoml.conversion.mapping import parse_mapping
-from recoml.conversion.pipeline import convert_trackml
 from recoml.data.store import open_store
-from recoml.detectors.tracker import load_trackml_detector
 from recoml.errors import DataError
-from recoml.sim.tracker import simulate_tracker_to_store
-from recoml.tracking.report import evaluate_checkpoint
+from recoml.families.tracking.conversion import convert_trackml
+from recoml.families.tracking.detector import load_trackml_detector
+from recoml.families.tracking.report import evaluate_checkpoint
+from recoml.families.tracking.simulation import simulate_tracker_to_store
 from recoml.training import train
 
 from .conftest import CONF_DIR

@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 from recoml import load_model
 from recoml.data.store import open_store, write_store
 from recoml.errors import ConfigError, DataError
-from recoml.sim.tracker import simulate_tracker_to_store
-from recoml.tracking.pipeline import TrackingPipeline
-from recoml.tracking.report import evaluate_checkpoint
+from recoml.families.tracking.pipeline import TrackingPipeline
+from recoml.families.tracking.report import evaluate_checkpoint
+from recoml.families.tracking.simulation import simulate_tracker_to_store
 from recoml.training import train
 
 from .conftest import CONF_DIR

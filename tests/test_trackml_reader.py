@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recoml.conversion.trackml import (
+from recoml.errors import DataError, GeometryError
+from recoml.families.tracking.trackml import (
     event_number,
     list_trackml_events,
     read_trackml_detectors,
     read_trackml_event,
 )
-from recoml.errors import DataError, GeometryError
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.dataset import EventDataset, bench_loading
-from recoml.detectors.geometry import WCDetector
+from recoml.families.water_cherenkov.detector import WCDetector
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _sync(device: torch.device) -> Callable[[], None]:
 
 def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBatch:
     """A HitBatch of real toy events (not random hits), so sizes and hit patterns are realistic."""
-    from recoml.sim.to_store import simulate_to_store
+    from recoml.families.water_cherenkov.to_store import simulate_to_store
 
     path = workdir / f"bench_{detector.name}_{n_events}.h5"
     if not path.exists():
@@ -53,7 +53,7 @@ def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBa
 
 
 def bench_simulation(cfg: DictConfig) -> list[dict[str, Any]]:
-    from recoml.sim import bench_simulation as run
+    from recoml.families.water_cherenkov.simulation import bench_simulation as run
 
     rows = []
     for name in cfg.detectors:
@@ -64,7 +64,7 @@ def bench_simulation(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
-    from recoml.sim.to_store import simulate_to_store
+    from recoml.families.water_cherenkov.to_store import simulate_to_store
 
     path = workdir / "bench_loading_wcte.h5"
     if not path.exists():
@@ -84,7 +84,8 @@ def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
 
 
 def bench_representations(cfg: DictConfig, workdir: Path, suites: list[str]) -> list[dict[str, Any]]:
-    from recoml.data.representations import GraphBuilder, ImageBuilder, PointCloudBuilder
+    from recoml.data.representations import GraphBuilder, PointCloudBuilder
+    from recoml.families.water_cherenkov.images import ImageBuilder
 
     device = torch.device(cfg.device)
     r = cfg.representations

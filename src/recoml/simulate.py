@@ -9,6 +9,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.contracts.simulator import simulator_of
+from recoml.errors import ConfigError
 from recoml.utils.cli import CONF_DIR, report_errors, save_config
 
 log = logging.getLogger(__name__)
@@ -17,43 +19,25 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="simulate")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    from recoml.sim.to_store import simulate_to_store
-
     save_config(cfg, cfg.paths.output_dir)
     detector = instantiate(cfg.detector)
-    if getattr(detector, "kind", None) == "tracker":  # helices in a solenoid; options in the tracker block
-        from recoml.sim.tracker import simulate_tracker_to_store
-
-        output, splits = simulate_tracker_to_store(
-            detector,
-            cfg.output,
-            n_events=cfg.n_events,
-            seed=cfg.seed,
-            split_path=cfg.split_path,
-            fractions=tuple(cfg.fractions),
-            split_seed=cfg.split_seed,
-            overwrite=cfg.overwrite,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            **OmegaConf.to_container(cfg.tracker, resolve=True),
+    options = cfg.simulation.get(detector.family)
+    if options is None:
+        raise ConfigError(
+            f"simulation: no options for the {detector.family} family of detector={detector.name}; "
+            f"simulate.yaml has {sorted(cfg.simulation)}"
         )
-        log.info("wrote %s and %s", output, splits)
-        return
-    output, splits = simulate_to_store(
-        detector=detector,
-        output=cfg.output,
+    output, splits = simulator_of(detector)(
+        detector,
+        cfg.output,
+        n_events=cfg.n_events,
+        seed=cfg.seed,
         split_path=cfg.split_path,
         fractions=tuple(cfg.fractions),
         split_seed=cfg.split_seed,
-        n_events=cfg.n_events,
-        particles=list(cfg.particles),
-        energy_range=tuple(cfg.energy_range),
-        fiducial_margin=cfg.fiducial_margin,
-        seed=cfg.seed,
-        n_workers=cfg.n_workers,
-        chunk_size=cfg.chunk_size,
         overwrite=cfg.overwrite,
-        physics=OmegaConf.to_container(cfg.physics, resolve=True),
         config=OmegaConf.to_container(cfg, resolve=True),
+        **OmegaConf.to_container(options, resolve=True),
     )
     log.info("wrote %s and %s", output, splits)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.samplers import TrainBatchSampler
 from recoml.data.store import EventStore, gather_events, open_store
 from recoml.errors import DataError

@@ -8,6 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.contracts.simulator import simulator_of
 from recoml.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         raise DataError(f"dataset.path: {path} does not exist (and dataset.simulate is not set)")
     log.info("%s not found: simulating %d toy %s events", path, recipe.n_events, cfg.detector.name)
     detector = instantiate(cfg.detector)
-    if getattr(detector, "kind", None) == "tracker":  # helices in a solenoid
-        from recoml.sim.tracker import simulate_tracker_to_store as simulate
-    else:
-        from recoml.sim.to_store import simulate_to_store as simulate
-    simulate(
+    simulator_of(detector)(
         detector=detector,
         output=path,
         split_path=None,

@@ -28,7 +28,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-import recoml
+from recoml._version import __version__
 from recoml.data.store_hdf5 import (
     HDF5_SUFFIXES,
     Hdf5AppendFile,
@@ -75,7 +75,7 @@ def is_hdf5_path(path: str | os.PathLike) -> bool:
 def provenance(attrs: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """File attributes that say what produced a store: version, UTC time, command line, host, + ``attrs``."""
     out: dict[str, Any] = {
-        "recoml_version": recoml.__version__,
+        "recoml_version": __version__,
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join(sys.argv),
         "host": socket.gethostname(),

@@ -10,6 +10,7 @@ and import its module (``recoml.evaluation`` imports the built-in ones). The run
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,19 @@ def register(kind: str) -> Callable[[type[Evaluator]], type[Evaluator]]:
     return wrap
 
 
-def evaluator_for(kind: str, options: Mapping[str, Any] | None = None) -> Evaluator:
+def evaluator_for(
+    kind: str, options: Mapping[str, Any] | None = None, module: str | None = None
+) -> Evaluator:
+    """The evaluator registered for ``kind``. A family's evaluator registers when its module (the
+    section's ``evaluator``, declared by the task) is imported; only recoml's own modules are imported
+    from a file's attributes, anything else must be imported by the caller first."""
+    if kind not in EVALUATORS and module and (module == "recoml" or module.startswith("recoml.")):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(
+                f"the evaluator module '{module}' of task kind '{kind}' cannot be imported: {err}"
+            ) from None
     if kind not in EVALUATORS:
         raise ConfigError(
             f"no evaluator for task kind '{kind}'; known kinds: {sorted(EVALUATORS)} "

@@ -106,7 +106,7 @@ def evaluate_files(
     sections: dict[str, dict[str, Any]] = {}
     for key, infos in matched.items():
         name = infos[0]["name"]
-        evaluator = evaluator_for(infos[0]["kind"], options)
+        evaluator = evaluator_for(infos[0]["kind"], options, infos[0].get("evaluator"))
         runs = [p.section(info) for p, info in zip(preds, infos)]
         for run in runs:
             evaluator.check(run)

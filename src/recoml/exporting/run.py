@@ -34,7 +34,7 @@ from recoml.exporting.onnx import (
 )
 from recoml.exporting.wrappers import export_model
 from recoml.prediction.checkpoint import build_module, check_store, load_checkpoint, resolve_data_path
-from recoml.prediction.schema import HIT, field_name, sections_of, task_kind
+from recoml.prediction.schema import HIT, field_name
 from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ QUANTIZATIONS = (None, "int8")
 def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
     """What a user of the ONNX file needs to feed it and read its outputs."""
     det = module.detector
-    sections = sections_of(module.task)
+    sections = module.task.prediction_sections()
     meta: dict[str, Any] = {
         "recoml_version": recoml.__version__,
         "producer": "recoml.export",
@@ -54,7 +54,7 @@ def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
         "detector_n_pmts": det.n_pmts,
         "model": ckpt.name_of("model"),
         "task": module.task.name,
-        "task_kind": task_kind(module.task),
+        "task_kind": module.task.kind,
         "sections": sections,
         "class_names": next((s["class_names"] for s in sections if "class_names" in s), []),
         "inputs": list(view.input_names),
@@ -194,7 +194,7 @@ def metric_change(
     arrays = {"fp32": _collect(session(fp32), view, module, batches, limit)}
     arrays["int8"] = _collect(session(int8), view, module, batches, limit)
     out: dict[str, Any] = {"events": int(len(arrays["fp32"]["event_index"]))}
-    for info in sections_of(module.task):
+    for info in module.task.prediction_sections():
         evaluator = evaluator_for(info["kind"])
         values = {}
         for precision, a in arrays.items():

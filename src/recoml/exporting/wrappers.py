@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.errors import ConfigError
 
 

@@ -27,7 +27,8 @@ class SectionData:
     ``label`` names the run in comparisons; ``info`` holds the task's ``class_names``, ``pairs``,
     ``threshold`` when it has them. ``objects`` holds every other object type of the file by its stored
     field names (``{"edges": {"edge_score": ...}, "particles": {...}, "hits": {"hit_x": ...}}``) with
-    ``object_offsets`` ``(N + 1,)`` per type (edge predictions, see :mod:`recoml.prediction.edges`).
+    ``object_offsets`` ``(N + 1,)`` per type (edge predictions, see
+    :mod:`recoml.families.tracking.predictions`).
     """
 
     label: str

@@ -32,8 +32,7 @@ from recoml.prediction.checkpoint import (
     representation_fields,
     resolve_data_path,
 )
-from recoml.prediction.edges import EDGE_HIT_FIELDS
-from recoml.prediction.schema import FILE_NAME, PRED, TRUE, sections_of, task_kind
+from recoml.prediction.schema import FILE_NAME, PRED, TRUE
 from recoml.prediction.writer import PredictionWriter
 from recoml.utils.cli import save_config
 
@@ -107,45 +106,12 @@ def make_predict_datamodule(
     )
 
 
-def is_edge_task(module: Any) -> bool:
-    return task_kind(module.task) == "edge_classification"
-
-
-def check_predictable(module: Any, ckpt: Checkpoint) -> None:
-    """ConfigError for a stage whose output is not a predictions file: metric learning feeds the edge
-    classifier's graph construction through its checkpoint, not through recoml.predict."""
-    from recoml.tasks.tracking import MetricLearningTask
-
-    if isinstance(module.task, MetricLearningTask):
-        raise ConfigError(
-            f"{ckpt.describe()} is a metric-learning stage: its hit embedding feeds the edge classifier "
-            "(train it with experiment=tracking/edge_classifier model.representation.constructor=embedding "
-            "model.representation.constructors.embedding.checkpoint=<this checkpoint>) and that stage's "
-            "checkpoint is what recoml.predict takes"
-        )
-
-
-def sections_for(module: Any) -> list[dict[str, Any]]:
-    """The file's sections; an edge classifier's also records what track building and matching need
-    (target definition ``pt_min``/``min_hits`` of its graph builder, the field ``bfield``)."""
-    sections = sections_of(module.task)
-    if is_edge_task(module):
-        rep = module.representation
-        for s in sections:
-            s |= {
-                "pt_min": float(getattr(rep, "pt_min", 1.0)),
-                "min_hits": int(getattr(rep, "min_hits", 3)),
-                "bfield": float(getattr(module.detector, "bfield", 2.0)),
-            }
-    return sections
-
-
 def file_attributes(ckpt: Checkpoint, module: Any, split: str, data_path: Path) -> dict[str, Any]:
     task = module.task
     return {
-        "sections": sections_for(module),
+        "sections": task.prediction_sections(),
         "task": task.name,
-        "task_kind": task_kind(task),
+        "task_kind": task.kind,
         "detector": module.detector.name,
         "model": ckpt.name_of("model"),
         "checkpoint": str(ckpt.path),
@@ -183,24 +149,21 @@ def predict(cfg: DictConfig) -> Path | None:
     dataset = dataset_config(cfg, ckpt)
     data_path = resolve_data_path(str(dataset.path), ckpt)
     module = build_module(ckpt)
-    check_predictable(module, ckpt)
-    edges = is_edge_task(module)
+    module.task.check_predictable(ckpt.describe())
     with open_store(data_path) as store:
         aux_fields = check_store(store, module, ckpt, representation_fields(dataset))
-        # Edge predictions carry the hits track building and matching read (those the store has).
-        extra = tuple(f for f in EDGE_HIT_FIELDS if f in store.fields) if edges else ()
+        extra = module.task.prediction_hit_fields(store.fields)
     datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields, extra)
 
-    sections = sections_for(module)
+    sections = module.task.prediction_sections()
     writer = PredictionWriter(
         target,
-        node_level=module.task.node_level,
-        radius=module.detector.radius,
-        half_height=module.detector.half_height,
+        task=module.task,
+        detector=module.detector,
         attrs=file_attributes(ckpt, module, split, data_path),
         dataset_attrs=dataset_attributes(sections),
         overwrite=bool(cfg.get("overwrite", False)),
-        object_types=("hits", "edges") if edges else None,
+        object_types=module.task.prediction_objects,
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=[writer], logger=False, enable_model_summary=False

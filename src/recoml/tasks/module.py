@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales
 from recoml.errors import ConfigError, RecomlError
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from recoml.data.batch import HitBatch
-from recoml.tasks.base import Task
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.task import Task
 
 
 class MultiTask(Task):
     """Weighted sum of per-event tasks; metrics and predictions are prefixed with each task's name."""
+
+    kind = "multi"
 
     def __init__(
         self,
@@ -33,6 +36,10 @@ class MultiTask(Task):
     @property
     def target_fields(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f for t in self.tasks.values() for f in t.target_fields))
+
+    def prediction_sections(self) -> list[dict[str, Any]]:
+        """The sub-tasks' sections, their fields prefixed ``<name>.``."""
+        return [t.prediction_section() | {"name": k, "prefix": f"{k}."} for k, t in self.tasks.items()]
 
     def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))

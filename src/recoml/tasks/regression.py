@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.task import Task
 from recoml.metrics import QuantileMetric
-from recoml.tasks.base import Task
 
 _LOSSES = {"mse": F.mse_loss, "huber": F.smooth_l1_loss, "l1": F.l1_loss}
 
@@ -72,6 +72,8 @@ class _StandardizedRegression(Task):
 class EnergyTask(_StandardizedRegression):
     """Energy (MeV) through standardized log(E): the resolution of a Cherenkov detector is relative."""
 
+    kind = "energy"
+
     def __init__(
         self,
         name: str = "energy",
@@ -110,6 +112,8 @@ class EnergyTask(_StandardizedRegression):
 class VertexTask(_StandardizedRegression):
     """Interaction vertex (cm), ``positions`` stored as ``(N, 1, 3)``."""
 
+    kind = "vertex"
+
     def __init__(
         self,
         name: str = "vertex",
@@ -143,6 +147,8 @@ class DirectionTask(Task):
     """
 
     out_dim = 3
+
+    kind = "direction"
 
     def __init__(
         self,

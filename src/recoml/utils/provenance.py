@@ -12,13 +12,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import recoml
+import recoml._version
 
 
 @lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
     """Commit and dirtiness of the recoml checkout (empty when not run from a git checkout)."""
-    root = Path(recoml.__file__).resolve().parents[2]
+    root = Path(recoml._version.__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
@@ -51,7 +51,7 @@ def collect(data_files: list[str | Path] = ()) -> dict[str, Any]:
         {"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in data_files if Path(p).exists()
     ]
     return {
-        "recoml_version": recoml.__version__,
+        "recoml_version": recoml._version.__version__,
         **git_state(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "host": socket.gethostname(),

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
-from recoml.data.representations.images import events_per_second
-from recoml.detectors.geometry import WCDetector
 from recoml.errors import ConfigError, DataError
+from recoml.utils.timing import events_per_second
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class GraphBuilder(nn.Module):
 
     def __init__(
         self,
-        detector: WCDetector,
+        detector: Detector,
         k: int = 16,
         space_time: bool = False,
         time_scale: float = C_WATER_CM_PER_NS,
@@ -231,7 +231,7 @@ class GraphBuilder(nn.Module):
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.features = HitFeatures(detector, features, normalizer)
         self.register_buffer(
-            "pmt_positions", torch.as_tensor(detector.pmt_positions, dtype=torch.float32), persistent=False
+            "pmt_positions", torch.as_tensor(detector.sensor_positions, dtype=torch.float32), persistent=False
         )
 
     @property
@@ -264,7 +264,7 @@ class GraphBuilder(nn.Module):
 
 
 def bench_knn(
-    detector: WCDetector, batch: HitBatch, n_iter: int = 5, k: int = 16, space_time: bool = False
+    detector: Detector, batch: HitBatch, n_iter: int = 5, k: int = 16, space_time: bool = False
 ) -> float:
     """Events/s of :class:`GraphBuilder` (features + kNN) on ``batch`` on the batch's device."""
     builder = GraphBuilder(detector, k=k, space_time=space_time).to(batch.offsets.device)

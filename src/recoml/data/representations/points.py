@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
-from recoml.data.representations.images import events_per_second
-from recoml.detectors.geometry import WCDetector
 from recoml.errors import ConfigError
+from recoml.utils.timing import events_per_second
 
 
 @dataclass
@@ -45,7 +45,7 @@ class PointCloudBuilder(nn.Module):
 
     def __init__(
         self,
-        detector: WCDetector,
+        detector: Detector,
         features: Sequence[str] = DEFAULT_FEATURES,
         max_points: int | None = None,
         normalizer: FeatureNormalizer | None = None,
@@ -97,7 +97,7 @@ class PointCloudBuilder(nn.Module):
         return f"features={self.feature_names}, max_points={self.max_points}"
 
 
-def bench_points(detector: WCDetector, batch: HitBatch, n_iter: int = 20, **builder_kwargs) -> float:
+def bench_points(detector: Detector, batch: HitBatch, n_iter: int = 20, **builder_kwargs) -> float:
     """Events/s of :class:`PointCloudBuilder` on ``batch`` on the batch's device."""
     builder = PointCloudBuilder(detector, **builder_kwargs).to(batch.offsets.device)
     return events_per_second(builder, batch, n_iter)

@@ -1,0 +1,68 @@
+"""What every detector offers the generic engine, whatever its family (water Cherenkov, tracker, ...).
+
+The engine (store, data, models, tasks, training, prediction, evaluation, export) sees detectors only
+through this contract, so a new detector family is its own package plus YAML, with no edit elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+
+class Detector(ABC):
+    """A detector: a named set of sensors (PMTs, tracker modules, optical modules, ...).
+
+    Subclasses set :attr:`family` and implement the abstract members. Sensor ``k`` is the one that
+    stored hits refer to by index ``k`` (``hit_pmt`` for water Cherenkov).
+    """
+
+    #: The detector family's name, e.g. ``"water_cherenkov"`` or ``"tracking"``.
+    family: ClassVar[str]
+    #: Import path of the family's :class:`~recoml.contracts.Simulator` (a ``_target_``, resolved by
+    #: :func:`recoml.contracts.simulator_of`, so the engine never imports a family).
+    simulator_target: ClassVar[str]
+
+    name: str
+
+    @property
+    @abstractmethod
+    def n_sensors(self) -> int:
+        """How many sensors hits can refer to."""
+
+    @property
+    @abstractmethod
+    def sensor_positions(self) -> np.ndarray:
+        """``(n_sensors, 3)`` float32 positions in the family's length unit."""
+
+    @property
+    def sensor_directions(self) -> np.ndarray:
+        """``(n_sensors, 3)`` unit vectors the sensors face; zeros for sensors without a facing direction
+        (e.g. tracker modules)."""
+        return np.zeros((self.n_sensors, 3), dtype=np.float32)
+
+    @abstractmethod
+    def feature_scales(self) -> dict[str, tuple[float, float]]:
+        """``{feature: (mean, std)}`` fixed by the geometry (e.g. x/y/z over the sensor positions);
+        the normalizer starts from these and fits the data-dependent features on the training split."""
+
+    def aux_truth(self, truth: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Per-event truth derived with the geometry, added to the predictions file for plots (e.g.
+        distance to the wall). ``truth`` holds the generic ``aux_vertex (N, 3)`` and ``aux_direction
+        (N, 3)`` when the store has them. Default: nothing."""
+        return {}
+
+    def fingerprint(self) -> str:
+        """Sensor count and a hash of the sensor positions (rounded to 1e-3 of the length unit), so a
+        store, a detector and a checkpoint can be checked to belong together."""
+        pos = np.round(np.asarray(self.sensor_positions, dtype=np.float64), 3)
+        digest = hashlib.sha256(np.ascontiguousarray(pos).tobytes()).hexdigest()[:16]
+        return f"{self.family}:{self.n_sensors}:{digest}"
+
+    def describe(self) -> dict[str, Any]:
+        """Plain facts for provenance records."""
+        return {"name": self.name, "family": self.family, "fingerprint": self.fingerprint()}

@@ -1,0 +1,193 @@
+"""Edge classification and track reconstruction from an edge predictions file (``recoml.predict`` on an
+edge-classifier checkpoint; layout in :mod:`recoml.families.tracking.predictions`).
+
+Edges: efficiency, purity and target purity at the score cut, AUC and ROC of target against false edges,
+graph efficiency, purity and size, and the best efficiency at fixed purities. Tracks: built from the stored
+edges (connected components or walkthrough at the score cut), matched to particles with the double-majority
+and ATLAS definitions: efficiency, fake rate and duplicate rate, overall and vs pT and eta. Every definition
+is :mod:`recoml.families.tracking`'s (metrics, building, matching) and the figures are
+:func:`recoml.families.tracking.report.tracking_figures`, so this report and ``tracking_report.md`` agree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from recoml.errors import ConfigError, DataError
+from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
+from recoml.families.tracking.predictions import hit_pt_eta
+from recoml.metrics import physics as pm
+from recoml.prediction.reader import SectionData
+
+#: What track building and matching read from the file (beyond the edges themselves).
+TRUTH_FIELDS = ("edge_truth", "edge_target", "hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz")
+HIT_POSITIONS = ("hit_x", "hit_y", "hit_z")
+HIST_BINS = np.linspace(0.0, 1.0, 201)
+
+
+def _track_labels(
+    edge_index: torch.Tensor, scores: torch.Tensor, n_hits: int, method: str, cut: float, opts: dict[str, Any]
+) -> torch.Tensor:
+    from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
+
+    min_hits = int(opts.get("min_track_hits", 3))
+    if method == "cc":
+        return build_tracks_cc(edge_index, scores, n_hits, cut, min_hits)
+    if method == "walkthrough":
+        return build_tracks_walkthrough(
+            edge_index, scores, n_hits, cut, opts.get("walk_min"), min_hits, opts.get("walk_add")
+        )
+    raise ConfigError(f"options.track_method must be 'cc' or 'walkthrough', got '{method}'")
+
+
+def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics of :func:`~recoml.families.tracking.pipeline.evaluate_tracking` (``edges``, ``tracks``,
+    ``score_histograms``, ``timing`` of track building, settings) from stored edges and hits, plus the full
+    ROC (``roc``: background and signal efficiency) of target against false edges."""
+    from recoml.families.tracking.matching import match_tracks, tracking_metrics
+    from recoml.families.tracking.metrics import edge_classification_metrics
+    from recoml.families.tracking.pipeline import working_points
+
+    opts = dict(options or {})
+    cut = opts.get("score_cut")
+    cut = float(cut if cut is not None else run.info.get("threshold", 0.5))
+    method = str(opts.get("track_method") or "cc")
+    pt_min = float(run.info.get("pt_min", 1.0))
+    e_off, h_off = run.offsets_of("edges"), run.offsets_of("hits")
+    n_events, n_hits = len(e_off) - 1, int(h_off[-1])
+    edge_event = np.repeat(np.arange(n_events), np.diff(e_off))
+    src = run.get("edge_src").astype(np.int64) + h_off[edge_event]
+    dst = run.get("edge_dst").astype(np.int64) + h_off[edge_event]
+    score = np.asarray(run.get("edge_score"), dtype=np.float32)
+    y = np.asarray(run.get("edge_truth")).astype(bool)
+    target = np.asarray(run.get("edge_target")).astype(bool)
+    n_truth_target = int(np.sum(run.get("true_target_edges"))) if run.has("true_target_edges") else 0
+
+    edge_metrics = edge_classification_metrics(cut)
+    edge_metrics.update(
+        scores=torch.from_numpy(score),
+        edge_y=torch.from_numpy(y),
+        edge_target=torch.from_numpy(target),
+        truth_target=torch.ones(n_truth_target, dtype=torch.bool),
+        n_events=n_events,
+    )
+    edges = {k: float(v) for k, v in edge_metrics.compute().items()}
+    hist = {
+        "target": np.histogram(score[target], HIST_BINS)[0],
+        "other_true": np.histogram(score[y & ~target], HIST_BINS)[0],
+        "false": np.histogram(score[~y], HIST_BINS)[0],
+    }
+    edges |= working_points(hist, HIST_BINS, tuple(opts.get("purities", (0.9, 0.95))))
+    # The exact AUC of the evaluation's definition (0, as every tracking ratio, when a class is empty).
+    keep = target | ~y
+    auc = pm.roc_auc(score[keep], target[keep]) if target.any() and (~y).any() else 0.0
+    edges["auroc"] = float(auc)
+    fpr, tpr, _ = pm.roc_curve(score[keep], target[keep]) if auc else (np.zeros(0), np.zeros(0), None)
+
+    t0 = time.perf_counter()
+    edge_index = torch.from_numpy(np.stack([src, dst])) if len(src) else torch.zeros(2, 0, dtype=torch.int64)
+    tracks = _track_labels(edge_index, torch.from_numpy(score), n_hits, method, cut, opts).numpy()
+    seconds = time.perf_counter() - t0
+    hits = {k: np.asarray(run.get(k)) for k in ("hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz")}
+    hit_pt, hit_eta = hit_pt_eta(hits)
+    pos = np.stack([run.get(k) for k in HIT_POSITIONS], 1) if all(run.has(k) for k in HIT_POSITIONS) else None
+    match = match_tracks(
+        np.repeat(np.arange(n_events), np.diff(h_off)),
+        hits["hit_particle_id"],
+        tracks,
+        hit_pt,
+        hit_eta,
+        pos,
+        pt_min=pt_min,
+        min_particle_hits=int(run.info.get("min_hits", 3)),
+        min_track_hits=int(opts.get("min_track_hits", 3)),
+        fraction=float(opts.get("matching_fraction", 0.5)),
+        bfield=float(run.info.get("bfield", 2.0)),
+    )
+    return {
+        "n_events": n_events,
+        "hits_per_event": n_hits / max(n_events, 1),
+        "score_cut": cut,
+        "track_building": method,
+        "pt_min": pt_min,
+        "edges": edges,
+        "tracks": tracking_metrics(match, pt_min=pt_min),
+        "timing": {"track_building": seconds / max(n_events, 1)},
+        "score_histograms": {"edges": HIST_BINS.tolist(), **{k: v.tolist() for k, v in hist.items()}},
+        "roc": {"background_efficiency": fpr, "signal_efficiency": tpr},
+    }
+
+
+@register("edge_classification")
+class EdgeClassificationEvaluator(Evaluator):
+    """Options: ``score_cut`` (default the task's threshold), ``track_method`` (``cc`` | ``walkthrough``),
+    ``min_track_hits``, ``walk_min``, ``walk_add``, ``matching_fraction`` (ATLAS), ``purities``."""
+
+    required = ("edge_src", "edge_dst", "edge_score")
+    main_metric = "edge_auc"
+    higher_is_better = True
+
+    def check(self, run: SectionData) -> None:
+        run.offsets_of("edges")
+        run.offsets_of("hits")
+        super().check(run)
+        missing = [f for f in TRUTH_FIELDS if not run.has(f)]
+        if missing:
+            raise DataError(
+                f"{run.path}: edge predictions without truth (missing {missing}); the edge_classification "
+                "evaluation needs the truth of the hits (predict on a store with hit_particle_id, "
+                "hit_tpx/tpy/tpz)"
+            )
+
+    def evaluate(self, run: SectionData) -> SectionResult:
+        from recoml.families.tracking.report import metric_rows
+
+        metrics = edge_tracking_metrics(run, self.options)
+        res = SectionResult()
+        res.scalars = {key: float(value) for key, _, _, value in metric_rows(metrics)}
+        res.scalars |= {
+            "score_cut": metrics["score_cut"],
+            "hits_per_event": float(metrics["hits_per_event"]),
+            "n_tracks": float(metrics["tracks"]["n_tracks"]),
+            "n_target_particles": float(metrics["tracks"]["n_target_particles"]),
+        }
+        res.tables = {
+            "track_building": metrics["track_building"],
+            "pt_min": metrics["pt_min"],
+            "tracks": metrics["tracks"],
+            "score_histograms": metrics["score_histograms"],
+        }
+        res.curves = {"metrics": metrics}
+        return res
+
+    def plot(
+        self, runs: Sequence[SectionData], results: Sequence[SectionResult], sink: PlotSink, section: str
+    ) -> None:
+        from recoml.families.tracking.report import tracking_figures
+        from recoml.plotting import Series, plot_roc
+
+        series = [
+            Series(
+                f"{r.label} (AUC {res.scalars['edge_auc']:.3f})",
+                np.asarray(res.curves["metrics"]["roc"]["background_efficiency"]),
+                np.asarray(res.curves["metrics"]["roc"]["signal_efficiency"]),
+                color=i,
+            )
+            for i, (r, res) in enumerate(zip(runs, results))
+        ]
+        sink.save(
+            plot_roc(series, f"{section}: edges"),
+            section,
+            "roc",
+            "ROC of edges (target edges against false edges)",
+        )
+        figures = tracking_figures([(r.label, res.curves["metrics"]) for r, res in zip(runs, results)])
+        method = results[0].tables["track_building"]
+        for name, fig, title in figures:
+            caption = "" if name == "edge_scores" else f"tracks by {method} at the score cut"
+            sink.save(fig, section, name, title, caption)
