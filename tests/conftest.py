@@ -1,28 +1,20 @@
-"""Shared fixtures: the real data beside the checkout, small simulated stores, composed configs."""
+"""Shared fixtures: the real test files in tests/data, small simulated stores, composed configs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from .helpers import CONF_DIR, REPO, toy_store_dir
+from .helpers import CONF_DIR, DATA_DIR, REPO, toy_store_dir
 
-__all__ = ["CONF_DIR", "REPO", "shared_data", "toy_data"]
-
-
-def _shared_data_dir() -> Path:
-    return Path(os.environ.get("RECOML_SHARED_DATA", REPO.parent / "shared" / "data"))
+__all__ = ["CONF_DIR", "DATA_DIR", "REPO", "real_data", "toy_data"]
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the checkout (override with RECOML_SHARED_DATA); skip if absent."""
-    path = _shared_data_dir()
-    if not path.is_dir():
-        pytest.skip(f"real test data not found at {path} (set RECOML_SHARED_DATA)")
-    return path
+def real_data() -> Path:
+    """``tests/data``: the real public files the reader tests use (origins and licences in SOURCES.md)."""
+    return DATA_DIR
 
 
 @pytest.fixture(scope="session")

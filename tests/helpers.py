@@ -13,6 +13,8 @@ from omegaconf import DictConfig, open_dict
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
+#: Real public test files (geometry/, root/, trackml/), each named with its origin in SOURCES.md.
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 #: The tiny, fast setting every composed training test starts from (overridable key by key).
 TINY = (

@@ -1,17 +1,16 @@
 """Every option of every config group composes and runs one fast training step (as
 lightning-hydra-template does), so no option rots unnoticed. Options that need hardware this machine
-lacks (GPUs) or a subprocess (ddp_sim, see test_ddp.py) are skipped with the reason."""
+lacks (GPUs) are marked ``gpu``; ddp_sim spawns processes and is run by test_ddp.py instead."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 
 from recoml.training import train
 
-from .helpers import CONF_DIR, compose_train, make_cfg
+from .helpers import CONF_DIR, DATA_DIR, compose_train, make_cfg
 
 #: Groups that only configure Hydra or the machine, or hold recipes for other entry points.
 NOT_RUN = {"hydra", "paths", "local", "convert"}
@@ -40,17 +39,28 @@ def _train_options() -> list[tuple[str, str]]:
     return [(g, o) for g in groups if f"- {g}:" in train_yaml for o in _options(g)]
 
 
-OPTIONS = _train_options()
+#: Options run elsewhere: ddp_sim spawns worker processes (test_ddp.py runs it).
+RUN_ELSEWHERE = {("trainer", "ddp_sim")}
+#: Options that need a CUDA device (run on a GPU machine with ``-m gpu``).
+CUDA_ONLY = {("trainer", "gpu"), ("trainer", "ddp")}
+OPTIONS = [o for o in _train_options() if o not in RUN_ELSEWHERE]
+PARAMS = [
+    pytest.param(g, o, id=f"{g}={o}", marks=[pytest.mark.gpu] if (g, o) in CUDA_ONLY else [])
+    for g, o in OPTIONS
+]
 
 
-def _extra_overrides(group: str, option: str, toy_data: Path, shared: Path) -> list[str]:
+def _extra_overrides(group: str, option: str, toy_data: Path) -> list[str]:
     """What an option needs besides itself to run one step on this machine's small data."""
+    if group == "detector" and option == "trackml":
+        trackml = f"detector.path={DATA_DIR / 'trackml' / 'detectors.csv.gz'}"
+        return ["experiment=tracking/edge_classifier", trackml, *TRACKING_SIM]
     if option in TRACKING_OPTIONS and group in ("detector", "dataset", "model", "task"):
         return [f"experiment=tracking/{TRACKING_RECIPE.get(option, 'edge_classifier')}", *TRACKING_SIM]
     if group == "task" and option == "hit_classification":
         return ["model=gnn", "model.net.hidden=16"]
     if group == "detector" and option == "from_file":
-        return [f"detector.path={shared / 'geometry' / 'wcte_wcsim_geofile.txt'}", *SMALL_SIM]
+        return [f"detector.path={DATA_DIR / 'geometry' / 'wcte_wcsim_geofile.txt'}", *SMALL_SIM]
     if group in ("detector", "dataset") and option not in ("wcte", "toy", "from_file"):
         return SMALL_SIM
     if group == "dataset" and option == "from_file":
@@ -68,22 +78,15 @@ def test_every_group_of_train_yaml_is_covered() -> None:
     assert {"trainer", "callbacks", "debug", "augment"} <= groups
 
 
-@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+@pytest.mark.parametrize(("group", "option"), PARAMS)
 def test_option_runs_one_step(group: str, option: str, tmp_path: Path, toy_data: Path, request) -> None:
     if group in COMPOSE_ONLY:
         cfg = compose_train([f"{group}={option}"])
         assert cfg is not None
         return
-    if group == "trainer" and option in ("gpu", "ddp") and not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device (checked on the lent GPU, see docs/benchmarks.md)")
-    if group == "trainer" and option == "ddp_sim":
-        pytest.skip("spawns processes: covered by test_ddp.py")
     if group == "logger" and option == "wandb":
         request.getfixturevalue("wandb_env")
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if group == "detector" and option == "from_file" and not shared.is_dir():
-        pytest.skip("real geometry files not found beside the checkout")
-    extra = _extra_overrides(group, option, toy_data, shared)
+    extra = _extra_overrides(group, option, toy_data)
     # Options that change the detector simulate their own small toy set in tmp_path.
     own_data = extra is SMALL_SIM or {SMALL_SIM[0], TRACKING_SIM[0]} & set(extra)
     data_dir = tmp_path / "data" if own_data else toy_data

@@ -72,13 +72,13 @@ def write_tree(path: Path, branches: dict[str, object], tree: str = "events") ->
 
 
 @pytest.fixture(scope="module")
-def root_dir(shared_data: Path) -> Path:
-    return shared_data / "root"
+def root_dir(real_data: Path) -> Path:
+    return real_data / "root"
 
 
 @pytest.fixture(scope="module")
-def wcte_geofile(shared_data: Path) -> Path:
-    return shared_data / "geometry" / "wcte_wcsim_geofile.txt"
+def wcte_geofile(real_data: Path) -> Path:
+    return real_data / "geometry" / "wcte_wcsim_geofile.txt"
 
 
 @pytest.fixture(scope="module")
@@ -278,10 +278,10 @@ def test_nanoaod_muons_and_jets(tmp_path: Path, root_dir: Path) -> None:
     assert store.array("event_numbers").dtype == np.uint64
 
 
-def test_trackml_directory_to_store(tmp_path: Path, shared_data: Path) -> None:
+def test_trackml_directory_to_store(tmp_path: Path, real_data: Path) -> None:
     import pandas as pd
 
-    d = shared_data / "trackml"
+    d = real_data / "trackml"
     store = open_store(convert(tmp_path, d, "trackml"))
     hits = pd.read_csv(d / "event000000001-hits.csv.gz")
     particles = pd.read_csv(d / "event000000001-particles.csv.gz")

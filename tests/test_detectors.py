@@ -375,11 +375,8 @@ def test_from_file_config(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def geo_dir(shared_data: Path) -> Path:
-    path = shared_data / "geometry"
-    if not path.is_dir():
-        pytest.skip(f"real geometry files not found in {path}")
-    return path
+def geo_dir(real_data: Path) -> Path:
+    return real_data / "geometry"
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from torch import nn
 from torch_geometric.nn import TransformerConv
 
@@ -256,7 +257,6 @@ def test_graphnet_named_convs(conv: str, node_level: bool) -> None:
 
 
 def test_graphnet_accepts_a_hydra_partial() -> None:
-    instantiate = pytest.importorskip("hydra.utils").instantiate
     conv = instantiate({"_target_": "torch_geometric.nn.TransformerConv", "_partial_": True, "heads": 2})
     assert isinstance(conv, functools.partial)
     model = GraphNet(5, 3, conv=conv, hidden=16, n_layers=2, norm="layer", conv_kwargs={"beta": True})

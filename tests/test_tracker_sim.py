@@ -26,6 +26,7 @@ from recoml.families.tracking.simulation import (
     simulate_tracker_event,
     simulate_tracker_to_store,
 )
+from recoml.utils.cli import recoml_cause
 
 from .conftest import CONF_DIR
 
@@ -168,8 +169,18 @@ def test_store_has_tracking_layout(toy: TrackerDetector, tmp_path: Path) -> None
     np.testing.assert_array_equal(store.counts("particles"), [30] * 5)
 
 
-def test_trackml_detector_from_file(shared_data: Path) -> None:
-    det = load_trackml_detector(shared_data / "trackml" / "detectors.csv.gz")
+def test_trackml_detector_needs_an_explicit_path() -> None:
+    """The config names no file of its own: instantiating it without detector.path says what to set."""
+    cfg = OmegaConf.load(CONF_DIR / "detector" / "trackml.yaml")
+    assert cfg.path is None
+    with pytest.raises(Exception) as info:
+        instantiate(cfg)
+    err = recoml_cause(info.value)
+    assert isinstance(err, ConfigError) and "detector.path=" in str(err) and "\n" not in str(err)
+
+
+def test_trackml_detector_from_file(real_data: Path) -> None:
+    det = load_trackml_detector(real_data / "trackml" / "detectors.csv.gz")
     assert det.n_layers == 48 and det.n_modules == 18728
     assert int((~det.is_disk).sum()) == 10
     radii = det.layer_radius[~det.is_disk]

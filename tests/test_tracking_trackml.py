@@ -28,17 +28,17 @@ def convert(directory: Path, output: Path) -> Path:
     return convert_trackml(directory, output, mapping, hash_inputs=False, progress=False)
 
 
-def test_trackml_event_runs_end_to_end(shared_data: Path, tmp_path: Path) -> None:
-    real = convert(shared_data / "trackml", tmp_path / "trackml.h5")
+def test_trackml_event_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
+    real = convert(real_data / "trackml", tmp_path / "trackml.h5")
     assert open_store(real).n_events == 1
     # Train on toy events simulated on the real geometry (dataset=toy_tracker follows detector=trackml).
-    det = load_trackml_detector(shared_data / "trackml" / "detectors.csv.gz")
+    det = load_trackml_detector(real_data / "trackml" / "detectors.csv.gz")
     data = tmp_path / "data"
     simulate_tracker_to_store(det, data / "toy_trackml.h5", n_events=10, seed=2, n_particles=150)
     overrides = [
         "experiment=tracking/edge_classifier",
         "detector=trackml",
-        f"detector.path={shared_data / 'trackml' / 'detectors.csv.gz'}",
+        f"detector.path={real_data / 'trackml' / 'detectors.csv.gz'}",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
     ]
@@ -55,8 +55,8 @@ def test_trackml_event_runs_end_to_end(shared_data: Path, tmp_path: Path) -> Non
     assert (out / "tracking_report.md").exists() and (out / "efficiency_vs_pt.png").exists()
 
 
-def test_trackml_file_with_a_missing_column_is_named(shared_data: Path, tmp_path: Path) -> None:
-    src = shared_data / "trackml"
+def test_trackml_file_with_a_missing_column_is_named(real_data: Path, tmp_path: Path) -> None:
+    src = real_data / "trackml"
     for f in src.iterdir():
         shutil.copy(f, tmp_path / f.name)
     hits = tmp_path / "event000000001-hits.csv.gz"

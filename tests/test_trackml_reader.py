@@ -1,4 +1,4 @@
-"""The TrackML CSV reader against the real reduced event in ../shared/data/trackml, read with pandas."""
+"""The TrackML CSV reader against the real reduced event in tests/data/trackml, read with pandas."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from recoml.families.tracking.trackml import (
 
 
 @pytest.fixture(scope="module")
-def trackml_dir(shared_data: Path) -> Path:
-    return shared_data / "trackml"
+def trackml_dir(real_data: Path) -> Path:
+    return real_data / "trackml"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recoml.contracts.detector import Detector
-from recoml.errors import GeometryError
+from recoml.errors import ConfigError, GeometryError
 from recoml.families.tracking.trackml import read_trackml_detectors
 
 __all__ = [
@@ -340,15 +340,22 @@ def build_tracker(
 
 
 def load_trackml_detector(
-    path: str | os.PathLike, name: str = "trackml", bfield: float = 2.0
+    path: str | os.PathLike | None, name: str = "trackml", bfield: float = 2.0
 ) -> TrackerDetector:
     """The real TrackML detector from ``detectors.csv[.gz]`` (a file, or a directory holding it).
+
+    ``path`` has no default (``None`` is refused in one sentence): the file is the user's, not the package's.
 
     A layer whose module centres spread more along z than along r is a barrel (radius: mean centre radius;
     half-length: outermost centre |z| plus the module half-length); otherwise a disk (z: mean centre z;
     radii: centre radii -/+ the module half-length). Resolutions are pitch / sqrt(12) averaged over the
     layer's modules; the module centres are kept (nearest-module ids for simulated hits).
     """
+    if path is None or str(path) == "":
+        raise ConfigError(
+            "detector=trackml needs the TrackML detector description: "
+            "set detector.path=/path/to/detectors.csv.gz"
+        )
     table = read_trackml_detectors(path)
     table = table.sort_values(["volume_id", "layer_id", "module_id"]).reset_index(drop=True)
     r = np.hypot(table["cx"].to_numpy(), table["cy"].to_numpy())

@@ -2,7 +2,7 @@
 
 Every reader returns recoml's convention: cm, tank axis **y**, PMT ``k`` (0-based, as in ``hit_pmt``)
 at row ``k``, directions unit and facing into the tank, mPMT ``k // 19`` channel ``k % 19``.
-What the files actually hold (checked against the data in ``../shared/data/geometry``):
+What the files actually hold (checked against the real files in the repository's ``tests/data/geometry``):
 
 * **WCSim old geofile** (``geofile.txt``, e.g. Super-K): line 1 ``radius height nPMT pmtRadius``,
   line 2 the centre offset, then ``tube x y z dx dy dz cylLoc`` per tube. WCSim writes as "radius" the
