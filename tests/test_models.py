@@ -81,7 +81,7 @@ def test_every_model_option_declares_what_its_representation_builds() -> None:
         for path in sorted((CONF_DIR / "model").glob("*.yaml")):
             model = compose("train", overrides=[f"model={path.stem}"]).model
             net, rep = get_class(model.net._target_), get_class(model.representation._target_)
-            assert net.representation == rep.kind, path.name
+            assert net.accepts == rep.builds, path.name
 
 
 def test_mlp_head_any_leading_shape() -> None:

@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
 
     module = RecoModule(config, prov)
-    datamodule = make_datamodule(cfg, module.task)
+    datamodule = make_datamodule(cfg, module.representation, module.task)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg)
     if ckpt_path:
         check_checkpoint_matches(ckpt_path, cfg)

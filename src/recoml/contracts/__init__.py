@@ -7,7 +7,8 @@ This package imports nothing else of recoml except :mod:`recoml.errors`; everyth
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.converter import Converter
 from recoml.contracts.detector import Detector
+from recoml.contracts.representation import Representation
 from recoml.contracts.simulator import Simulator, simulator_of
 from recoml.contracts.task import Task
 
-__all__ = ["Converter", "Detector", "HitBatch", "Simulator", "Task", "simulator_of"]
+__all__ = ["Converter", "Detector", "HitBatch", "Representation", "Simulator", "Task", "simulator_of"]

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.contracts.representation import Representation
 from recoml.contracts.simulator import simulator_of
+from recoml.contracts.task import Task
+from recoml.data.datamodule import EventDataModule
 from recoml.errors import DataError
 
 log = logging.getLogger(__name__)
-
-#: Hit fields every water-Cherenkov representation reads.
-REPRESENTATION_HIT_FIELDS = ("hit_pmt", "hit_charge", "hit_time")
 
 
 def ensure_dataset(cfg: DictConfig) -> Path:
@@ -38,23 +40,35 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     return path
 
 
-def make_datamodule(cfg: DictConfig, task):
-    """The DataModule reading what the representation and the task need."""
-    from recoml.data.datamodule import EventDataModule
-
-    d = cfg.dataset
-    # A dataset may name its representation's hit fields (tracker stores have no PMTs).
-    representation_fields = tuple(d.get("hit_fields") or REPRESENTATION_HIT_FIELDS)
+def datamodule_from_config(
+    dataset: DictConfig,
+    *,
+    hit_fields: Sequence[str],
+    target_fields: Sequence[str],
+    path: str | Path | None = None,
+    **options: Any,
+) -> EventDataModule:
+    """The one mapping from a ``dataset`` config group option to the :class:`EventDataModule` (training,
+    prediction and the tracking pipeline all build theirs here); ``options`` add DataModule arguments
+    the config does not hold (e.g. ``predict_split``). Defaults live in the DataModule's signature."""
+    keys = {"split_path": "split_path", "fractions": "fractions", "split_seed": "seed"}
+    keys |= {k: k for k in ("batch_size", "eval_batch_size", "num_workers", "pin_memory", "in_memory")}
+    given = {arg: dataset[key] for key, arg in keys.items() if dataset.get(key) is not None}
+    if "fractions" in given:
+        given["fractions"] = tuple(given["fractions"])
     return EventDataModule(
-        path=d.path,
-        split_path=d.get("split_path"),
-        fractions=tuple(d.get("fractions", (0.8, 0.1, 0.1))),
-        seed=d.get("split_seed", 0),
-        batch_size=d.batch_size,
-        eval_batch_size=d.get("eval_batch_size"),
-        num_workers=d.get("num_workers", 0),
-        pin_memory=d.get("pin_memory", False),
-        in_memory=d.get("in_memory", False),
-        hit_fields=tuple(dict.fromkeys((*representation_fields, *task.hit_fields))),
-        target_fields=tuple(task.target_fields),
+        path=dataset.path if path is None else path,
+        hit_fields=tuple(dict.fromkeys(hit_fields)),
+        target_fields=tuple(dict.fromkeys(target_fields)),
+        **given,
+        **options,
+    )
+
+
+def make_datamodule(cfg: DictConfig, representation: Representation, task: Task) -> EventDataModule:
+    """The DataModule reading what the representation and the task need."""
+    return datamodule_from_config(
+        cfg.dataset,
+        hit_fields=(*representation.hit_fields, *task.hit_fields),
+        target_fields=task.target_fields,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from recoml.errors import ConfigError
+from recoml.plotting import save_figure
 from recoml.prediction.reader import SectionData
 
 __all__ = [
@@ -59,7 +60,6 @@ class PlotSink:
         self.figures: list[FigureRecord] = []
 
     def save(self, fig: Any, section: str, name: str, title: str, caption: str = "") -> None:
-        from recoml.plotting import save_figure
 
         stem = f"{section}_{name}".replace("/", "_").replace(" ", "_")
         files = save_figure(fig, self.directory, stem)

@@ -21,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from recoml.errors import ConfigError, DataError
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
+from recoml.plotting import apply_style
 from recoml.prediction.reader import Predictions
+from recoml.utils.cli import save_config
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,6 @@ def evaluate_files(
     style: str | None = None,
 ) -> Evaluation:
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
-    from recoml.plotting import apply_style
 
     paths = [Path(str(p)) for p in paths]
     if not paths:
@@ -167,7 +168,6 @@ def copy_tree_atomic(src: Path, dst: Path, overwrite: bool) -> Path:
 
 def evaluate(cfg: DictConfig) -> Evaluation:
     """The function behind ``python -m recoml.evaluate``."""
-    from recoml.utils.cli import save_config
 
     paths = _as_list(cfg.get("predictions"))
     output = cfg.get("output")

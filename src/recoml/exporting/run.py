@@ -23,7 +23,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import recoml
+from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
+from recoml.evaluation import evaluator_for
 from recoml.exporting.onnx import (
     ParityError,
     max_diff,
@@ -34,7 +36,10 @@ from recoml.exporting.onnx import (
 )
 from recoml.exporting.wrappers import export_model
 from recoml.prediction.checkpoint import build_module, check_store, load_checkpoint, resolve_data_path
+from recoml.prediction.reader import section_from_arrays
+from recoml.prediction.run import check_output, copy_atomic, dataset_config, make_predict_datamodule
 from recoml.prediction.schema import HIT, field_name
+from recoml.utils.cli import save_config
 from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
@@ -92,8 +97,6 @@ def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
 
 def _batches(cfg: DictConfig, ckpt: Any, module: Any):
     """A DataModule over the configured split of the checkpoint's dataset (or ``dataset=...``)."""
-    from recoml.data.store import open_store
-    from recoml.prediction.run import dataset_config, make_predict_datamodule
 
     if cfg.get("dataset") is not None and cfg.get("detector") is None:
         with open_dict(cfg):
@@ -102,7 +105,7 @@ def _batches(cfg: DictConfig, ckpt: Any, module: Any):
     path = resolve_data_path(str(dataset.path), ckpt)
     with open_store(path) as store:
         check_store(store, module, ckpt)
-    dm = make_predict_datamodule(dataset, path, module.task, cfg.get("split", "test"), [])
+    dm = make_predict_datamodule(dataset, path, module, cfg.get("split", "test"), [])
     dm.setup("predict")
     return dm.predict_dataloader()
 
@@ -188,8 +191,6 @@ def metric_change(
     fp32: Path, int8: Path, view: Any, module: Any, batches, limit: int | None
 ) -> dict[str, Any]:
     """The task's main metric (per section) with fp32 and int8 onnxruntime on the same events."""
-    from recoml.evaluation import evaluator_for
-    from recoml.prediction.reader import section_from_arrays
 
     arrays = {"fp32": _collect(session(fp32), view, module, batches, limit)}
     arrays["int8"] = _collect(session(int8), view, module, batches, limit)
@@ -222,8 +223,6 @@ def metric_change(
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Export as configured; returns the summary also written to ``export.json``."""
-    from recoml.prediction.run import check_output, copy_atomic
-    from recoml.utils.cli import save_config
 
     fmt = str(cfg.get("format", "onnx")).lower()
     if fmt not in FORMATS:

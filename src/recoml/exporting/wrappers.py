@@ -26,6 +26,7 @@ from torch import nn
 
 from recoml.contracts.batch import HitBatch
 from recoml.errors import ConfigError
+from recoml.models.gnn import EdgeConvGNN
 
 
 def _output_names(module: Any) -> list[str]:
@@ -162,7 +163,6 @@ class GraphExport(_Export):
     input_names = ("x", "edge_index", "batch")
 
     def __init__(self, module: Any) -> None:
-        from recoml.models.gnn import EdgeConvGNN
 
         net = module.net
         if not isinstance(net, EdgeConvGNN):
@@ -238,7 +238,7 @@ class GraphExport(_Export):
 
 def export_model(module: Any) -> _Export:
     """The export view of a trained module, by the kind of its representation."""
-    kind = getattr(module.representation, "kind", None)
+    kind = module.representation.builds
     if kind == "image":
         return ImageExport(module).eval()
     if kind == "graph":

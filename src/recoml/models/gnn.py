@@ -150,7 +150,7 @@ class EdgeConvGNN(nn.Module):
     ``(N, out_dim)``: each node's features concatenated with its graph's pooled features.
     """
 
-    representation = "graph"
+    accepts = "graph"
 
     def __init__(
         self,
@@ -264,7 +264,7 @@ class GraphNet(nn.Module):
     ``forward`` takes ``pos`` also get the node positions.
     """
 
-    representation = "graph"
+    accepts = "graph"
 
     def __init__(
         self,

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
 from recoml.prediction.schema import AUX_SOURCES
+from recoml.tasks.module import RecoModule
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,6 @@ def load_checkpoint(path: str | Path | None) -> Checkpoint:
 
 def build_module(ckpt: Checkpoint):
     """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
-    from recoml.tasks.module import RecoModule
 
     module = RecoModule(ckpt.config, ckpt.provenance)
     missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
@@ -113,22 +112,15 @@ def check_detector(ckpt: Checkpoint, detector_cfg: Any, what: str) -> None:
         )
 
 
-def representation_fields(dataset: Any) -> tuple[str, ...]:
-    """The hit fields the representation reads: the dataset's ``hit_fields`` (tracker stores have no PMTs),
-    else the water-Cherenkov ``hit_pmt``, ``hit_charge``, ``hit_time`` (as training reads them)."""
-    fields = dataset.get("hit_fields") if dataset is not None else None
-    return tuple(fields or REPRESENTATION_HIT_FIELDS)
-
-
 def check_store(
     store: EventStore,
     module,
     ckpt: Checkpoint,
-    hit_fields: tuple[str, ...] = REPRESENTATION_HIT_FIELDS,
+    hit_fields: tuple[str, ...],
 ) -> list[str]:
     """Check the store against the model (detector, PMT ids, fields); return the per-event truth fields
     it also holds for the aux columns of a predictions file. ``hit_fields``: what the representation
-    reads (:func:`representation_fields`)."""
+    reads."""
     detector = module.detector
     stored_detector = store.attrs.get("detector")
     if isinstance(stored_detector, str) and stored_detector != detector.name:

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from recoml.data.store import decode_attr
+from recoml.data.validate import field_prefix
 from recoml.errors import DataError
 from recoml.prediction.schema import AUX, HIT, PRED, TRUE
 
@@ -180,7 +181,6 @@ def _object_types(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Every object type ``O`` with an ``event_O_index``: its plain fields (not the per-task ``hit_pred_*``
     / ``hit_true_*``) and its offsets ``(N + 1,)``."""
-    from recoml.data.validate import field_prefix
 
     objects: dict[str, dict[str, np.ndarray]] = {}
     offsets: dict[str, np.ndarray] = {}

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recoml.data.datamodule import EventDataModule
+from recoml.data.prepare import datamodule_from_config
 from recoml.data.store import open_store
 from recoml.data.store_hdf5 import remove_quietly
 from recoml.errors import ConfigError, DataError
@@ -29,7 +30,6 @@ from recoml.prediction.checkpoint import (
     check_detector,
     check_store,
     load_checkpoint,
-    representation_fields,
     resolve_data_path,
 )
 from recoml.prediction.schema import FILE_NAME, PRED, TRUE
@@ -82,26 +82,19 @@ def dataset_config(cfg: DictConfig, ckpt: Checkpoint) -> DictConfig:
 def make_predict_datamodule(
     dataset: DictConfig,
     path: Path,
-    task: Any,
+    module: Any,
     split: str,
     aux_fields: list[str],
     extra_hit_fields: tuple[str, ...] = (),
 ) -> EventDataModule:
     """Loaders over ``split`` reading what the model and task need, the aux truth fields and
     ``extra_hit_fields`` (hit fields copied into the predictions file, e.g. for track building)."""
-    hit_fields = (*representation_fields(dataset), *task.hit_fields, *extra_hit_fields)
-    return EventDataModule(
+    task = module.task
+    return datamodule_from_config(
+        dataset,
         path=path,
-        split_path=dataset.get("split_path"),
-        fractions=tuple(dataset.get("fractions", (0.8, 0.1, 0.1))),
-        seed=dataset.get("split_seed", 0),
-        batch_size=dataset.get("batch_size", 256),
-        eval_batch_size=dataset.get("eval_batch_size"),
-        num_workers=dataset.get("num_workers", 0),
-        pin_memory=dataset.get("pin_memory", False),
-        in_memory=dataset.get("in_memory", False),
-        hit_fields=tuple(dict.fromkeys(hit_fields)),
-        target_fields=tuple(dict.fromkeys([*task.target_fields, *aux_fields])),
+        hit_fields=(*module.representation.hit_fields, *task.hit_fields, *extra_hit_fields),
+        target_fields=(*task.target_fields, *aux_fields),
         predict_split=split,
     )
 
@@ -151,9 +144,9 @@ def predict(cfg: DictConfig) -> Path | None:
     module = build_module(ckpt)
     module.task.check_predictable(ckpt.describe())
     with open_store(data_path) as store:
-        aux_fields = check_store(store, module, ckpt, representation_fields(dataset))
+        aux_fields = check_store(store, module, ckpt, module.representation.hit_fields)
         extra = module.task.prediction_hit_fields(store.fields)
-    datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields, extra)
+    datamodule = make_predict_datamodule(dataset, data_path, module, split, aux_fields, extra)
 
     sections = module.task.prediction_sections()
     writer = PredictionWriter(

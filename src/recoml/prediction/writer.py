@@ -27,7 +27,7 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.task import Task
 from recoml.data.store import EventStore, StoreWriter, gather_events, open_store
-from recoml.data.store_hdf5 import remove_quietly
+from recoml.data.store_hdf5 import remove_quietly, write_attrs
 from recoml.data.validate import index_name
 from recoml.errors import DataError
 from recoml.prediction.schema import HIT, PRED, TRUE, aux_truth, field_name, units_of
@@ -256,7 +256,6 @@ def _gather_block(
 
 def _finish(tmp: Path, attrs: Mapping[str, Any], dataset_attrs: Mapping[str, Mapping[str, Any]]) -> None:
     """Set file attributes (provenance etc.) and per-dataset attributes (units, class names)."""
-    from recoml.data.store_hdf5 import write_attrs
 
     with h5py.File(tmp, "r+") as f:
         write_attrs(f, dict(attrs))

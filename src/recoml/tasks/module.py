@@ -45,7 +45,7 @@ class RecoModule(pl.LightningModule):
         self.net = build_net(cfg, self.representation, self.task)
         augment = cfg.get("augment") or {}
         self.augment = instantiate(augment)(detector=self.detector) if augment else None
-        self.channels_last = bool(cfg.get("channels_last", False)) and self.representation.kind == "image"
+        self.channels_last = bool(cfg.get("channels_last", False)) and self.representation.builds == "image"
         extra = (cfg.get("metrics") or {}).get("extra") or {}
         self.metrics = nn.ModuleDict(
             {stage: self.task.make_metrics() for stage in ("val", "test")}
@@ -65,14 +65,13 @@ class RecoModule(pl.LightningModule):
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
         """One pass over training batches: input normalization and task target statistics."""
         batches = list(batches)
-        if getattr(self.representation, "owns_normalization", False):
-            # Builders with fixed scales (tracker graphs) fit what they need themselves, if anything.
-            self.representation.fit_statistics(batches)
-        else:
+        if self.normalizer is not None:
             fitted = fit_normalizer(
                 batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
             )
             self.normalizer.load_state_dict(fitted.state_dict())
+        # What the builder learns itself (e.g. a tracker's layer pairs); nothing for most.
+        self.representation.fit_statistics(batches)
         self.task.fit(batches)
         self.fitted.fill_(True)
 
@@ -239,9 +238,9 @@ def build_representation(cfg: DictConfig, detector) -> nn.Module:
             f"model={cfg.model.name} needs a '{cfg.model.representation._target_.rsplit('.', 1)[-1]}' "
             f"representation that detector={detector.name} cannot provide: {err}"
         ) from err
-    if getattr(probe, "owns_normalization", False):  # e.g. tracker graphs: fixed detector scales, no PMTs
+    names = probe.normalized_features
+    if not names:  # e.g. tracker graphs: fixed detector scales, nothing fitted from data
         return probe
-    names = tuple(getattr(probe, "quantities", None) or probe.feature_names)
     scales = geometry_scales(detector)
     normalizer = FeatureNormalizer(
         names,
@@ -252,27 +251,33 @@ def build_representation(cfg: DictConfig, detector) -> nn.Module:
     return factory(detector=detector, normalizer=normalizer)
 
 
-def representation_normalizer(representation: nn.Module) -> FeatureNormalizer:
-    """The normalizer a builder holds (images keep it directly, graphs/points in their feature module)."""
+def representation_normalizer(representation: nn.Module) -> FeatureNormalizer | None:
+    """The normalizer a builder holds (images keep it directly, graphs/points in their feature module),
+    or None for builders that need nothing fitted."""
     for module in representation.modules():
         if isinstance(module, FeatureNormalizer):
             return module
-    raise ConfigError(f"{type(representation).__name__} holds no FeatureNormalizer")
+    return None
 
 
 def build_net(cfg: DictConfig, representation: nn.Module, task) -> nn.Module:
     """Instantiate the network with its input width from the representation and output width from the task."""
     factory = instantiate(cfg.model.net)
     cls = getattr(factory, "func", factory)
-    wants = getattr(cls, "representation", None)
-    if wants is not None and wants != representation.kind:
+    wants = getattr(cls, "accepts", None)
+    if not isinstance(wants, str):
         raise ConfigError(
-            f"model={cfg.model.name} ({cls.__name__}) consumes '{wants}' inputs but its representation "
-            f"builds '{representation.kind}'"
+            f"model={cfg.model.name}: {cls.__name__} must declare the input it accepts as a class attribute "
+            "(accepts = 'image', 'graph', 'points' or 'track_graph')"
         )
-    kwargs = {"in_channels": representation.out_channels, "out_dim": task.out_dim}
+    if wants != representation.builds:
+        raise ConfigError(
+            f"model={cfg.model.name} ({cls.__name__}) accepts '{wants}' inputs but its representation "
+            f"builds '{representation.builds}'"
+        )
+    kwargs: dict[str, Any] = {**representation.input_dims(), "out_dim": task.out_dim}
     if task.node_level:
-        if representation.kind == "image":
+        if representation.builds == "image":
             raise ConfigError(
                 f"task={task.name} needs one output per hit; model={cfg.model.name} makes images. "
                 "Use a graph or point-cloud model (model=gnn, pointnet, gat, gcn, graphsage)."

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from recoml.contracts.batch import HitBatch
+if TYPE_CHECKING:  # only for the annotation: utilities sit below the contracts layer
+    from recoml.contracts.batch import HitBatch
+
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
+from recoml.contracts.representation import Representation
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
 from recoml.errors import ConfigError, DataError
 from recoml.utils.timing import events_per_second
@@ -198,7 +198,7 @@ class GraphInput:
         )
 
 
-class GraphBuilder(nn.Module):
+class GraphBuilder(Representation):
     """``forward(batch) -> GraphInput``: one node per hit, kNN edges within each event.
 
     Node positions/directions come from the detector's PMT table indexed by ``hits["pmt"]``; ``x`` holds
@@ -208,7 +208,7 @@ class GraphBuilder(nn.Module):
     """
 
     #: What models consume it declare as their ``representation``.
-    kind = "graph"
+    builds = "graph"
 
     def __init__(
         self,
@@ -237,6 +237,13 @@ class GraphBuilder(nn.Module):
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.features.feature_names
+
+    @property
+    def normalized_features(self) -> tuple[str, ...]:
+        return tuple(self.feature_names)
+
+    def input_dims(self) -> dict[str, int]:
+        return {"in_channels": self.out_channels}
 
     @property
     def out_channels(self) -> int:

@@ -29,6 +29,7 @@ from torch import nn
 from recoml.errors import ConfigError
 from recoml.families.tracking.detector import TrackerDetector
 from recoml.families.tracking.hits import TrackerGeometry, TrackHits
+from recoml.families.tracking.simulation import propagate
 
 __all__ = ["GeometricConstructor", "layer_pairs_from_geometry", "orient_edges"]
 
@@ -73,7 +74,6 @@ def layer_pairs_from_geometry(
     Tracks: straight lines and helices of ``pt_min`` of both charges, vertex z uniform in ``+-z0_max``,
     pseudorapidity uniform in ``+-eta_max``. Consecutive crossings of the outgoing branch give the pairs.
     """
-    from recoml.families.tracking.simulation import propagate
 
     rng = np.random.default_rng(seed)
     n = int(n_tracks)

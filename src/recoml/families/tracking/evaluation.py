@@ -20,8 +20,14 @@ import torch
 
 from recoml.errors import ConfigError, DataError
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
+from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
+from recoml.families.tracking.matching import match_tracks, tracking_metrics
+from recoml.families.tracking.metrics import edge_classification_metrics
+from recoml.families.tracking.pipeline import working_points
 from recoml.families.tracking.predictions import hit_pt_eta
+from recoml.families.tracking.report import metric_rows, tracking_figures
 from recoml.metrics import physics as pm
+from recoml.plotting import Series, plot_roc
 from recoml.prediction.reader import SectionData
 
 #: What track building and matching read from the file (beyond the edges themselves).
@@ -33,7 +39,6 @@ HIST_BINS = np.linspace(0.0, 1.0, 201)
 def _track_labels(
     edge_index: torch.Tensor, scores: torch.Tensor, n_hits: int, method: str, cut: float, opts: dict[str, Any]
 ) -> torch.Tensor:
-    from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
 
     min_hits = int(opts.get("min_track_hits", 3))
     if method == "cc":
@@ -49,9 +54,6 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
     """The metrics of :func:`~recoml.families.tracking.pipeline.evaluate_tracking` (``edges``, ``tracks``,
     ``score_histograms``, ``timing`` of track building, settings) from stored edges and hits, plus the full
     ROC (``roc``: background and signal efficiency) of target against false edges."""
-    from recoml.families.tracking.matching import match_tracks, tracking_metrics
-    from recoml.families.tracking.metrics import edge_classification_metrics
-    from recoml.families.tracking.pipeline import working_points
 
     opts = dict(options or {})
     cut = opts.get("score_cut")
@@ -145,7 +147,6 @@ class EdgeClassificationEvaluator(Evaluator):
             )
 
     def evaluate(self, run: SectionData) -> SectionResult:
-        from recoml.families.tracking.report import metric_rows
 
         metrics = edge_tracking_metrics(run, self.options)
         res = SectionResult()
@@ -168,8 +169,6 @@ class EdgeClassificationEvaluator(Evaluator):
     def plot(
         self, runs: Sequence[SectionData], results: Sequence[SectionResult], sink: PlotSink, section: str
     ) -> None:
-        from recoml.families.tracking.report import tracking_figures
-        from recoml.plotting import Series, plot_roc
 
         series = [
             Series(

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from recoml.contracts.batch import HitBatch
-from recoml.data.normalization import FeatureNormalizer
+from recoml.contracts.representation import Representation
 from recoml.errors import ConfigError
+from recoml.families.tracking.construction import truth_layer_pairs
 from recoml.families.tracking.detector import TrackerDetector
 from recoml.families.tracking.hits import TrackerGeometry, TrackHits
 from recoml.families.tracking.truth import EdgeWeighting, HitTruth, edge_truth, hit_truth
@@ -171,7 +172,7 @@ def edge_features(hits: TrackHits, edge_index: torch.Tensor, names: Sequence[str
     return torch.stack(cols, dim=1).float()
 
 
-class TrackGraphBuilder(nn.Module):
+class TrackGraphBuilder(Representation):
     """``forward(batch) -> TrackGraph``: hits, features, candidate edges and (with truth) their labels.
 
     ``constructor``: a module ``TrackHits -> edge_index``, a factory called with ``detector=`` (Hydra
@@ -184,9 +185,8 @@ class TrackGraphBuilder(nn.Module):
     None uses truth when the batch has it, True demands it (training), False ignores it.
     """
 
-    kind = "track_graph"
-    #: RecoModule: this builder normalizes with fixed scales; do not fit a normalizer from data.
-    owns_normalization = True
+    builds = "track_graph"
+    hit_fields = ("hit_x", "hit_y", "hit_z", "hit_volume_id", "hit_layer_id", "hit_module_id")
 
     def __init__(
         self,
@@ -199,7 +199,6 @@ class TrackGraphBuilder(nn.Module):
         min_hits: int = 3,
         weighting: Mapping[str, float] | None = None,
         truth: bool | None = None,
-        normalizer: FeatureNormalizer | None = None,
     ) -> None:
         super().__init__()
         self.geometry = TrackerGeometry(detector)
@@ -227,9 +226,6 @@ class TrackGraphBuilder(nn.Module):
         if constructor is not None and not isinstance(constructor, nn.Module):
             constructor = constructor(detector=detector)
         self.constructor = constructor
-        # Identity statistics: the features above are already scaled; the normalizer documents them and
-        # satisfies the trainer's contract (one FeatureNormalizer per representation).
-        self.normalizer = normalizer or FeatureNormalizer(self.features)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -239,20 +235,21 @@ class TrackGraphBuilder(nn.Module):
     def out_channels(self) -> int:
         return len(self.features)
 
+    def input_dims(self) -> dict[str, int]:
+        return {"in_channels": self.out_channels, "edge_channels": self.edge_channels}
+
     @property
     def edge_channels(self) -> int:
         return len(self.edge_feature_names)
 
     def node_features(self, hits: TrackHits) -> torch.Tensor:
-        x = node_features(hits, self.features, self.scale)
-        return self.normalizer.normalize_columns(self.features, x)
+        return node_features(hits, self.features, self.scale)
 
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
         """Let the constructor learn from training truth (e.g. layer pairs); nothing else is fitted."""
         fit = getattr(self.constructor, "fit", None)
         if fit is None:
             return
-        from recoml.families.tracking.construction import truth_layer_pairs
 
         pairs = []
         for batch in batches:
@@ -285,10 +282,13 @@ class TrackGraphBuilder(nn.Module):
 
 
 class TrackHitGraphBuilder(TrackGraphBuilder):
-    """The same graph offered to the node-level models of the zoo (``representation = "graph"``): the
+    """The same graph offered to the node-level models of the zoo (``accepts = "graph"``): the
     candidate edges are made undirected so that messages flow both ways (hit classification)."""
 
-    kind = "graph"
+    builds = "graph"
+
+    def input_dims(self) -> dict[str, int]:
+        return {"in_channels": self.out_channels}
 
     def forward(self, batch: HitBatch) -> TrackGraph:
         graph = super().forward(batch)

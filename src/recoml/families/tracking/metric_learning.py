@@ -14,11 +14,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from recoml import load_model
 from recoml.data.representations.graphs import radius_graph
 from recoml.errors import ConfigError
 from recoml.families.tracking.construction import orient_edges
 from recoml.families.tracking.detector import TrackerDetector
+from recoml.families.tracking.graph import TrackGraphBuilder
 from recoml.families.tracking.hits import TrackHits
+from recoml.families.tracking.models.metric_learning import HitEmbedding
 from recoml.families.tracking.truth import EdgeWeighting, HitTruth, edge_truth
 
 __all__ = ["EmbeddingConstructor", "embedding_graph", "hinge_loss", "training_pairs"]
@@ -96,9 +99,6 @@ class EmbeddingConstructor(nn.Module):
         self, detector: TrackerDetector, checkpoint: str | None, r: float = 0.1, k: int = 50
     ) -> None:
         super().__init__()
-        from recoml import load_model
-        from recoml.families.tracking.graph import TrackGraphBuilder
-        from recoml.families.tracking.models.metric_learning import HitEmbedding
 
         if not checkpoint:
             raise ConfigError(

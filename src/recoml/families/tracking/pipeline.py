@@ -20,13 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from recoml import load_model
 from recoml.contracts.batch import HitBatch
+from recoml.data.datamodule import EventDataModule
+from recoml.data.dataset import EventDataset
+from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
 from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
 from recoml.families.tracking.graph import TrackGraph, TrackGraphBuilder
 from recoml.families.tracking.hits import COORDINATE_FIELDS, TRUTH_FIELDS
 from recoml.families.tracking.matching import TrackMatch, match_tracks, tracking_metrics
 from recoml.families.tracking.metrics import edge_classification_metrics
+from recoml.families.tracking.models.interaction_network import EdgeClassifier
 
 __all__ = ["PipelineResult", "TrackingPipeline", "evaluate_tracking", "iterate_store"]
 
@@ -91,8 +96,6 @@ class TrackingPipeline(nn.Module):
     @classmethod
     def from_checkpoint(cls, ckpt_path: str | os.PathLike, map_location: str = "cpu", **options: Any):
         """The pipeline of an edge-classifier run (``experiment=tracking/edge_classifier``)."""
-        from recoml import load_model
-        from recoml.families.tracking.models.interaction_network import EdgeClassifier
 
         module = load_model(str(ckpt_path), map_location=map_location)
         if not isinstance(module.net, EdgeClassifier) or not isinstance(
@@ -160,9 +163,6 @@ def iterate_store(
     Splits are found as the trainer finds them (``split_path``, else ``<stem>_splits.npz`` made with
     ``fractions`` and ``seed``). A store without truth fields is refused with the list of what is missing.
     """
-    from recoml.data.datamodule import EventDataModule
-    from recoml.data.dataset import EventDataset
-    from recoml.data.store import open_store
 
     store = open_store(path)
     present = set(store.object_types.get("hits", []))

@@ -20,6 +20,9 @@ import numpy as np
 
 from recoml.errors import DataError
 from recoml.families.tracking.matching import MATCHING_STYLES
+from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking, iterate_store
+from recoml.plotting import Series, apply_style, figure, plot_lines, save_figure
+from recoml.utils.provenance import write_json
 
 __all__ = ["evaluate_checkpoint", "metric_rows", "tracking_figures", "write_tracking_report"]
 
@@ -46,7 +49,6 @@ _TITLES = {
 
 
 def _series(binned: dict[str, list[float]], label: str, color: int, linestyle: str = "-"):
-    from recoml.plotting import Series
 
     edges = np.asarray(binned["edges"])
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -67,7 +69,6 @@ def tracking_figures(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[s
     :func:`~recoml.families.tracking.pipeline.evaluate_tracking` returns them) overlaid: one run draws
     the two matching definitions in two colours; several runs keep a colour each, double majority solid
     and ATLAS dashed."""
-    from recoml.plotting import figure, plot_lines
 
     single = len(runs) == 1
     pt_min = runs[0][1].get("pt_min", 1.0)
@@ -105,7 +106,6 @@ def tracking_figures(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[s
 
 
 def _plots(metrics: dict[str, Any], directory: Path) -> list[str]:
-    from recoml.plotting import apply_style, save_figure
 
     apply_style(None)
     written: list[str] = []
@@ -171,7 +171,6 @@ def write_tracking_report(
 ) -> Path:
     """Write ``metrics`` (from :func:`~recoml.families.tracking.pipeline.evaluate_tracking`) into
     ``directory``."""
-    from recoml.utils.provenance import write_json
 
     directory = Path(directory)
     if (directory / METRICS_FILE).exists() and not overwrite:
@@ -204,7 +203,6 @@ def evaluate_checkpoint(
     ``pipeline_options`` go to :class:`~recoml.families.tracking.pipeline.TrackingPipeline` (``walk_min``,
     ``walk_add``, ``min_hits``, ``cc_backend``).
     """
-    from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking, iterate_store
 
     options: dict[str, Any] = {"method": method, **pipeline_options}
     if score_cut is not None:

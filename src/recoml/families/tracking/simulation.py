@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from recoml.data.simulated import write_simulation
 from recoml.errors import ConfigError
 from recoml.families.tracking.detector import K_GEV_PER_T_MM, TrackerDetector
 
@@ -352,7 +353,6 @@ def simulate_tracker_to_store(
     ``options`` are :class:`TrackerSimConfig` fields. The store is written chunk by chunk under a temporary
     name and renamed when complete; an existing output is refused unless ``overwrite``.
     """
-    from recoml.data.simulated import write_simulation
 
     if chunk_size < 1:
         raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")

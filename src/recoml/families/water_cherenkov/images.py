@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from recoml.contracts.batch import HitBatch
+from recoml.contracts.representation import Representation
 from recoml.data.normalization import FeatureNormalizer, event_of_hits
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov.detector import WCDetector
@@ -26,7 +26,7 @@ GEOMETRY_CHANNELS: tuple[str, ...] = ("geom_x", "geom_y", "geom_z", "geom_mask")
 _REDUCE = {"sum", "amin", "amax"}
 
 
-class ImageBuilder(nn.Module):
+class ImageBuilder(Representation):
     """``forward(batch) -> (B, C, H, W)`` float32 images of the detector's 2D map.
 
     Channel ``q * pmts_per_module + c`` holds quantity ``quantities[q]`` of the PMT that is channel ``c`` of
@@ -43,7 +43,7 @@ class ImageBuilder(nn.Module):
     """
 
     #: What models consume it declare as their ``representation``.
-    kind = "image"
+    builds = "image"
 
     def __init__(
         self,
@@ -81,6 +81,13 @@ class ImageBuilder(nn.Module):
         self.register_buffer("pmt_offset", channel * hw + self.image_pixel, persistent=False)
         geom = _geometry_image(detector) if self.geometry_channels else torch.zeros(0, *self.image_shape)
         self.register_buffer("geometry_image", geom, persistent=False)
+
+    @property
+    def normalized_features(self) -> tuple[str, ...]:
+        return tuple(self.quantities)
+
+    def input_dims(self) -> dict[str, int]:
+        return {"in_channels": self.out_channels}
 
     @property
     def out_channels(self) -> int:

@@ -6,7 +6,7 @@ decoder giving one logit per edge. Aggregation is ``scatter_add`` (no torch-scat
 :class:`InteractionNetwork` runs on any device and exports to ONNX (both exporters) with plain tensor inputs.
 
 :class:`EdgeClassifier` is what the trainer builds: it reads a
-:class:`~recoml.families.tracking.graph.TrackGraph` (``representation = "track_graph"``) and returns an
+:class:`~recoml.families.tracking.graph.TrackGraph` (``accepts = "track_graph"``) and returns an
 :class:`~recoml.families.tracking.graph.EdgeOutput` that keeps the graph, so the task finds the edge truth.
 """
 
@@ -134,7 +134,7 @@ class EdgeClassifier(nn.Module):
     ``edge_channels`` defaults to what the graph carries (checked at the first call).
     """
 
-    representation = "track_graph"
+    accepts = "track_graph"
 
     def __init__(self, in_channels: int, out_dim: int = 1, edge_channels: int = 0, **options) -> None:
         super().__init__()

@@ -22,7 +22,7 @@ __all__ = ["HitEmbedding"]
 class HitEmbedding(nn.Module):
     """``TrackGraph -> EmbeddingOutput``; :meth:`embed` is the plain ``(N, F) -> (N, emb_dim)`` map."""
 
-    representation = "track_graph"
+    accepts = "track_graph"
 
     def __init__(
         self,
