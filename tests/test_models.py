@@ -358,6 +358,6 @@ def test_point_and_graph_models_learn(make) -> None:
     torch.manual_seed(0)
     model = make()
     points, y = point_task()
-    inputs = points if model.representation == "points" else as_graphs(points)
+    inputs = points if model.accepts == "points" else as_graphs(points)
     first, last, acc = fit(model, inputs, y, steps=40)
     assert last < 0.5 * first and acc >= 0.9

@@ -104,7 +104,7 @@ def _batches(cfg: DictConfig, ckpt: Any, module: Any):
     dataset = dataset_config(cfg, ckpt)
     path = resolve_data_path(str(dataset.path), ckpt)
     with open_store(path) as store:
-        check_store(store, module, ckpt)
+        check_store(store, module, ckpt, module.representation.hit_fields)
     dm = make_predict_datamodule(dataset, path, module, cfg.get("split", "test"), [])
     dm.setup("predict")
     return dm.predict_dataloader()

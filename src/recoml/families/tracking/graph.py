@@ -236,7 +236,9 @@ class TrackGraphBuilder(Representation):
         return len(self.features)
 
     def input_dims(self) -> dict[str, int]:
-        return {"in_channels": self.out_channels, "edge_channels": self.edge_channels}
+        """Node feature width, and the edge feature width when candidate edges carry features."""
+        dims = {"in_channels": self.out_channels}
+        return dims | {"edge_channels": self.edge_channels} if self.edge_channels else dims
 
     @property
     def edge_channels(self) -> int:
