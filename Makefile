@@ -30,9 +30,13 @@ test: install
 test-all: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not gpu" $(ARGS)
 
+## Static checks (what CI runs before the tests): style, format, types, and the import-layer contracts
+## once a `.importlinter` file or a `[tool.importlinter]` table declares them.
 lint: install
 	$(PY) -m ruff check src tests scripts
 	$(PY) -m ruff format --check src tests scripts
+	$(PY) -m mypy
+	if [ -f .importlinter ] || grep -q '^\[tool\.importlinter\]' pyproject.toml; then $(VENV)/bin/lint-imports; fi
 
 format: install
 	$(PY) -m ruff format src tests scripts
@@ -42,4 +46,4 @@ bench: install
 	$(PY) -m recoml.bench $(ARGS)
 
 clean:
-	rm -rf outputs multirun .pytest_cache .ruff_cache build dist src/*.egg-info
+	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache build dist src/*.egg-info

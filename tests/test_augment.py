@@ -118,7 +118,7 @@ def test_targets_follow_the_transform():
     aug = augment("wcte")
     batch = random_hit_batch(det, 8, 30, generator=torch.Generator().manual_seed(0))
     transform = torch.tensor([IDX(1, 0, 0), IDX(0, 1, 0), IDX(0, 0, 2), IDX(1, 1, 2), 0, 0, IDX(1, 0, 0), 0])
-    out = aug.apply(batch, transform)
+    out = aug.transform_batch(batch, transform)
     pos, new_pos = batch.targets["positions"], out.targets["positions"]
     assert torch.allclose(new_pos[0, 0], pos[0, 0] * torch.tensor([-1.0, 1.0, 1.0]))
     assert torch.allclose(new_pos[1, 0], pos[1, 0] * torch.tensor([1.0, -1.0, 1.0]))
@@ -154,7 +154,7 @@ def test_image_of_flipped_event_is_flipped_image():
         batch = random_hit_batch(det, 4, 60, generator=torch.Generator().manual_seed(2))
         builder = ImageBuilder(det, quantities=("charge",))
         image = builder(batch)
-        flipped = builder(aug.apply(batch, torch.full((4,), IDX(0, 1, 0))))
+        flipped = builder(aug.transform_batch(batch, torch.full((4,), IDX(0, 1, 0))))
         if not flip_channels:
             assert torch.equal(flipped, image.flip(-2))
         else:  # mPMT channels are permuted inside each module; the module's total moves to the mirror pixel
@@ -165,7 +165,7 @@ def test_image_of_flipped_event_is_flipped_image():
         hits={"pmt": torch.tensor([0]), "charge": torch.tensor([1.0]), "time": torch.tensor([0.0])},
         offsets=torch.tensor([0, 1]),
     )
-    moved = int(augment("wcte").apply(one, torch.tensor([IDX(0, 1, 0)])).hits["pmt"][0])
+    moved = int(augment("wcte").transform_batch(one, torch.tensor([IDX(0, 1, 0)])).hits["pmt"][0])
     assert det.pmt_location[0] == 0 and det.pmt_location[moved] == 2
     assert np.allclose(det.pmt_positions[moved][[0, 2]], det.pmt_positions[0][[0, 2]], atol=1e-3)
 

@@ -109,6 +109,9 @@ def test_evaluate_reports_edge_and_track_metrics_like_the_tracking_report(
     stems = {f.stem for f in ev.figures}
     assert {"edge_classification_roc", "edge_classification_efficiency_vs_eta"} <= stems
     assert (tmp_path / "eval" / "plots" / "edge_classification_fake_rate_vs_eta.png").is_file()
+    shown = [f for f in ev.figures if f.section == "event displays"]  # best and worst event drawn
+    assert {f.stem.split("_", 1)[1] for f in shown} >= {"hits", "edges", "tracks"}
+    assert any("worst: " in f.caption for f in shown) and "## event displays" in ev.report.read_text()
     payload = json.loads(ev.metrics.read_text())
     tables = payload["sections"]["edge_classification"]["tables"]["run"]
     assert "efficiency_vs_pt" in tables["tracks"]["atlas"]

@@ -13,11 +13,12 @@ from typing import Any
 import torch
 from hydra import compose
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.contracts.batch import HitBatch
 from recoml.data.dataset import EventDataset, bench_loading
 from recoml.families.water_cherenkov.detector import WCDetector
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def bench_training(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
         for model in t.models:
             train_cfg = compose(config_name="train", overrides=[f"detector={name}", f"model={model}"])
             train_cfg.paths.output_dir = str(workdir)
-            module = RecoModule(OmegaConf.to_container(train_cfg, resolve=True)).to(device)
+            module = RecoModule(config_dict(train_cfg)).to(device)
             module.fit_statistics([host_batch])
             seconds_full, seconds_model = step_times(
                 module, host_batch, device, str(t.precision), int(t.n_steps)

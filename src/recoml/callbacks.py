@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
+
+#: What ``signal.getsignal`` returns and ``signal.signal`` takes.
+SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class SignalCheckpoint(pl.Callback):
@@ -23,7 +29,7 @@ class SignalCheckpoint(pl.Callback):
         self.dirpath = Path(dirpath)
         self.signals = [getattr(signal, name) for name in signals]
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, SignalHandler] = {}
 
     def _handler(self, signum: int, frame) -> None:  # noqa: ANN001 - signal handler signature
         self.received = signum

@@ -7,11 +7,12 @@ import logging
 
 import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.contracts.simulator import simulator_of
 from recoml.errors import ConfigError
 from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ def main(cfg: DictConfig) -> None:
         fractions=tuple(cfg.fractions),
         split_seed=cfg.split_seed,
         overwrite=cfg.overwrite,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        **OmegaConf.to_container(options, resolve=True),
+        config=config_dict(cfg),
+        **config_dict(options),
     )
     log.info("wrote %s and %s", output, splits)
 

@@ -15,14 +15,16 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.errors import ConfigError
 from recoml.tasks.module import RecoModule
 from recoml.utils import provenance
 from recoml.utils.cli import save_config
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics as floats."""
     pl.seed_everything(cfg.seed, workers=True)
     data_path = ensure_dataset(cfg)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = config_dict(cfg)
     config.pop("hydra", None)  # present when composed with return_hydra_config (tests, HPO)
     prov = provenance.collect([data_path])
     out_dir = Path(cfg.paths.output_dir)
@@ -83,7 +85,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.setup("fit")
         module.fit_statistics(datamodule.statistics_batches(cfg.get("normalization_batches")))
     if cfg.get("compile"):
-        module.net = torch.compile(module.net)
+        # torch.compile of a Module returns an OptimizedModule (a Module); the stub says a plain callable.
+        module.net = torch.compile(module.net)  # type: ignore[assignment]
 
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
@@ -110,7 +113,7 @@ def _report(trainer: pl.Trainer, cfg: DictConfig, metrics: dict[str, float]) -> 
     provenance.write_json(out_dir / "metrics.json", metrics)
     ckpt = trainer.checkpoint_callback
     log.info("run directory: %s", out_dir)
-    if ckpt is not None and ckpt.best_model_path:
+    if isinstance(ckpt, ModelCheckpoint) and ckpt.best_model_path:
         log.info("best checkpoint: %s", ckpt.best_model_path)
     last = out_dir / "checkpoints" / "last.ckpt"
     if last.exists():

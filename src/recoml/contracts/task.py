@@ -95,7 +95,8 @@ class Task(nn.Module):
     def check_predictable(self, where: str) -> None:
         """Raise a ConfigError when this task's model is not scored through a predictions file."""
 
-    def make_metrics(self) -> MetricCollection:
+    def make_metrics(self) -> nn.ModuleDict:
+        """Metrics of one stage: a ``MetricCollection``, or a ``ModuleDict`` of them (one per sub-task)."""
         raise NotImplementedError
 
     def update_metrics(self, metrics: MetricCollection, output: torch.Tensor, batch: HitBatch) -> None:

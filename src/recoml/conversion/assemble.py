@@ -143,16 +143,16 @@ def _apply_nan_policy(
     stats.nan_counts = {k: stats.nan_counts.get(k, 0) + v for k, v in nan_counts.items()}
     if policy == "raise":
         name, count = next(iter(nan_counts.items()))
-        otype = next((t for t, f in objects.items() if name in f), None)
-        if otype is None:
+        owner = next((t for t, f in objects.items() if name in f), None)
+        if owner is None:
             event = int(np.flatnonzero(np.isnan(events[name]).reshape(n_events, -1).any(axis=1))[0])
         else:
             row = int(
-                np.flatnonzero(np.isnan(objects[otype][name]).reshape(len(objects[otype][name]), -1).any(1))[
+                np.flatnonzero(np.isnan(objects[owner][name]).reshape(len(objects[owner][name]), -1).any(1))[
                     0
                 ]
             )
-            event = int(np.searchsorted(np.cumsum(counts[otype]), row, side="right"))
+            event = int(np.searchsorted(np.cumsum(counts[owner]), row, side="right"))
         listed = ", ".join(f"'{k}' ({v})" for k, v in nan_counts.items())
         raise DataError(
             f"{where}: {sum(nan_counts.values())} NaN value(s) in {listed}, the first in entry "
@@ -231,17 +231,17 @@ def build_chunk(
         pm = mapping.pmt_match
         if matcher is None:
             raise ConfigError(f"mapping '{mapping.name}' matches hit positions to PMTs; choose a detector")
-        fields = objects[pm.object_type]
-        xyz = np.stack([fields.pop(f"{_POSITION}{i}") for i in range(3)], axis=1)
+        matched = objects[pm.object_type]
+        xyz = np.stack([matched.pop(f"{_POSITION}{i}") for i in range(3)], axis=1)
         event_of_hit = np.repeat(events["event_ids"], counts[pm.object_type])
-        fields[pm.field] = matcher.match(xyz, where, event_of_hit)
+        matched[pm.field] = matcher.match(xyz, where, event_of_hit)
 
     chunk: dict[str, np.ndarray] = dict(events)
-    for otype, fields in objects.items():
+    for otype, columns in objects.items():
         offsets = np.zeros(n_kept, dtype=np.int64)
         np.cumsum(counts[otype][:-1], out=offsets[1:])
         chunk[index_name(otype)] = offsets
-        chunk.update(fields)
+        chunk.update(columns)
     stats.n_events = n_kept
     return chunk, stats
 

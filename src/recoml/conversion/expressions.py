@@ -205,8 +205,8 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
         return _UNARY[type(node.op)](_eval(node.operand, env))
     if isinstance(node, ast.Compare):
         return _COMPARE[type(node.ops[0])](_eval(node.left, env), _eval(node.comparators[0], env))
-    if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](*(_eval(a, env) for a in node.args))  # type: ignore[union-attr]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):  # _check allows named calls only
+        return FUNCTIONS[node.func.id](*(_eval(a, env) for a in node.args))
     if isinstance(node, ast.Subscript):
         return _eval(node.value, env)[_index(node.slice)]
     raise AssertionError(f"unchecked node {type(node).__name__}")  # pragma: no cover - _check refuses it

@@ -93,7 +93,7 @@ def remove_stale_temporaries(output: str | os.PathLike) -> list[Path]:
     so a restarted conversion starts clean and never mistakes a half-written file for output.
     """
     output = Path(output)
-    removed = []
+    removed: list[Path] = []
     if not output.parent.is_dir():
         return removed
     for path in output.parent.glob(f".{output.name}.tmp-*"):

@@ -51,6 +51,7 @@ class PmtMatcher:
         if not len(xyz):
             return np.zeros(0, dtype=np.int32)
         dist, idx = self.tree.query(np.asarray(xyz, dtype=np.float64), k=1)
+        dist, idx = np.asarray(dist), np.asarray(idx)  # arrays for (H, 3) queries; the stub allows scalars
         far = dist > self.tolerance
         if far.any():
             first = int(np.flatnonzero(far)[0])

@@ -64,7 +64,7 @@ def write_flat_wcsim(
                 hits.update({k: xyz[:, i].astype(np.float32) for i, k in enumerate(("hitx", "hity", "hitz"))})
             direction = rng.normal(size=(n, 3))
             direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-            branches: dict[str, object] = {k: ak.unflatten(v, counts) for k, v in hits.items()}
+            branches: dict[str, ak.Array | np.ndarray] = {k: ak.unflatten(v, counts) for k, v in hits.items()}
             branches.update(
                 {
                     "energy": rng.uniform(100.0, 1000.0, n).astype(np.float32),

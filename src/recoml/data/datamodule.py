@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -192,7 +193,7 @@ class EventDataModule(L.LightningDataModule):
     # -- loaders --------------------------------------------------------------------------------------
 
     def _loader(self, ds: EventDataset, sampler: torch.utils.data.Sampler) -> DataLoader:
-        extra = {}
+        extra: dict[str, Any] = {}
         if self.num_workers > 0:
             extra["persistent_workers"] = self.persistent_workers
             if self.prefetch_factor is not None:

@@ -140,11 +140,11 @@ class EventDataset(Dataset):
         else:
             flat, offsets, events = self.store.read(rows, self.hit_fields, self.target_fields)
         hit_keys = [k[len(HIT_PREFIX) :] if k.startswith(HIT_PREFIX) else k for k in flat]
-        arrays = [*flat.values(), *events.values(), offsets, rows]
+        columns = [*flat.values(), *events.values(), offsets, rows]
         if get_worker_info() is not None:
-            tensors = _packed_tensors(arrays)
+            tensors = _packed_tensors(columns)
         else:
-            tensors = [_to_tensor(a) for a in arrays]
+            tensors = [_to_tensor(a) for a in columns]
         nh, ne = len(flat), len(events)
         return HitBatch(
             hits=dict(zip(hit_keys, tensors[:nh])),

@@ -125,6 +125,9 @@ class HitFeatures(nn.Module):
     checkpoints: it is rebuilt from the detector config).
     """
 
+    #: Buffers (registered in __init__).
+    pmt_geometry: torch.Tensor
+
     def __init__(
         self,
         detector: Detector,

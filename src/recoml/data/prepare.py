@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.contracts.representation import Representation
 from recoml.contracts.simulator import simulator_of
 from recoml.contracts.task import Task
 from recoml.data.datamodule import EventDataModule
 from recoml.errors import DataError
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         split_path=None,
         fractions=tuple(cfg.dataset.fractions),
         split_seed=cfg.dataset.split_seed,
-        **OmegaConf.to_container(recipe, resolve=True),
+        **config_dict(recipe),
     )
     return path
 

@@ -101,7 +101,8 @@ def save_splits(
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            # numpy's stub types every **kwds value against the allow_pickle flag.
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -450,6 +450,7 @@ class EventStore:
                 self._set_reader(Hdf5Reader(self.path, self._h5_infos))
             else:
                 self._set_reader(_PtReader(load_pt(self.path)[0]))
+        assert self._reader is not None  # (re)opened just above
         return self._reader
 
     def __getstate__(self) -> dict[str, Any]:
@@ -574,6 +575,7 @@ class EventStore:
             if arr is not None:
                 flat[name] = g.take(arr)
             else:
+                assert isinstance(handle, Hdf5Reader)  # .pt readers map every array
                 flat[name] = handle.read_ranges(name, g.starts, g.ends, g.positions)
         events = {name: self._event_array(name)[rows] for name in event_names}
         return flat, g.offsets, events
@@ -612,7 +614,7 @@ class EventStore:
         }
 
 
-def open_store(path: str | os.PathLike, require: Iterable[str] = ()) -> EventStore:
+def open_store(path: str | os.PathLike | EventStore, require: Iterable[str] = ()) -> EventStore:
     """Open an HDF5 or ``.pt`` store (told apart by content, then suffix) with the structural checks.
 
     ``require`` names datasets that must be present. Missing, truncated or foreign files raise DataError.

@@ -62,11 +62,11 @@ def analyze_layout(shapes: Mapping[str, tuple[int, ...]], where: str) -> Layout:
     n_events: int | None = None
     ref = ""
     for _, iname in sorted(index_of.items()):
-        n = shapes[iname][0]
+        count = shapes[iname][0]
         if n_events is None:
-            n_events, ref = n, iname
-        elif n != n_events:
-            raise DataError(f"{where}: '{iname}' has {n} events but '{ref}' has {n_events}")
+            n_events, ref = count, iname
+        elif count != n_events:
+            raise DataError(f"{where}: '{iname}' has {count} events but '{ref}' has {n_events}")
 
     object_fields: dict[str, list[str]] = {}
     object_lengths: dict[str, int] = {}
@@ -202,7 +202,7 @@ def check_values(
                     f"outside [0, {n_pmts}) for a detector with n_pmts={n_pmts}; "
                     f"{n_out} hit(s) in all are out of range"
                 )
-            if n_bad:
+            if first_bad is not None:
                 raise DataError(
                     f"{where}: '{name}' has {n_bad} NaN/inf values, the first in event "
                     f"{event_of_row(b, first_bad)} (row {first_bad})"

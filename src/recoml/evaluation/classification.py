@@ -127,7 +127,7 @@ class ClassificationEvaluator(Evaluator):
                 f"roc_{key}",
                 f"ROC, {label} (signal {names[a]})",
             )
-            samples = []
+            samples: list[tuple] = []
             for i, (r, res) in enumerate(zip(runs, results)):
                 c = res.curves[key]
                 samples.append((f"{r.label}: {names[a]}", c["score"][c["signal"]], i))
@@ -185,13 +185,43 @@ class ClassificationEvaluator(Evaluator):
             caption="true class per row, highest probability per column",
         )
 
+    def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
+        """The most and the least confident right answers (highest / lowest probability of the true class)
+        and the most confident wrong one."""
+        probs = np.asarray(run.get("pred_probabilities"), dtype=np.float64)
+        true = np.asarray(run.get("true_labels"), dtype=np.int64)
+        index = np.asarray(run.get("event_index"), dtype=np.int64)
+        names = class_names(run)
+        rows = np.flatnonzero((true >= 0) & (true < probs.shape[1]))
+        if not len(rows):
+            return []
+        p_true = probs[rows, true[rows]]
+        out = []
+        for what, row in (("best", rows[np.argmax(p_true)]), ("worst", rows[np.argmin(p_true)])):
+            out.append(
+                (
+                    int(index[row]),
+                    f"{what}: p({names[true[row]]}) = {probs[row, true[row]]:.3f} "
+                    f"for a true {names[true[row]]}",
+                )
+            )
+        wrong = rows[probs[rows].argmax(1) != true[rows]]
+        if len(wrong):
+            row = wrong[np.argmax(probs[wrong].max(1))]
+            guess = int(probs[row].argmax())
+            out.append(
+                (
+                    int(index[row]),
+                    f"mis-identified: a true {names[true[row]]} taken for {names[guess]} "
+                    f"with p = {probs[row, guess]:.3f}",
+                )
+            )
+        return out
+
 
 def _jsonable(d: dict[str, np.ndarray]) -> dict[str, list[float]]:
     return {k: [float(x) for x in np.asarray(v)] for k, v in d.items()}
 
 
 def _series(label: str, table: dict[str, list[float]], color: int) -> Series:
-    eff = np.asarray(table["efficiency"], dtype=float)
-    low, high = np.asarray(table["low"], dtype=float), np.asarray(table["high"], dtype=float)
-    err = np.maximum(np.stack([eff - low, high - eff]), 0.0)  # rounding must not make a bar negative
-    return Series(label, np.asarray(table["centers"]), eff, err, color)
+    return Series.binned(label, table["edges"], table["efficiency"], table["low"], table["high"], color)

@@ -59,7 +59,7 @@ class HitClassificationEvaluator(Evaluator):
         sink.save(
             plot_roc(series, f"{section}: hits"), section, "roc", "ROC of hit classification (signal hits)"
         )
-        samples = []
+        samples: list[tuple] = []
         for i, (r, res) in enumerate(zip(runs, results)):
             samples.append((f"{r.label}: signal", res.curves["score"][res.curves["signal"]], i))
             samples.append((f"{r.label}: background", res.curves["score"][~res.curves["signal"]], i, "--"))

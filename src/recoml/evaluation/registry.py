@@ -96,6 +96,11 @@ class Evaluator:
     ) -> None:
         """Overlay every run on the same axes; save through ``sink``."""
 
+    def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
+        """Events worth an event display, as ``(store row, why)``: e.g. the best, the worst and a
+        mis-identified event. None by default."""
+        return []
+
 
 EVALUATORS: dict[str, type[Evaluator]] = {}
 

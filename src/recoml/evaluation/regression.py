@@ -4,6 +4,7 @@ bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,9 @@ class _Regression(Evaluator):
 
     def prepare(self, runs: Sequence[SectionData]) -> None:
         axes = [_energy_axis(r) for r in runs]
+        known = [a for a in axes if a is not None]
         n_bins = int(self.options.get("n_bins", 10))
-        self.edges = edges_for(axes, n_bins) if all(a is not None for a in axes) else None
+        self.edges = edges_for(known, n_bins) if len(known) == len(axes) else None
         self.histogram_range: dict[str, tuple[float, float]] = {}
         for name in self.residuals(runs[0]):
             values = np.concatenate([np.abs(self.residuals(r)[name][0]) for r in runs])
@@ -88,7 +90,7 @@ class _Regression(Evaluator):
                 )
                 for i, (r, res) in enumerate(zip(runs, results))
             ]
-            panels = [
+            panels: list[dict[str, Any]] = [
                 {"series": res_series, "xlabel": ENERGY_LABEL, "ylabel": f"resolution (68%) of {xlabel}"}
             ]
             if signed:
@@ -116,6 +118,20 @@ class _Regression(Evaluator):
                 f"resolution_vs_energy_{name}",
                 f"Resolution{' and bias' if signed else ''} vs true energy: {self.labels.get(name, name)}",
             )
+
+    def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
+        """The events with the smallest and the largest main residual (the first one)."""
+        name, (values, unit, _) = next(iter(self.residuals(run).items()))
+        values = np.abs(np.asarray(values, dtype=np.float64).reshape(-1))
+        index = np.asarray(run.get("event_index"), dtype=np.int64)
+        ok = np.flatnonzero(np.isfinite(values))
+        if not len(ok):
+            return []
+        label = self.labels.get(name, name)
+        return [
+            (int(index[row]), f"{what}: |{label}| = {values[row]:.3g} {unit}".rstrip())
+            for what, row in (("best", ok[np.argmin(values[ok])]), ("worst", ok[np.argmax(values[ok])]))
+        ]
 
 
 @register("energy")

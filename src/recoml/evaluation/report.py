@@ -106,6 +106,20 @@ def _table(results: dict[str, SectionResult]) -> list[str]:
     return lines
 
 
+def _figure_lines(figures: Sequence[FigureRecord], plots_dir: str) -> list[str]:
+    """Each figure: a heading, its caption, the PNG inline and a link to every other format."""
+    lines: list[str] = []
+    for f in figures:
+        lines += [f"### {f.title}", ""]
+        if f.caption:
+            lines += [f"_{f.caption}_", ""]
+        if "png" in f.files:
+            lines += [f"![{f.title}]({plots_dir}/{f.files['png'].name})", ""]
+        links = [f"[{fmt.upper()}]({plots_dir}/{path.name})" for fmt, path in f.files.items() if fmt != "png"]
+        lines += [" ".join(links), ""] if links else []
+    return lines
+
+
 def write_report(
     path: Path,
     runs: Sequence[dict[str, Any]],
@@ -133,12 +147,9 @@ def write_report(
         )
     for name, s in sections.items():
         lines += ["", f"## {name} ({s['kind']})", "", *_table(s["results"]), ""]
-        for f in (f for f in figures if f.section == name):
-            png, pdf = f.files.get("png"), f.files.get("pdf")
-            lines += [f"### {f.title}", ""]
-            if f.caption:
-                lines += [f"_{f.caption}_", ""]
-            lines += [f"![{f.title}]({plots_dir}/{png.name})", "", f"[PDF]({plots_dir}/{pdf.name})", ""]
+        lines += _figure_lines([f for f in figures if f.section == name], plots_dir)
+    for name in dict.fromkeys(f.section for f in figures if f.section not in sections):
+        lines += ["", f"## {name}", ""] + _figure_lines([f for f in figures if f.section == name], plots_dir)
     lines += ["", "## Definitions", ""] + [f"- **{k}**: {v}" for k, v in DEFINITIONS.items()] + [""]
     _write(path, "\n".join(lines))
     return path

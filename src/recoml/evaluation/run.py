@@ -18,12 +18,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recoml.errors import ConfigError, DataError
+from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
 from recoml.plotting import apply_style
 from recoml.prediction.reader import Predictions
 from recoml.utils.cli import save_config
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -90,21 +91,22 @@ def evaluate_files(
 ) -> Evaluation:
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
 
-    paths = [Path(str(p)) for p in paths]
-    if not paths:
+    files = [Path(str(p)) for p in paths]
+    if not files:
         raise ConfigError("predictions: give at least one predictions file")
-    labels = list(labels) if labels else default_labels(paths)
-    if len(labels) != len(paths):
-        raise ConfigError(f"labels: {len(labels)} labels for {len(paths)} predictions files")
+    labels = list(labels) if labels else default_labels(files)
+    if len(labels) != len(files):
+        raise ConfigError(f"labels: {len(labels)} labels for {len(files)} predictions files")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"labels must be unique, got {labels}")
-    preds = [Predictions(p, label) for p, label in zip(paths, labels)]
+    preds = [Predictions(p, label) for p, label in zip(files, labels)]
     matched = _match_sections(preds, kind)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     apply_style(style)
     sink = PlotSink(out_dir / "plots")
     sections: dict[str, dict[str, Any]] = {}
+    highlights: list[tuple[int, str]] = []
     for key, infos in matched.items():
         name = infos[0]["name"]
         evaluator = evaluator_for(infos[0]["kind"], options, infos[0].get("evaluator"))
@@ -114,6 +116,9 @@ def evaluate_files(
         evaluator.prepare(runs)
         results: dict[str, SectionResult] = {run.label: evaluator.evaluate(run) for run in runs}
         evaluator.plot(runs, list(results.values()), sink, name)
+        highlights += [
+            (row, f"{name}, {why}") for row, why in evaluator.highlights(runs[0], results[runs[0].label])
+        ]
         sections[name] = {
             "kind": infos[0]["kind"],
             "key": key,
@@ -126,6 +131,8 @@ def evaluate_files(
             key,
             {lab: r.scalars.get(evaluator.main_metric) for lab, r in results.items()},
         )
+    if dict(options or {}).get("displays", True):
+        draw_highlights(preds[0], highlights, sink)
     runs_meta = [
         {
             "label": p.label,
@@ -143,6 +150,39 @@ def evaluate_files(
     report = write_report(out_dir / "report.md", runs_meta, sections, sink.figures)
     log.info("report: %s (%d figures)", report, len(sink.figures))
     return Evaluation(out_dir, report, metrics, sections, sink.figures)
+
+
+#: At most this many events are drawn in a report.
+MAX_DISPLAYS = 6
+DISPLAY_SECTION = "event displays"
+
+
+def draw_highlights(pred: Predictions, highlights: Sequence[tuple[int, str]], sink: PlotSink) -> None:
+    """Event displays of the evaluators' highlighted events (first run only) into the report; skipped with
+    a warning when the event store behind the predictions is gone or the detector has no display."""
+    from recoml.data.store import open_store
+    from recoml.evaluation.displays import detector_for, event_views
+    from recoml.plotting.events import draw_event
+
+    why: dict[int, list[str]] = {}
+    for row, caption in highlights:
+        why.setdefault(int(row), []).append(caption)
+    rows = list(why)[:MAX_DISPLAYS]
+    data = pred.attrs.get("dataset")
+    if not rows:
+        return
+    if not data or not Path(str(data)).is_file():
+        log.warning("%s: its event store %s is not there; the report has no event displays", pred.path, data)
+        return
+    try:
+        detector = detector_for(None, pred.attrs, open_store(data).attrs)
+        views = event_views(rows, data, pred.path, ["; ".join(why[r]) for r in rows])
+        for view in views:
+            for title, files in draw_event(view, detector, sink.directory):
+                stem = next(iter(files.values())).stem
+                sink.figures.append(FigureRecord(DISPLAY_SECTION, stem, title, view.caption, files))
+    except RecomlError as exc:
+        log.warning("no event displays in the report: %s", exc)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -175,7 +215,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         raise DataError(f"output: {output} already exists; set overwrite=true to replace it")
     out_dir = Path(cfg.paths.output_dir)
     save_config(cfg, out_dir)
-    options = OmegaConf.to_container(cfg.get("options") or {}, resolve=True)
+    # An empty or null `options` means the evaluators' defaults.
+    options = config_dict(cfg.options) if cfg.get("options") else {}
     result = evaluate_files(
         paths,
         out_dir,

@@ -70,6 +70,12 @@ def _column_stats(normalizer: Any, names: Sequence[str]) -> tuple[torch.Tensor, 
 class ImageExport(_Export):
     """``image (B, C, H, W)`` raw -> predictions; see the module docstring."""
 
+    #: Buffers (registered in __init__).
+    mean: torch.Tensor
+    std: torch.Tensor
+    log_mask: torch.Tensor
+    normalized: torch.Tensor
+
     input_names = ("image",)
 
     def __init__(self, module: Any) -> None:
@@ -160,6 +166,11 @@ def _scatter(src: torch.Tensor, index: torch.Tensor, rows: torch.Tensor, reduce:
 class GraphExport(_Export):
     """``(x, edge_index, batch)`` -> predictions for :class:`~recoml.models.gnn.EdgeConvGNN`."""
 
+    #: Buffers (registered in __init__).
+    mean: torch.Tensor
+    std: torch.Tensor
+    log_mask: torch.Tensor
+
     input_names = ("x", "edge_index", "batch")
 
     def __init__(self, module: Any) -> None:
@@ -215,7 +226,8 @@ class GraphExport(_Export):
             h = post(_scatter(message, centre, nodes, aggr))
             feats.append(h)
         h = torch.cat(feats, dim=-1)
-        graphs = torch.arange(batch.max() + 1, device=batch.device)
+        # A 0-dim tensor end keeps the graph count dynamic in the ONNX trace; torch's stub wants a number.
+        graphs = torch.arange(batch.max() + 1, device=batch.device)  # type: ignore[call-overload]
         g = torch.cat([_scatter(h, batch, graphs, "max"), _scatter(h, batch, graphs, "mean")], dim=-1)
         if not net.node_level:
             return self.outputs(net.head(g))

@@ -14,6 +14,10 @@ class PairAccuracy(Metric):
     e/gamma) accuracy quoted by water-Cherenkov PID studies.
     """
 
+    #: Metric states (added in __init__).
+    correct: torch.Tensor
+    total: torch.Tensor
+
     full_state_update = False
     higher_is_better = True
 
@@ -38,6 +42,9 @@ class QuantileMetric(Metric):
 
     Keeps every value (events are few compared to memory) so the quantile is exact across ranks.
     """
+
+    #: Metric states (added in __init__).
+    values: list[torch.Tensor]
 
     full_state_update = False
     higher_is_better = False

@@ -24,9 +24,8 @@ two detector configurations) are always compared with the same definitions:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = [
     "RESOLUTION_QUANTILE",
@@ -232,16 +231,17 @@ def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.nd
     return lo, hi
 
 
-def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: Sequence[float]) -> dict[str, np.ndarray]:
+def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: ArrayLike) -> dict[str, np.ndarray]:
     """Fraction of events passing per bin of ``x`` with its Wilson 68.3% interval.
 
-    Returns ``centers``, ``efficiency``, ``low``, ``high`` (interval bounds), ``count`` and ``passed``
-    (empty bins: NaN efficiency).
+    This is recoml's one binned efficiency (water-Cherenkov and tracking plots alike): returns ``edges``,
+    ``centers``, ``efficiency``, ``low``, ``high`` (interval bounds), ``count`` and ``passed``; an empty
+    bin has NaN efficiency and NaN bounds (no measurement, not 0).
     """
-    edges = np.asarray(edges, dtype=np.float64)
-    idx = _bin_of(x, edges)
+    bins = np.asarray(edges, dtype=np.float64)
+    idx = _bin_of(x, bins)
     passed = np.asarray(passed).reshape(-1).astype(bool)
-    nb = len(edges) - 1
+    nb = len(bins) - 1
     ok = idx >= 0
     n = np.bincount(idx[ok], minlength=nb).astype(np.float64)
     k = np.bincount(idx[ok], weights=passed[ok].astype(np.float64), minlength=nb)
@@ -249,7 +249,8 @@ def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: Sequence[float])
         eff = np.where(n > 0, k / n, np.nan)
     lo, hi = wilson_interval(k, n)
     return {
-        "centers": (edges[1:] + edges[:-1]) / 2,
+        "edges": bins,
+        "centers": (bins[1:] + bins[:-1]) / 2,
         "efficiency": eff,
         "low": lo,
         "high": hi,
@@ -258,13 +259,13 @@ def binned_efficiency(x: np.ndarray, passed: np.ndarray, edges: Sequence[float])
     }
 
 
-def binned_resolution(x: np.ndarray, residual: np.ndarray, edges: Sequence[float]) -> dict[str, np.ndarray]:
+def binned_resolution(x: np.ndarray, residual: np.ndarray, edges: ArrayLike) -> dict[str, np.ndarray]:
     """Per bin of ``x``: :func:`resolution` (with :func:`quantile_error`) and :func:`bias` (with the error
     of a mean, ``std / sqrt(n)``) of ``residual``. Bins with no event give NaN."""
-    edges = np.asarray(edges, dtype=np.float64)
-    idx = _bin_of(x, edges)
+    bins = np.asarray(edges, dtype=np.float64)
+    idx = _bin_of(x, bins)
     residual = np.asarray(residual, dtype=np.float64).reshape(-1)
-    nb = len(edges) - 1
+    nb = len(bins) - 1
     out = {k: np.full(nb, np.nan) for k in ("resolution", "resolution_error", "bias", "bias_error")}
     out["count"] = np.zeros(nb)
     for b in range(nb):
@@ -277,7 +278,7 @@ def binned_resolution(x: np.ndarray, residual: np.ndarray, edges: Sequence[float
         out["resolution_error"][b] = quantile_error(np.abs(r))
         out["bias"][b] = r.mean()
         out["bias_error"][b] = r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan
-    out["centers"] = (edges[1:] + edges[:-1]) / 2
+    out["centers"] = (bins[1:] + bins[:-1]) / 2
     return out
 
 

@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from recoml.plotting.style import figure
 
 
 @dataclass
 class Series:
-    """One run's curve: ``y(x)`` with optional error bars, drawn in colour ``C<color>``."""
+    """One run's curve: ``y(x)`` with optional error bars (``(n,)`` symmetric or ``(2, n)`` low/high),
+    drawn in colour ``C<color>``. Binned quantities carry ``xerr`` (the bin's extent) and are drawn as
+    points with bars, not joined by lines."""
 
     label: str
     x: np.ndarray
@@ -23,14 +26,64 @@ class Series:
     yerr: np.ndarray | None = None
     color: int = 0
     linestyle: str = "-"
+    xerr: np.ndarray | None = None
+
+    @classmethod
+    def binned(
+        cls,
+        label: str,
+        edges: ArrayLike,
+        value: ArrayLike,
+        low: ArrayLike,
+        high: ArrayLike,
+        color: int = 0,
+        linestyle: str = "-",
+    ) -> Series:
+        """Per-bin ``value`` with its interval ``[low, high]``: a point at each bin centre, a horizontal bar
+        over the bin's width; empty bins (NaN) are left out."""
+        edges = np.asarray(edges, dtype=float)
+        value, low, high = (np.asarray(a, dtype=float) for a in (value, low, high))
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        ok = np.isfinite(value)
+        yerr = np.maximum(np.stack([value - low, high - value]), 0.0)[:, ok]  # rounding never negative
+        xerr = np.stack([centres - edges[:-1], edges[1:] - centres])[:, ok]
+        return cls(label, centres[ok], value[ok], yerr, color, linestyle, xerr)
+
+
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X")
 
 
 def _draw(ax, s: Series, markers: bool) -> None:
-    kw = {"color": f"C{s.color}", "linestyle": s.linestyle, "label": s.label}
-    if s.yerr is not None:
-        ax.errorbar(s.x, s.y, yerr=s.yerr, marker="o" if markers else None, markersize=3, capsize=2, **kw)
+    kw = {"color": f"C{s.color}", "label": s.label}
+    if s.xerr is not None:  # binned: markers with bin-width bars, never joined by lines
+        marker = _MARKERS[s.color % len(_MARKERS)] if s.linestyle == "-" else "o"
+        face = f"C{s.color}" if s.linestyle == "-" else "none"
+        ax.errorbar(
+            s.x,
+            s.y,
+            yerr=s.yerr,
+            xerr=s.xerr,
+            linestyle="none",
+            marker=marker,
+            markersize=4,
+            markerfacecolor=face,
+            elinewidth=1.0,
+            capsize=0,
+            **kw,
+        )
+    elif s.yerr is not None:
+        ax.errorbar(
+            s.x,
+            s.y,
+            yerr=s.yerr,
+            marker="o" if markers else None,
+            markersize=3,
+            capsize=2,
+            linestyle=s.linestyle,
+            **kw,
+        )
     else:
-        ax.plot(s.x, s.y, marker="o" if markers else None, markersize=3, **kw)
+        ax.plot(s.x, s.y, marker="o" if markers else None, markersize=3, linestyle=s.linestyle, **kw)
 
 
 def draw_lines(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -19,12 +20,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from recoml.errors import ConfigError  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 log = logging.getLogger(__name__)
 
 #: Formats every figure is saved in.
 FORMATS = ("png", "pdf")
 
-_BASE = {
+_BASE: dict[RcKeyType, Any] = {
     "figure.figsize": (6.4, 4.8),
     "axes.grid": True,
     "grid.alpha": 0.3,

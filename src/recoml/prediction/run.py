@@ -35,6 +35,7 @@ from recoml.prediction.checkpoint import (
 from recoml.prediction.schema import FILE_NAME, PRED, TRUE
 from recoml.prediction.writer import PredictionWriter
 from recoml.utils.cli import save_config
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def dataset_config(cfg: DictConfig, ckpt: Checkpoint) -> DictConfig:
     checkpoint's; ``batch_size`` overrides the evaluation batch size."""
     if cfg.get("dataset") is not None:
         check_detector(ckpt, cfg.get("detector"), f"dataset={cfg.dataset.get('name')}")
-        dataset = OmegaConf.create(OmegaConf.to_container(cfg.dataset, resolve=True))
+        dataset = OmegaConf.create(config_dict(cfg.dataset))
     else:
         if cfg.get("detector") is not None:
             check_detector(ckpt, cfg.detector, "the chosen detector")

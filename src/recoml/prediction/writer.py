@@ -200,7 +200,7 @@ def merge_rank_files(
             for start in range(0, len(order), block):
                 sel = order[start : start + block]
                 writer.append(_gather_block(stores, which[sel], local[sel], objects, event_fields))
-        _finish(tmp, attrs | {"n_events": len(order)}, dataset_attrs)
+        _finish(tmp, {**attrs, "n_events": len(order)}, dataset_attrs)
         if path.exists() and not overwrite:
             raise DataError(f"{path} already exists; set overwrite=true to replace it")
         os.replace(tmp, path)

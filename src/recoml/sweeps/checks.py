@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -13,7 +14,13 @@ from recoml.sweeps.compose import compose, has_key
 from recoml.sweeps.objective import TRIAL_CONFIG
 from recoml.sweeps.space import Param, format_value, override_key
 
-DIRECTIONS = {"min": "minimize", "minimize": "minimize", "max": "maximize", "maximize": "maximize"}
+Direction = Literal["minimize", "maximize"]
+DIRECTIONS: dict[str, Direction] = {
+    "min": "minimize",
+    "minimize": "minimize",
+    "max": "maximize",
+    "maximize": "maximize",
+}
 
 
 def check_space(space: Sequence[Param], base_overrides: Sequence[str], source: str) -> None:
@@ -63,6 +70,7 @@ def metric_names(metrics: nn.Module, prefix: str = "") -> list[str]:
         return [f"{prefix}{k}" for k in metrics.keys(keep_base=False)]
     if isinstance(metrics, Metric):
         return [prefix.rstrip("/")]
+    assert isinstance(metrics, nn.ModuleDict)
     names: list[str] = []
     for name, child in metrics.items():
         names += metric_names(child, f"{prefix}{name}/")
@@ -77,7 +85,7 @@ def logged_metrics(cfg: DictConfig) -> list[str]:
     return ["train/loss"] + [f"{stage}/{n}" for stage in ("val", "test") for n in ["loss", *names]]
 
 
-def check_objective(cfg: DictConfig) -> str:
+def check_objective(cfg: DictConfig) -> Direction:
     """The objective must be a metric training logs; returns the study direction (minimize/maximize)."""
     objective = cfg.hpo.objective
     logged = logged_metrics(cfg)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoml.errors import ConfigError
 from recoml.sweeps.compose import compose
+from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,11 @@ def _keep_group(group: str) -> bool:
 
 
 def _recipe(cfg: DictConfig) -> dict[str, Any]:
-    container = OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+    container = config_dict(cfg, resolve=False)
     for key in EXCLUDED_KEYS:
         container.pop(key, None)
     for path in EXCLUDED_PATHS:
-        node = container
+        node: Any = container
         for part in path[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):

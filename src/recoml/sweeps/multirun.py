@@ -37,7 +37,7 @@ def _job_record(job_dir: Path, sweep_dir: Path) -> dict[str, Any]:
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
     return {
         "job": str(job_dir.relative_to(sweep_dir)),
-        "overrides": dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides),
+        "overrides": {key: value for key, _, value in (o.partition("=") for o in overrides)},
         "monitor": OmegaConf.select(config, "task.monitor", default=None, throw_on_resolution_failure=False),
         "mode": OmegaConf.select(
             config, "task.monitor_mode", default="min", throw_on_resolution_failure=False

@@ -59,6 +59,7 @@ class OptunaPruning(pl.Callback):
                 storage=open_storage(self.storage, self.study_dir),
                 pruner=self.pruner,
             )
+            assert self.trial_id is not None  # only asked for from a trial (on_validation_end checks)
             self._trial = optuna.Trial(study, int(self.trial_id))
         return self._trial
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ def trials_table(study: optuna.Study, objective: str) -> pd.DataFrame:
 
     rows: list[dict[str, Any]] = []
     for t in sorted(trials, key=order):
-        duration = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        started, done = t.datetime_start, t.datetime_complete
+        duration = (done - started).total_seconds() if done and started else None
         last = max(t.intermediate_values) if t.intermediate_values else None
         rows.append(
             {
@@ -82,7 +83,7 @@ def write_plots(study: optuna.Study, out_dir: Path, objective: str) -> list[Path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    plots = {
+    plots: dict[str, tuple[Callable[..., Any], int]] = {
         "optimization_history": (ovm.plot_optimization_history, 1),
         "param_importances": (ovm.plot_param_importances, 2),
         "parallel_coordinate": (ovm.plot_parallel_coordinate, 1),

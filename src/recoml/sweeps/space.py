@@ -19,7 +19,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -47,37 +47,41 @@ class Param:
     step: float | int | None = None
     choices: tuple[Primitive, ...] = ()
 
+    @property
+    def bounds(self) -> tuple[float | int, float | int]:
+        """``(low, high)`` of a numeric parameter (both are set for every int or float Param)."""
+        if self.low is None or self.high is None:
+            raise ConfigError(f"{self.key}: a {self.kind} parameter needs 'low' and 'high'")
+        return self.low, self.high
+
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.kind == "categorical":
             return optuna.distributions.CategoricalDistribution(self.choices)
+        low, high = self.bounds
         if self.kind == "int":
             return optuna.distributions.IntDistribution(
-                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+                int(low), int(high), log=self.log, step=int(self.step or 1)
             )
-        return optuna.distributions.FloatDistribution(
-            float(self.low), float(self.high), log=self.log, step=self.step
-        )
+        return optuna.distributions.FloatDistribution(float(low), float(high), log=self.log, step=self.step)
 
     def suggest(self, trial: optuna.Trial) -> Primitive:
         """Draw this parameter for ``trial`` (the Optuna parameter name is the config key)."""
         if self.kind == "categorical":
             return trial.suggest_categorical(self.key, list(self.choices))
+        low, high = self.bounds
         if self.kind == "int":
-            return trial.suggest_int(
-                self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log
-            )
-        return trial.suggest_float(self.key, float(self.low), float(self.high), step=self.step, log=self.log)
+            return trial.suggest_int(self.key, int(low), int(high), step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.key, float(low), float(high), step=self.step, log=self.log)
 
 
 def parse_space(params: Mapping[str, Any] | DictConfig | None, source: str = "hpo.params") -> list[Param]:
     """``hpo.params`` -> parameters; every malformed spec is a :class:`ConfigError` naming its key."""
     if params is None:
         return []
-    if isinstance(params, DictConfig):
-        params = OmegaConf.to_container(params, resolve=True)
-    if not isinstance(params, Mapping):
-        raise ConfigError(f"{source}: expected a mapping of config key -> search spec, got {params!r}")
-    return [_parse_one(str(key), spec, f"{source}.{key}") for key, spec in params.items()]
+    specs = OmegaConf.to_container(params, resolve=True) if isinstance(params, DictConfig) else params
+    if not isinstance(specs, Mapping):
+        raise ConfigError(f"{source}: expected a mapping of config key -> search spec, got {specs!r}")
+    return [_parse_one(str(key), spec, f"{source}.{key!s}") for key, spec in specs.items()]
 
 
 def _parse_one(key: str, spec: Any, where: str) -> Param:
@@ -107,7 +111,8 @@ def _parse_one(key: str, spec: Any, where: str) -> Param:
         kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
     if kind not in ("int", "float"):
         raise ConfigError(f"{where}.type: expected int, float or categorical, got {kind!r}")
-    return _checked(Param(key, kind, low, high, bool(spec.get("log", False)), spec.get("step")), where)
+    numeric: Kind = "int" if kind == "int" else "float"
+    return _checked(Param(key, numeric, low, high, bool(spec.get("log", False)), spec.get("step")), where)
 
 
 def _from_sweep_string(key: str, text: str, where: str) -> Param:
@@ -116,13 +121,18 @@ def _from_sweep_string(key: str, text: str, where: str) -> Param:
     except HydraException as err:
         raise ConfigError(f"{where}: cannot parse sweep {text!r}: {err}") from None
     if isinstance(value, ChoiceSweep):
-        return _checked(Param(key, "categorical", choices=tuple(value.list)), where)
-    tags = set(value.tags) if hasattr(value, "tags") else set()
+        # _checked refuses the choices that are not primitives (nested lists, mappings).
+        return _checked(Param(key, "categorical", choices=tuple(cast(list[Primitive], value.list))), where)
+    tags = set(getattr(value, "tags", ()))
     if isinstance(value, IntervalSweep):
+        if value.start is None or value.end is None:
+            raise ConfigError(f"{where}: {text!r} needs both ends of the interval")
         kind: Kind = "int" if "int" in tags else "float"
         low, high = (int(value.start), int(value.end)) if kind == "int" else (value.start, value.end)
         return _checked(Param(key, kind, low, high, log="log" in tags), where)
     if isinstance(value, RangeSweep):
+        if value.start is None or value.stop is None:
+            raise ConfigError(f"{where}: {text!r} needs a start and a stop")
         values = [
             value.start + i * value.step for i in range(math.ceil((value.stop - value.start) / value.step))
         ]
@@ -144,12 +154,13 @@ def _checked(param: Param, where: str) -> Param:
         if bad:
             raise ConfigError(f"{where}: choices must be strings, numbers, booleans or null, got {bad}")
         return param
-    if not param.low < param.high:
-        raise ConfigError(f"{where}: 'low' ({param.low}) must be below 'high' ({param.high})")
+    low, high = param.bounds
+    if not low < high:
+        raise ConfigError(f"{where}: 'low' ({low}) must be below 'high' ({high})")
     if param.log and param.step is not None:
         raise ConfigError(f"{where}: 'log' and 'step' cannot be combined")
-    if param.log and param.low <= 0:
-        raise ConfigError(f"{where}: a log range needs low > 0, got {param.low}")
+    if param.log and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {low}")
     if param.step is not None and param.step <= 0:
         raise ConfigError(f"{where}: 'step' must be positive, got {param.step}")
     return param

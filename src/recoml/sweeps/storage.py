@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psutil
@@ -55,7 +56,7 @@ def open_storage(
 ) -> BaseStorage:
     """Open (creating if needed) the storage named by ``hpo.storage``; a :class:`ConfigError` if it cannot."""
     if is_url(spec):
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if heartbeat_interval:
             kwargs = {"heartbeat_interval": int(heartbeat_interval), "grace_period": grace_period}
         try:

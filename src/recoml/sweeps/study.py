@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from recoml.errors import ConfigError
 from recoml.sweeps import experiment, report
-from recoml.sweeps.checks import check_launch, check_objective, check_space
+from recoml.sweeps.checks import Direction, check_launch, check_objective, check_space
 from recoml.sweeps.objective import DevicePool, Objective
 from recoml.sweeps.space import format_value, parse_space
 from recoml.sweeps.storage import describe, fail_dead_trials, open_storage
@@ -156,7 +156,7 @@ def _space_source() -> str:
 
 
 def _open_study(
-    cfg: DictConfig, storage: optuna.storages.BaseStorage, name: str, direction: str, where: str
+    cfg: DictConfig, storage: optuna.storages.BaseStorage, name: str, direction: Direction, where: str
 ) -> optuna.Study:
     hpo = cfg.hpo
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
@@ -234,6 +234,7 @@ def write_reports(
         )
         return
     best = study.best_trial
+    assert best.value is not None  # a completed single-objective trial has its value
     overrides = list(best.user_attrs.get("overrides", []))
     experiment.write_experiment(
         [p for p in (local_export, export) if p is not None],

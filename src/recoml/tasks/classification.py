@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torchmetrics import MetricCollection
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -31,6 +31,8 @@ class ClassificationTask(Task):
     """
 
     kind = "classification"
+    #: Buffers (registered in __init__).
+    lookup: torch.Tensor
 
     def __init__(
         self,
@@ -97,7 +99,9 @@ class ClassificationTask(Task):
 
     def make_metrics(self) -> MetricCollection:
         n = self.out_dim
-        metrics = {"acc": MulticlassAccuracy(num_classes=n, average="micro")}
+        metrics: dict[str, Metric | MetricCollection] = {
+            "acc": MulticlassAccuracy(num_classes=n, average="micro")
+        }
         if n > 2:
             metrics["auroc"] = MulticlassAUROC(num_classes=n, thresholds=200)
         for a, b in self.pairs:

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
+from recoml.contracts.representation import Representation
+from recoml.contracts.task import Task
 from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales
 from recoml.errors import ConfigError, RecomlError
 
@@ -34,13 +37,17 @@ class NonFiniteLossError(RecomlError):
 class RecoModule(pl.LightningModule):
     """Generic reconstruction module. ``config`` is the full resolved training config (a plain dict)."""
 
+    #: Buffers (registered in __init__).
+    fitted: torch.Tensor
+
     def __init__(self, config: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         cfg = OmegaConf.create(config)
         self.detector = instantiate(cfg.detector)
         self.task = instantiate(cfg.task)
-        self.representation = build_representation(cfg, self.detector)
+        # Any: builders differ in what they offer beyond forward (fit_statistics, kind, out_channels).
+        self.representation: Any = build_representation(cfg, self.detector)
         self.normalizer = representation_normalizer(self.representation)
         self.net = build_net(cfg, self.representation, self.task)
         augment = cfg.get("augment") or {}
@@ -108,14 +115,20 @@ class RecoModule(pl.LightningModule):
 
     def _eval_step(self, batch: HitBatch, stage: str) -> None:
         out, loss = self._loss(batch, stage)
-        self.metrics[f"{stage}_loss"].update(loss.detach(), weight=batch.n_events)
+        self._loss_metric(stage).update(loss.detach(), weight=batch.n_events)
         self.task.update_metrics(self.metrics[stage], out, batch)
-        extra = self.metrics[f"{stage}_extra"]
-        if len(extra):
+        extra = self._extra_metrics(stage)
+        if extra:
             pred = self.task.predict(out)
             truth = self.task.truth(batch)
             for metric in extra.values():
                 metric.update(next(iter(pred.values())), next(iter(truth.values())))
+
+    def _loss_metric(self, stage: str) -> MeanMetric:
+        return cast(MeanMetric, self.metrics[f"{stage}_loss"])
+
+    def _extra_metrics(self, stage: str) -> dict[str, Metric]:
+        return {k: cast(Metric, m) for k, m in cast(nn.ModuleDict, self.metrics[f"{stage}_extra"]).items()}
 
     def validation_step(self, batch: HitBatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -126,7 +139,7 @@ class RecoModule(pl.LightningModule):
     def _log_metrics(self, stage: str) -> None:
         values = flatten_metrics(self.metrics[stage]) | flatten_metrics(self.metrics[f"{stage}_extra"])
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False)
-        self.log(f"{stage}/loss", self.metrics[f"{stage}_loss"].compute(), prog_bar=True)
+        self.log(f"{stage}/loss", self._loss_metric(stage).compute(), prog_bar=True)
         for suffix in ("", "_extra", "_loss"):
             reset_metrics(self.metrics[f"{stage}{suffix}"])
 
@@ -152,11 +165,13 @@ class RecoModule(pl.LightningModule):
             return optimizer
         kwargs = {}
         if self.scheduler_cfg.get("total_steps_arg"):
-            kwargs[self.scheduler_cfg.total_steps_arg] = max(1, int(self.trainer.estimated_stepping_batches))
+            kwargs[self.scheduler_cfg["total_steps_arg"]] = max(
+                1, int(self.trainer.estimated_stepping_batches)
+            )
         scheduler = instantiate(factory)(optimizer, **kwargs)
         config = {"scheduler": scheduler, "interval": self.scheduler_cfg.get("interval", "epoch")}
         if self.scheduler_cfg.get("monitor"):
-            config["monitor"] = self.scheduler_cfg.monitor
+            config["monitor"] = self.scheduler_cfg["monitor"]
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -178,7 +193,9 @@ def rng_states() -> dict[str, Any]:
 
     import numpy as np
 
-    name, key, pos, gauss, cached = np.random.get_state()
+    state = np.random.get_state()
+    assert isinstance(state, tuple)  # the legacy MT19937 state (legacy=True is the default)
+    name, key, pos, gauss, cached = state
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         # numpy's key as a tensor: checkpoints must load with torch.load(weights_only=True).
@@ -211,6 +228,7 @@ def flatten_metrics(metrics: nn.Module, prefix: str = "") -> dict[str, torch.Ten
         return {f"{prefix}{k}": v for k, v in metrics.compute().items()}
     if isinstance(metrics, Metric):
         return {prefix.rstrip("/"): metrics.compute()}
+    assert isinstance(metrics, nn.ModuleDict)
     out: dict[str, torch.Tensor] = {}
     for name, child in metrics.items():
         if isinstance(child, Metric) and child.update_count == 0:
@@ -227,7 +245,7 @@ def reset_metrics(metrics: nn.Module) -> None:
             m.reset()
 
 
-def build_representation(cfg: DictConfig, detector) -> nn.Module:
+def build_representation(cfg: DictConfig, detector: Detector) -> Representation:
     """The model's representation builder, fed by the detector (buffers move with the module), with a
     feature normalizer whose statistics :meth:`RecoModule.fit_statistics` fits on the training split."""
     factory = instantiate(cfg.model.representation)
@@ -260,7 +278,7 @@ def representation_normalizer(representation: nn.Module) -> FeatureNormalizer | 
     return None
 
 
-def build_net(cfg: DictConfig, representation: nn.Module, task) -> nn.Module:
+def build_net(cfg: DictConfig, representation: Representation, task: Task) -> nn.Module:
     """Instantiate the network with its input width from the representation and output width from the task."""
     factory = instantiate(cfg.model.net)
     cls = getattr(factory, "func", factory)

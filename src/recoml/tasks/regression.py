@@ -30,6 +30,10 @@ def _loss_fn(name: str):
 class _StandardizedRegression(Task):
     """Regress ``transform(target)`` standardized by its training mean and standard deviation."""
 
+    #: Buffers (registered in __init__).
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, name: str, target: str, dim: int, loss: str, monitor: str, monitor_mode: str) -> None:
         super().__init__(name, target, monitor, monitor_mode)
         self.out_dim = dim

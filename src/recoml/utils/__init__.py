@@ -1,1 +1,1 @@
-"""Small shared helpers: provenance, entry-point plumbing."""
+"""Small shared helpers: provenance, entry-point plumbing, configs as plain dicts."""

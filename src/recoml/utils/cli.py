@@ -36,7 +36,7 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     return wrapper
 
 
-def recoml_cause(exc: BaseException) -> RecomlError | None:
+def recoml_cause(exc: BaseException | None) -> RecomlError | None:
     """The RecomlError behind ``exc``: itself, or the cause Hydra's ``instantiate`` wrapped it in."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:

@@ -8,6 +8,7 @@ import json
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def file_sha256(path: str | Path, block: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def collect(data_files: list[str | Path] = ()) -> dict[str, Any]:
+def collect(data_files: Sequence[str | Path] = ()) -> dict[str, Any]:
     """Provenance record for a run directory, a checkpoint or an output file's attributes."""
     files = [
         {"path": str(Path(p).resolve()), "sha256": file_sha256(p)} for p in data_files if Path(p).exists()

@@ -162,6 +162,7 @@ def _knn_group(
         for d, col in enumerate(columns):
             diff = padded[:, r0:r1, d].unsqueeze(2) - col  # (G, r, n0)
             d2 = diff.mul_(diff) if d2 is None else d2.addcmul_(diff, diff)
+        assert d2 is not None  # positions have at least one coordinate
         if not loop:
             d2.diagonal(offset=r0, dim1=1, dim2=2).fill_(inf)
         # Non-negative float32 order as their int32 bit patterns: integer topk is faster on CPU.
@@ -206,6 +207,9 @@ class GraphBuilder(Representation):
     space-time with ``space_time=True``, the time axis scaled by ``time_scale`` (cm/ns; default the speed
     of light in water, so a hit 1 ns later counts as 22.5 cm further).
     """
+
+    #: Buffers (registered in __init__).
+    pmt_positions: torch.Tensor
 
     #: What models consume it declare as their ``representation``.
     builds = "graph"

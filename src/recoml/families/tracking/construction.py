@@ -114,6 +114,16 @@ class GeometricConstructor(nn.Module):
     candidates the exact cuts look at.
     """
 
+    #: Buffers (registered in __init__).
+    traced_pairs: torch.Tensor
+    learned_pairs: torch.Tensor
+    layer_is_disk: torch.Tensor
+    layer_radius: torch.Tensor
+    layer_z: torch.Tensor
+    layer_u_min: torch.Tensor
+    layer_u_max: torch.Tensor
+    layer_sigma_long: torch.Tensor
+
     def __init__(
         self,
         detector: TrackerDetector,

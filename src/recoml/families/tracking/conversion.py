@@ -120,7 +120,7 @@ def convert_trackml(
         "mapping": mapping.raw,
         "units": "mm, GeV",
     }
-    if det_path is not None:
+    if det_path is not None and detectors is not None:
         attrs["detectors_file"] = {
             "path": str(det_path),
             "sha256": sha256_file(det_path) if hash_inputs else None,

@@ -84,6 +84,8 @@ class TrackerDetector(Detector):
 
     family: ClassVar[str] = "tracking"
     simulator_target: ClassVar[str] = "recoml.families.tracking.simulation.simulate_tracker_to_store"
+    #: The module drawing this family's events (:mod:`recoml.plotting.events`).
+    event_display: ClassVar[str] = "recoml.families.tracking.display"
 
     def __init__(
         self,
@@ -313,7 +315,7 @@ def build_tracker(
                         half_length=hl,
                         n_phi=max(1, math.ceil(2 * math.pi * r / width)),
                         n_long=max(1, math.ceil(2 * hl / length)),
-                        resolution=res,  # type: ignore[arg-type]
+                        resolution=res,
                     )
                 )
         elif kind == "endcap":
@@ -329,7 +331,7 @@ def build_tracker(
                         r_max=r1,
                         n_phi=max(1, math.ceil(2 * math.pi * 0.5 * (r0 + r1) / width)),
                         n_long=max(1, math.ceil((r1 - r0) / length)),
-                        resolution=res,  # type: ignore[arg-type]
+                        resolution=res,
                     )
                 )
         else:

@@ -166,6 +166,24 @@ class EdgeClassificationEvaluator(Evaluator):
         res.curves = {"metrics": metrics}
         return res
 
+    def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
+        """The events whose edges are classified best and worst (fraction of edges on the right side of the
+        score cut, truth: ``edge_truth``)."""
+        offsets = run.offsets_of("edges")
+        right = (np.asarray(run.get("edge_score")) > result.scalars["score_cut"]) == np.asarray(
+            run.get("edge_truth"), dtype=bool
+        )
+        counts = np.diff(offsets)
+        ok = np.flatnonzero(counts > 0)
+        if not len(ok):
+            return []
+        fraction = np.add.reduceat(right.astype(float), offsets[:-1][ok]) / counts[ok]
+        index = np.asarray(run.get("event_index"), dtype=np.int64)[ok]
+        return [
+            (int(index[i]), f"{what}: {100 * fraction[i]:.1f}% of {counts[ok][i]} edges classified right")
+            for what, i in (("best", int(np.argmax(fraction))), ("worst", int(np.argmin(fraction))))
+        ]
+
     def plot(
         self, runs: Sequence[SectionData], results: Sequence[SectionResult], sink: PlotSink, section: str
     ) -> None:

@@ -86,6 +86,12 @@ class TrackHits:
 class TrackerGeometry(nn.Module):
     """Id lookup tables and per-layer numbers of a :class:`TrackerDetector` as (non-persistent) buffers."""
 
+    #: Buffers (registered in __init__).
+    lookup: torch.Tensor
+    module_offset: torch.Tensor
+    layer_r_max: torch.Tensor
+    layer_r_min: torch.Tensor
+
     def __init__(self, detector: TrackerDetector) -> None:
         super().__init__()
         if not isinstance(detector, TrackerDetector):

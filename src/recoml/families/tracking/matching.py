@@ -28,11 +28,13 @@ import numpy as np
 
 from recoml.errors import ConfigError
 from recoml.families.tracking.detector import K_GEV_PER_T_MM
+from recoml.metrics.physics import binned_efficiency
 
 __all__ = ["MATCHING_STYLES", "TrackMatch", "match_tracks", "tracking_metrics"]
 
 MATCHING_STYLES = ("double_majority", "atlas")
-DEFAULT_PT_BINS = (1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
+#: From 0 GeV, so the efficiency turn-on below the target pT cut is visible.
+DEFAULT_PT_BINS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0)
 DEFAULT_ETA_BINS = tuple(np.round(np.linspace(-4.0, 4.0, 17), 3))
 
 
@@ -218,18 +220,16 @@ def _ratio(num: float, den: float) -> float:
 
 
 def _binned(values: np.ndarray, passed: np.ndarray, edges: np.ndarray) -> dict[str, list[float]]:
-    """Fraction passing per bin with binomial errors (0 where a bin is empty)."""
-    idx = np.digitize(values, edges) - 1
-    ok = (idx >= 0) & (idx < len(edges) - 1)
-    n = np.bincount(idx[ok], minlength=len(edges) - 1).astype(float)
-    k = np.bincount(idx[ok], weights=passed[ok].astype(float), minlength=len(edges) - 1).astype(float)
-    frac = np.divide(k, n, out=np.zeros_like(k), where=n > 0)
-    err = np.sqrt(np.divide(frac * (1 - frac), n, out=np.zeros_like(k), where=n > 0))
+    """Fraction passing per bin with the one interval definition of
+    :func:`recoml.metrics.physics.binned_efficiency` (Wilson 68.3%; NaN where a bin is empty)."""
+    b = binned_efficiency(values, passed, edges)
     return {
         "edges": [float(e) for e in edges],
-        "value": frac.tolist(),
-        "error": err.tolist(),
-        "n": n.tolist(),
+        "value": b["efficiency"].tolist(),
+        "low": b["low"].tolist(),
+        "high": b["high"].tolist(),
+        "n": b["count"].tolist(),
+        "passed": b["passed"].tolist(),
     }
 
 

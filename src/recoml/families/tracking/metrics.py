@@ -35,6 +35,10 @@ __all__ = [
 class _Ratio(Metric):
     """``num / den`` summed over updates (0 when ``den`` is 0)."""
 
+    #: Metric states (added in __init__).
+    num: torch.Tensor
+    den: torch.Tensor
+
     full_state_update = False
     higher_is_better = True
 
@@ -68,22 +72,26 @@ class EdgesPerEvent(_Ratio):
         self._add(edge_y.numel(), n_events)
 
 
-class EdgeEfficiency(_Ratio):
+class _Thresholded(_Ratio):
+    """A ratio over the edges scored above ``threshold``."""
+
     def __init__(self, threshold: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
         self.threshold = threshold
 
+
+class EdgeEfficiency(_Thresholded):
     def update(self, scores: torch.Tensor, edge_target: torch.Tensor) -> None:
         self._add((edge_target & (scores > self.threshold)).sum(), edge_target.sum())
 
 
-class EdgePurity(EdgeEfficiency):
+class EdgePurity(_Thresholded):
     def update(self, scores: torch.Tensor, edge_y: torch.Tensor) -> None:
         positive = scores > self.threshold
         self._add((edge_y & positive).sum(), positive.sum())
 
 
-class TargetPurity(EdgeEfficiency):
+class TargetPurity(_Thresholded):
     def update(self, scores: torch.Tensor, edge_y: torch.Tensor, edge_target: torch.Tensor) -> None:
         positive = scores > self.threshold
         masked = positive & edge_y & ~edge_target
@@ -92,6 +100,10 @@ class TargetPurity(EdgeEfficiency):
 
 class MaskedAUROC(BinaryAUROC):
     """AUROC of target edges against false edges (binned, so memory stays bounded)."""
+
+    #: Metric states (added in __init__).
+    n_pos: torch.Tensor
+    n_neg: torch.Tensor
 
     def __init__(self, thresholds: int = 200, **kwargs) -> None:
         super().__init__(thresholds=thresholds, **kwargs)
@@ -105,7 +117,8 @@ class MaskedAUROC(BinaryAUROC):
         self.n_neg += (~target).sum()
         super().update(scores[keep].float(), target.long())
 
-    def compute(self) -> torch.Tensor:
+    # torchmetrics' BinaryAUROC narrows its base's compute (a tuple) to a Tensor under its own ignore.
+    def compute(self) -> torch.Tensor:  # type: ignore[override]
         """0 until both target and false edges were seen (an empty graph reports 0, not NaN)."""
         if not (self.n_pos > 0 and self.n_neg > 0):
             return torch.tensor(0.0)

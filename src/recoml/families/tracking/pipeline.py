@@ -273,7 +273,7 @@ def evaluate_tracking(
         matches.append(
             match_tracks(
                 hits.batch.cpu().numpy() + n_events,
-                hits.particle_id.cpu().numpy(),  # type: ignore[union-attr]
+                hits.particle_id.cpu().numpy(),
                 result.tracks.cpu().numpy(),
                 graph.truth.particle_pt.cpu().numpy(),
                 hit_eta.cpu().numpy(),

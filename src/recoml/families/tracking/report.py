@@ -49,16 +49,14 @@ _TITLES = {
 
 
 def _series(binned: dict[str, list[float]], label: str, color: int, linestyle: str = "-"):
+    """A binned rate as a plotted series: points at bin centres, bin-width bars, Wilson 68.3% intervals."""
 
-    edges = np.asarray(binned["edges"])
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    n = np.asarray(binned["n"])
-    ok = n > 0
-    return Series(
+    return Series.binned(
         label,
-        centres[ok],
-        np.asarray(binned["value"])[ok],
-        np.asarray(binned["error"])[ok],
+        np.asarray(binned["edges"], dtype=float),
+        np.asarray(binned["value"], dtype=float),
+        np.asarray(binned["low"], dtype=float),
+        np.asarray(binned["high"], dtype=float),
         color,
         linestyle,
     )
@@ -81,8 +79,9 @@ def tracking_figures(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[s
                 color, line = (i, "-") if single else (r, ("-", "--")[i])
                 series.append(_series(metrics["tracks"][style][key], name, color, line))
         fig = plot_lines(series, xlabel.format(pt_min=pt_min), ylabel, **kw)
-        if key == "efficiency_vs_pt":
-            fig.axes[0].set_xscale("log")
+        if key == "efficiency_vs_pt":  # linear through the turn-on from 0, logarithmic above 1 GeV
+            fig.axes[0].set_xscale("symlog", linthresh=1.0, linscale=1.0)
+            fig.axes[0].set_xlim(0.0, None)
         out.append((key, fig, _TITLES[key]))
     with_hist = [(label, m) for label, m in runs if m.get("score_histograms")]
     if with_hist:
@@ -211,7 +210,7 @@ def evaluate_checkpoint(
     # Splits as the run made them when this is its own store (same fractions, seed and split file).
     trained_on = pipeline.config.get("dataset") or {}
     same_store = Path(str(trained_on.get("path", ""))).resolve() == Path(data).resolve()
-    split_options = (
+    split_options: dict[str, Any] = (
         {
             "split_path": trained_on.get("split_path"),
             "fractions": tuple(trained_on.get("fractions", (0.8, 0.1, 0.1))),

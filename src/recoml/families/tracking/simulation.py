@@ -143,7 +143,7 @@ def propagate(
         raise ConfigError("propagate: vertex, pt, eta, phi and charge must describe the same particles")
     if n == 0:
         empty = np.zeros(0)
-        return HelixHits(*(empty.astype(np.int64),) * 2, *(empty,) * 7)  # type: ignore[arg-type]
+        return HelixHits(*(empty.astype(np.int64),) * 2, *(empty,) * 7)
     if (charge == 0).any() or (pt <= 0).any():
         raise ConfigError("propagate: only charged particles with pT > 0 make helices")
     h = np.sign(charge)

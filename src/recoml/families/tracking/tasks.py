@@ -237,7 +237,7 @@ class MetricLearningTask(_GraphTruthTask):
         return {}
 
     def make_metrics(self) -> MetricCollection:
-        return MetricCollection(graph_metrics(), compute_groups=False)
+        return MetricCollection(dict(graph_metrics()), compute_groups=False)
 
     def update_metrics(self, metrics: MetricCollection, output: EmbeddingOutput, batch: HitBatch) -> None:  # type: ignore[override]
         graph = _graph_with_truth(output, self.name, EmbeddingOutput)

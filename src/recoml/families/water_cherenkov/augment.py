@@ -69,6 +69,7 @@ def pmt_permutation(detector: WCDetector, matrix: np.ndarray, tolerance: float =
     points = np.concatenate([pos, direction], axis=1)
     moved = np.concatenate([pos @ matrix.T, direction @ matrix.T], axis=1)
     dist, index = cKDTree(points).query(moved, k=1)
+    dist, index = np.asarray(dist), np.asarray(index)  # arrays for (P, 6) queries; the stub allows scalars
     if not np.all(np.isfinite(dist)):
         return None
     pos_err = np.linalg.norm(points[index, :3] - moved[:, :3], axis=1)
@@ -108,6 +109,10 @@ class CylinderAugment(nn.Module):
     Acts only in training mode (``module.train()``); in eval mode the batch is returned as is. Given a
     ``torch.Generator`` the draws are deterministic (made on the generator's device, then moved).
     """
+
+    #: Buffers (registered in __init__).
+    permutations: torch.Tensor
+    matrices: torch.Tensor
 
     def __init__(
         self,
@@ -188,9 +193,9 @@ class CylinderAugment(nn.Module):
         if not self.training:
             return batch
         transform = self.sample(batch.n_events, generator).to(batch.offsets.device)
-        return self.apply(batch, transform)
+        return self.transform_batch(batch, transform)
 
-    def apply(self, batch: HitBatch, transform: torch.Tensor) -> HitBatch:
+    def transform_batch(self, batch: HitBatch, transform: torch.Tensor) -> HitBatch:
         """Apply transform ``transform[i]`` (rows of :attr:`permutations`) to event ``i``; a new HitBatch."""
         transform = transform.to(device=batch.offsets.device, dtype=torch.int64)
         hits = dict(batch.hits)

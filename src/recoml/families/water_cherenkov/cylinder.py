@@ -58,8 +58,8 @@ def build_cylinder(
         cols.append(col0 + half + ij[:, 1])
 
     # Barrel: row 0 at the top, azimuth phi = atan2(z, x) increasing with the column.
-    r_idx, c_idx = np.meshgrid(np.arange(barrel_rows), np.arange(barrel_columns), indexing="ij")
-    r_idx, c_idx = r_idx.ravel(), c_idx.ravel()
+    r_grid, c_grid = np.meshgrid(np.arange(barrel_rows), np.arange(barrel_columns), indexing="ij")
+    r_idx, c_idx = r_grid.ravel(), c_grid.ravel()
     pitch = 2 * half_height / barrel_rows
     yb = half_height - (r_idx + 0.5) * pitch
     phi = 2 * np.pi * (c_idx + 0.5) / barrel_columns

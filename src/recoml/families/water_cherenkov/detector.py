@@ -6,7 +6,7 @@ Coordinates are in cm with the tank axis along y (the WatChMaL/WCSim convention 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -42,7 +42,9 @@ class WCDetector(Detector):
     pmts_per_module: int  # 19 for mPMTs, 1 for single PMTs
     image_pixel: np.ndarray  # (P,) int64, flat pixel index row * width + col
     image_shape: tuple[int, int]  # (height, width) in pixels
-    pmt_location: np.ndarray = field(default=None)  # (P,) int8: 0 top cap, 1 barrel, 2 bottom cap
+    pmt_location: np.ndarray | None = None  # (P,) int8: 0 top cap, 1 barrel, 2 bottom cap (None: derived)
+    #: The module drawing this family's events (:mod:`recoml.plotting.events`).
+    event_display: ClassVar[str] = "recoml.families.water_cherenkov.display"
 
     def __post_init__(self) -> None:
         n = len(self.pmt_positions)

@@ -42,6 +42,12 @@ class ImageBuilder(Representation):
     ``geom_mask`` = 1 where a module exists (0 on the unused corners around the end caps).
     """
 
+    #: Buffers (registered in __init__).
+    image_pixel: torch.Tensor
+    image_channel: torch.Tensor
+    pmt_offset: torch.Tensor
+    geometry_image: torch.Tensor
+
     #: What models consume it declare as their ``representation``.
     builds = "image"
 

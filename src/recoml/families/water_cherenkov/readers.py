@@ -310,7 +310,7 @@ def _parse_wcsim_mpmt(path: Path, numbered: list[tuple[int, list[str]]]) -> _Raw
     header: dict[str, Any] = {}
     garbage = False
     for lineno, tokens in numbered[:start]:
-        values = []
+        values: list[str] = []
         while tokens and _is_number(tokens[-1]):
             values.insert(0, tokens.pop())
         label = " ".join(tokens).lower()
@@ -412,7 +412,7 @@ def _pmts_per_module(
     path: Path, raw: _Raw, order: np.ndarray, ids: np.ndarray, pos: np.ndarray, requested: int | None
 ) -> int:
     """19 for mPMT files (checking tube = module * 19 + pmtInMod), else the request or an inference."""
-    if raw.module is not None:
+    if raw.module is not None and raw.pmt_in_module is not None:  # both come from mPMT tube tables
         module = raw.module[order].astype(np.int64)
         pim = raw.pmt_in_module[order].astype(np.int64)
         module, pim = module - module.min(), pim - pim.min()
@@ -480,7 +480,7 @@ def _detect_axis(pos: np.ndarray) -> str:
         mid = np.abs(h) < 0.5 * np.abs(h).max()
         rho = np.hypot(other[mid, 0], other[mid, 1])
         scores[name] = float(rho.std() / rho.mean()) if mid.sum() >= 3 and rho.mean() > 0 else np.inf
-    best = min(scores, key=scores.get)
+    best = min(scores, key=scores.__getitem__)
     log.debug("tank axis scores (relative spread of the barrel radius): %s", scores)
     return best
 

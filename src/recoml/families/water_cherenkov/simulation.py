@@ -261,7 +261,7 @@ def light_sources(
     :func:`simulate_particles` draws the same numbers from ``rng`` in the same order.
     """
     src = _make_sources(detector, kinds, energies, vertices, directions, rng, physics, event)
-    return {name: getattr(src, name) for name in src.__dataclass_fields__}  # type: ignore[attr-defined]
+    return {name: getattr(src, name) for name in src.__dataclass_fields__}
 
 
 def _make_sources(
@@ -775,7 +775,7 @@ def simulate(
     n_events: int,
     *,
     particles: Sequence[str] = ("e-", "mu-", "gamma"),
-    energy_range: tuple[float, float] = (100.0, 1000.0),
+    energy_range: Sequence[float] = (100.0, 1000.0),
     fiducial_margin: float = 50.0,
     physics: PhysicsConfig = PhysicsConfig(),
     seed: int = 0,

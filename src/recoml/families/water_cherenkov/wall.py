@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -44,6 +44,13 @@ class WallMap:
     wall_pos: np.ndarray  # (P, 3) float32 PMT centres projected onto the wall
     pmt_dir: np.ndarray  # (P, 3) float32 inward facing directions
     collection_radius: float
+    # Contiguous columns of wall_pos and pmt_dir, set by __post_init__.
+    wall_x: np.ndarray = field(init=False, repr=False)
+    wall_y: np.ndarray = field(init=False, repr=False)
+    wall_z: np.ndarray = field(init=False, repr=False)
+    dir_x: np.ndarray = field(init=False, repr=False)
+    dir_y: np.ndarray = field(init=False, repr=False)
+    dir_z: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # contiguous columns: np.take on them is much faster than fancy-indexing an (P, 3) array
