@@ -191,3 +191,12 @@ def test_disabled_transforms_are_never_drawn():
     aug = CylinderAugment(detector("toy"), reflect_x=False, rotate=False, p=1.0)
     chosen = aug.sample(100, torch.Generator().manual_seed(0))
     assert set(chosen.tolist()) == {IDX(0, 1, 0)}
+
+
+def test_module_apply_reaches_the_augment_like_any_child():
+    # nn.Module.apply(fn) calls apply(fn) on every child: the augment must not shadow it (it once did,
+    # with a (batch, transform) signature, so model.apply(init_fn) crashed).
+    parent = torch.nn.Sequential(augment("wcte"))
+    seen: list[str] = []
+    assert parent.apply(lambda m: seen.append(type(m).__name__)) is parent
+    assert seen == ["CylinderAugment", "Sequential"]

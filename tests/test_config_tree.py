@@ -59,6 +59,9 @@ def _extra_overrides(group: str, option: str, toy_data: Path) -> list[str]:
         return [f"experiment=tracking/{TRACKING_RECIPE.get(option, 'edge_classifier')}", *TRACKING_SIM]
     if group == "task" and option == "hit_classification":
         return ["model=gnn", "model.net.hidden=16"]
+    if group in ("detector", "dataset") and option == "km3net":  # a sensor array: graphs, no images
+        detx = f"detector.path={DATA_DIR / 'km3net' / 'km3net_offline.detx'}"
+        return [detx, "model=gnn", "model.net.hidden=16", *SMALL_SIM[:2]]
     if group == "detector" and option == "from_file":
         return [f"detector.path={DATA_DIR / 'geometry' / 'wcte_wcsim_geofile.txt'}", *SMALL_SIM]
     if group in ("detector", "dataset") and option not in ("wcte", "toy", "from_file"):

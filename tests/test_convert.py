@@ -172,7 +172,9 @@ def test_flat_wcsim_positions_matched_to_wcte_pmts(
     assert src["sha256"] == hashlib.sha256(flat_file.read_bytes()).hexdigest()
     assert (src["entry_start"], src["entry_stop"], src["tree"]) == (0, 400, "events")
     assert store.attrs["mapping"]["pmt_match"]["position"] == ["hitx", "hity", "hitz"]
-    assert store.attrs["detector"]["n_pmts"] == 2014
+    assert store.attrs["pmt_match"]["n_pmts"] == store.attrs["n_pmts"] == 2014
+    assert store.attrs["detector_fingerprint"].startswith("2014/")  # the geometry the hits were matched to
+    assert (store.attrs["time_origin"], store.attrs["energy_kind"]) == ("trigger", "total")
     store.validate(n_pmts=2014)
 
 

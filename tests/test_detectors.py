@@ -9,7 +9,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from recoml.errors import GeometryError
+from recoml.errors import ConfigError, GeometryError
 from recoml.families.water_cherenkov import (
     WCDetector,
     build_cylinder,
@@ -279,8 +279,16 @@ def test_shuffled_zero_based_npz_mpmt_outward(tmp_path):
     np.testing.assert_allclose(got.pmt_positions, det.pmt_positions, atol=1e-5)
     np.testing.assert_allclose(got.pmt_directions, det.pmt_directions, atol=1e-6)
     _check_common(got)
-    with pytest.raises(GeometryError, match=r"geo\.npz.*share pixel"):  # 19 PMTs per module in one place
-        load_geometry(path, pmts_per_module=1)
+    # Read as single PMTs, 19 PMTs sit in one place: no one-to-one image map. The geometry still loads
+    # (graphs and point clouds need none) and image models are refused, saying why.
+    single = load_geometry(path, pmts_per_module=1)
+    assert single.image_pixel is None and "share pixel" in single.image_map_note
+    from recoml.data.representations import ImageBuilder
+
+    with pytest.raises(
+        ConfigError, match=r"has no image map \(image map from positions: modules .* share pixel"
+    ):
+        ImageBuilder(single)
 
 
 def test_shuffled_mpmt_geofile_with_garbage_header(tmp_path):
@@ -355,8 +363,8 @@ def test_file_errors_name_the_file_and_line(tmp_path):
     path.write_text("\n".join(lines[:-1]) + "\n")  # one tube fewer than the header says
     with pytest.raises(GeometryError, match=r"announces 42 tubes, the table has 41"):
         load_geometry(path)
-    with pytest.raises(GeometryError, match="keep must be one of"):
-        load_geometry(garbage, keep="outer")
+    with pytest.raises(GeometryError, match="sensors must be one of"):
+        load_geometry(garbage, sensors="sideways")
 
 
 def test_from_file_config(tmp_path):
@@ -368,7 +376,9 @@ def test_from_file_config(tmp_path):
         cfg, "path"
     )
     got = instantiate(cfg, path=str(path))
-    assert isinstance(got, WCDetector) and got.name == "from_file" and got.n_pmts == det.n_pmts
+    # named by the file's stem and content hash, so two geometries never share a toy store
+    assert isinstance(got, WCDetector) and got.name.startswith("geo_") and got.n_pmts == det.n_pmts
+    assert len(got.name) == len("geo_") + 8
 
 
 # ---------------------------------------------------------------------------------- real geometry files
@@ -420,12 +430,12 @@ def test_real_sk(sk, geo_dir):
 
 def test_real_sk_keep_all(geo_dir):
     path = geo_dir / "sk_wcsim_geofile.txt"
-    table = read_tube_table(path, keep="all")
+    table = read_tube_table(path, sensors="all")
     assert len(table.tube_id) == 22292 and table.outer.sum() == 11146
     np.testing.assert_array_equal(table.tube_id[~table.outer] % 2, 1)
     inner = read_tube_table(path)
     np.testing.assert_array_equal(inner.tube_id, np.arange(1, 22292, 2))
-    det = load_geometry(path, keep="all")
+    det = load_geometry(path, sensors="all")
     assert det.n_pmts == 22292 and det.radius == 1886.01 and det.half_height == 1810.0
     assert len(np.unique(det.image_pixel)) == 22292
 

@@ -225,3 +225,15 @@ def test_cli_compares_two_runs_and_refuses_an_existing_output(tmp_path: Path) ->
         evaluate(compose_verb("evaluate", tmp_path / "run2", overrides))
     evaluate(compose_verb("evaluate", tmp_path / "run3", [*overrides, "overwrite=true"]))
     assert (out / "report.md").is_file()
+
+
+@pytest.mark.parametrize("options", ["options=null", "options={}"])
+def test_cli_without_options_uses_the_evaluators_defaults(tmp_path: Path, options: str) -> None:
+    from recoml.evaluation import evaluate
+
+    from .evaluation_helpers import compose_verb
+
+    pred = write_predictions(tmp_path / "a" / "predictions.h5", "energy", seed=1)
+    overrides = [f"predictions=[{pred}]", f"paths.root_dir={tmp_path}", options]
+    result = evaluate(compose_verb("evaluate", tmp_path / "run", overrides))
+    assert result.report.is_file()

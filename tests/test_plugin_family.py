@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from recoml.contracts import Detector, Task, simulator_of
+from recoml.data.identity import detector_fingerprint
 from recoml.data.store import open_store
 from recoml.evaluation import evaluate_files
 from recoml.prediction.run import predict
@@ -51,7 +52,8 @@ def test_the_plugin_family_honours_the_detector_contract() -> None:
     det = PanelDetector(n_side=4)
     assert isinstance(det, Detector) and det.family == "sensor_panel"
     assert det.sensor_positions.shape == (16, 3) and det.n_sensors == 16
-    assert det.fingerprint() == PanelDetector(n_side=4).fingerprint() != PanelDetector(n_side=5).fingerprint()
+    fp = detector_fingerprint
+    assert fp(det) == fp(PanelDetector(n_side=4)) != fp(PanelDetector(n_side=5))
     assert det.aux_truth({"aux_vertex": np.zeros((3, 3))}) == {}  # nothing family-specific to add
 
 

@@ -162,7 +162,10 @@ def test_store_of_another_detector_or_without_the_features(
     arrays = {**flat, **events, "event_hits_index": offsets[:-1]}
     other = tmp_path / "hk.h5"
     write_store(other, arrays, attrs={"detector": "hk"})
-    with pytest.raises(DataError, match=r"hk.h5 holds hk events .* trained for detector=wcte"):
+    with pytest.raises(
+        DataError,
+        match=r"hk.h5 holds hk events .* \(model=resnet18, task=pid, detector=wcte\) is detector=wcte",
+    ):
         _predict(tmp_path / "a", pid_ckpt, "dataset=from_file", f"dataset.path={other}", "split=all")
     no_time = tmp_path / "no_time.h5"
     write_store(no_time, {k: v for k, v in arrays.items() if k != "hit_time"})

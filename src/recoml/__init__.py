@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from recoml._version import __version__
+from recoml.utils.resolvers import register as _register_resolvers
+
+_register_resolvers()
 
 __all__ = ["__version__", "load_model"]
 

@@ -17,9 +17,18 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from recoml.data.identity import (
+    Fingerprint,
+    check_store_detector,
+    detector_fingerprint,
+    event_keys,
+    keys_digest,
+    store_identity,
+)
 from recoml.data.prepare import ensure_dataset, make_datamodule
+from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.tasks.module import RecoModule
 from recoml.utils import provenance
@@ -36,8 +45,19 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
 
 
+#: Config entries two runs must share for one to resume the other's checkpoint.
+RUN_IDENTITY = ("experiment_name", "model.name", "task.name", "detector.name")
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """The experiment, model, task and detector of a run's config (DictConfig or plain dict)."""
+    conf = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    return {key: OmegaConf.select(conf, key, default=None) for key in RUN_IDENTITY}
+
+
 def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``last`` -> this run's last.ckpt, else the newest last.ckpt among earlier runs of this task."""
+    """``last`` -> this run's last.ckpt, else the newest last.ckpt among earlier runs of the same
+    experiment, model, task and detector (read from each run's ``config.yaml``)."""
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path != "last":
@@ -46,25 +66,64 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
         return str(ckpt_path)
     here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if here.exists():
+        log.info("ckpt_path=last: resuming this run's %s", here)
         return str(here)
     runs = Path(cfg.paths.log_dir) / cfg.task_name
-    candidates = sorted(runs.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    mine = run_identity(cfg)
+    candidates = []
+    for path in runs.glob("**/checkpoints/last.ckpt"):
+        run_config = path.parent.parent / "config.yaml"
+        if run_config.is_file() and run_identity(OmegaConf.load(run_config)) == mine:
+            candidates.append(path)
     if not candidates:
-        raise ConfigError(f"ckpt_path=last: no last.ckpt under {runs}; start without ckpt_path")
-    return str(candidates[-1])
-
-
-def check_checkpoint_matches(path: str, cfg: DictConfig) -> None:
-    """A checkpoint from another task or detector cannot resume this run: say so before loading it."""
-    saved = (
-        torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("config", {})
+        wanted = ", ".join(f"{k}={v}" for k, v in mine.items())
+        raise ConfigError(
+            f"ckpt_path=last: no last.ckpt under {runs} from a run with {wanted}; "
+            "start without ckpt_path or give the checkpoint's path"
+        )
+    chosen = max(candidates, key=lambda p: p.stat().st_mtime)
+    log.info(
+        "ckpt_path=last: resuming %s (the newest of %d runs with the same identity)", chosen, len(candidates)
     )
-    for group in ("task", "detector"):
+    return str(chosen)
+
+
+def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None) -> None:
+    """A checkpoint from another task, model or detector cannot resume this run: say so before loading it."""
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    saved = raw.get("hyper_parameters", {}).get("config", {})
+    for group in ("task", "model", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:
             raise ConfigError(
                 f"checkpoint {path} was trained for {group}={theirs}, this run is {group}={mine}"
             )
+    recorded = Fingerprint.parse(((raw.get("recoml") or {}).get("data_identity") or {}).get("fingerprint"))
+    current = detector_fingerprint(detector) if detector is not None else None
+    if recorded is not None and current is not None and recorded != current:
+        raise ConfigError(
+            f"checkpoint {path} was trained on a detector with {recorded}, "
+            f"this run's detector={cfg.detector.name} has {current}"
+        )
+
+
+def data_identity(store: Any, train_rows: Any, detector: Any, split_path: Any) -> tuple[dict[str, Any], Any]:
+    """What the checkpoint records about its data (``provenance["data_identity"]``) and the keys of the
+    events it trains on (so prediction can refuse to score them)."""
+    keys = event_keys(store, train_rows)
+    fp = detector_fingerprint(detector)
+    ident = store_identity(store.attrs)
+    return {
+        "store": str(Path(store.path).resolve()),
+        "detector": getattr(detector, "name", None),
+        "fingerprint": fp.as_attr() if fp else None,
+        "time_origin": ident["time_origin"],
+        "energy_kind": ident["energy_kind"],
+        "n_events": len(store),
+        "split_path": None if split_path is None else str(split_path),
+        "n_train_events": len(keys),
+        "train_events_digest": keys_digest(keys),
+    }, keys
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -77,12 +136,22 @@ def train(cfg: DictConfig) -> dict[str, float]:
     out_dir = Path(cfg.paths.output_dir)
 
     module = RecoModule(config, prov)
+    with open_store(data_path) as store:  # the store's conventions decide what the task converts
+        module.task.adopt_conventions(store.attrs)
     datamodule = make_datamodule(cfg, module.representation, module.task)
+    datamodule.setup("fit")
+    assert datamodule.store is not None  # opened by setup
+    check_store_detector(data_path, datamodule.store.attrs, module.detector, f"detector={cfg.detector.name}")
+    identity, keys = data_identity(
+        datamodule.store, datamodule.split_indices("train"), module.detector, datamodule.split_path
+    )
+    prov["data_identity"] = identity
+    module.hparams["provenance"] = prov
+    module.train_event_keys = torch.from_numpy(keys)
     ckpt_path = resolve_checkpoint(cfg.get("ckpt_path"), cfg)
     if ckpt_path:
-        check_checkpoint_matches(ckpt_path, cfg)
+        check_checkpoint_matches(ckpt_path, cfg, module.detector)
     if cfg.get("train", True) and not ckpt_path:
-        datamodule.setup("fit")
         module.fit_statistics(datamodule.statistics_batches(cfg.get("normalization_batches")))
     if cfg.get("compile"):
         # torch.compile of a Module returns an OptimizedModule (a Module); the stub says a plain callable.

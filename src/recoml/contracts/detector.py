@@ -6,10 +6,9 @@ through this contract, so a new detector family is its own package plus YAML, wi
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -29,21 +28,22 @@ class Detector(ABC):
 
     name: str
 
-    @property
-    @abstractmethod
-    def n_sensors(self) -> int:
-        """How many sensors hits can refer to."""
+    # Read-only for the type checker; at run time a subclass holds them as dataclass fields or properties.
+    if TYPE_CHECKING:
 
-    @property
-    @abstractmethod
-    def sensor_positions(self) -> np.ndarray:
-        """``(n_sensors, 3)`` float32 positions in the family's length unit."""
+        @property
+        def n_sensors(self) -> int:
+            """How many sensors hits can refer to."""
 
-    @property
-    def sensor_directions(self) -> np.ndarray:
-        """``(n_sensors, 3)`` unit vectors the sensors face; zeros for sensors without a facing direction
-        (e.g. tracker modules)."""
-        return np.zeros((self.n_sensors, 3), dtype=np.float32)
+        @property
+        def sensor_positions(self) -> np.ndarray:
+            """``(n_sensors, 3)`` float32 positions in the family's length unit (the detector fingerprint
+            of :mod:`recoml.data.identity` hashes them)."""
+
+        @property
+        def sensor_directions(self) -> np.ndarray:
+            """``(n_sensors, 3)`` unit vectors the sensors face (zeros where sensors have no facing
+            direction, e.g. tracker modules)."""
 
     @abstractmethod
     def feature_scales(self) -> dict[str, tuple[float, float]]:
@@ -55,14 +55,3 @@ class Detector(ABC):
         distance to the wall). ``truth`` holds the generic ``aux_vertex (N, 3)`` and ``aux_direction
         (N, 3)`` when the store has them. Default: nothing."""
         return {}
-
-    def fingerprint(self) -> str:
-        """Sensor count and a hash of the sensor positions (rounded to 1e-3 of the length unit), so a
-        store, a detector and a checkpoint can be checked to belong together."""
-        pos = np.round(np.asarray(self.sensor_positions, dtype=np.float64), 3)
-        digest = hashlib.sha256(np.ascontiguousarray(pos).tobytes()).hexdigest()[:16]
-        return f"{self.family}:{self.n_sensors}:{digest}"
-
-    def describe(self) -> dict[str, Any]:
-        """Plain facts for provenance records."""
-        return {"name": self.name, "family": self.family, "fingerprint": self.fingerprint()}

@@ -58,6 +58,10 @@ class Task(nn.Module):
         return ()
 
     # -- hooks ----------------------------------------------------------------------------------
+    def adopt_conventions(self, attrs: dict[str, Any]) -> None:
+        """Called with a store's attributes before its events are read (e.g. its ``energy_kind``, so
+        the energy task can convert to the quantity it regresses). Default: nothing to adopt."""
+
     def fit(self, batches: Iterable[HitBatch]) -> None:
         """Fit target statistics on the training split (one pass). Default: nothing to fit."""
 

@@ -16,6 +16,7 @@ import numpy as np
 from recoml.conversion.long_tree import group_rows
 from recoml.conversion.mapping import FieldSpec, RootMapping
 from recoml.conversion.pmt_match import PmtMatcher
+from recoml.conversion.sensor_lookup import SensorLookup
 from recoml.data.validate import index_name
 from recoml.errors import ConfigError, DataError
 
@@ -23,6 +24,7 @@ __all__ = ["NAN_POLICIES", "ChunkStats", "build_chunk"]
 
 NAN_POLICIES = ("raise", "drop")
 _POSITION = "__pmt_match_position__"
+_SENSOR_KEY = "__sensor_lookup_key__"
 
 
 @dataclass
@@ -181,6 +183,7 @@ def build_chunk(
     source: str,
     nan_policy: str = "raise",
     matcher: PmtMatcher | None = None,
+    lookup: SensorLookup | None = None,
 ) -> tuple[dict[str, np.ndarray], ChunkStats]:
     """One store chunk (its own offsets from 0) from the branch ``values`` of entries ``first_entry + i``."""
     if nan_policy not in NAN_POLICIES:
@@ -192,6 +195,9 @@ def build_chunk(
     if mapping.pmt_match is not None:
         pm = mapping.pmt_match
         specs[pm.object_type] += [(f"{_POSITION}{i}", e) for i, e in enumerate(pm.position)]
+    if mapping.sensor_lookup is not None:
+        sl = mapping.sensor_lookup
+        specs[sl.object_type] += [(f"{_SENSOR_KEY}{name}", e) for name, e in sl.keys.items()]
 
     objects: dict[str, dict[str, np.ndarray]] = {}
     counts: dict[str, np.ndarray] = {}
@@ -235,6 +241,13 @@ def build_chunk(
         xyz = np.stack([matched.pop(f"{_POSITION}{i}") for i in range(3)], axis=1)
         event_of_hit = np.repeat(events["event_ids"], counts[pm.object_type])
         matched[pm.field] = matcher.match(xyz, where, event_of_hit)
+    if mapping.sensor_lookup is not None:
+        sl = mapping.sensor_lookup
+        if lookup is None:
+            raise ConfigError(f"mapping '{mapping.name}' looks hit identifiers up in a detector; choose one")
+        looked_up = objects[sl.object_type]
+        keys = {name: looked_up.pop(f"{_SENSOR_KEY}{name}") for name in sl.keys}
+        looked_up[sl.field] = lookup.lookup(keys, where)
 
     chunk: dict[str, np.ndarray] = dict(events)
     for otype, columns in objects.items():

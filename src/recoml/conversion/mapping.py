@@ -14,10 +14,19 @@ from typing import Any
 import numpy as np
 
 from recoml.conversion.expressions import Expression
+from recoml.data.identity import check_conventions
 from recoml.data.validate import INDEX_RE, field_prefix
-from recoml.errors import ConfigError
+from recoml.errors import ConfigError, DataError
 
-__all__ = ["CONVENTIONS", "FieldSpec", "PmtMatch", "RootMapping", "TrackmlMapping", "parse_mapping"]
+__all__ = [
+    "CONVENTIONS",
+    "FieldSpec",
+    "PmtMatch",
+    "RootMapping",
+    "SensorLookupSpec",
+    "TrackmlMapping",
+    "parse_mapping",
+]
 
 #: Store fields with a fixed dtype and per-row shape (DESIGN.md, "Event store"); others keep their
 #: integer/bool dtype and become float32 when floating.
@@ -34,11 +43,12 @@ CONVENTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
 LAYOUTS = ("jagged", "long")
 _ROOT_KEYS = {
     "name", "format", "description", "tree", "layout", "event_column", "aliases", "objects", "events",
-    "pmt_match",
+    "pmt_match", "sensor_lookup", "time_origin", "energy_kind",
 }  # fmt: skip
 _TRACKML_KEYS = {"name", "format", "description", "detectors", "cells", "events", "converter"}
 _FIELD_KEYS = {"expr", "dtype", "shape", "scale"}
 _PMT_KEYS = {"object", "field", "position", "tolerance"}
+_LOOKUP_KEYS = {"object", "field", "keys"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,16 @@ class PmtMatch:
 
 
 @dataclass(frozen=True)
+class SensorLookupSpec:
+    """Hits given by identifiers: look them up in the detector's identifier table (``keys`` maps each
+    of the detector's ``sensor_id_names`` used to the expression giving it per hit)."""
+
+    object_type: str
+    field: str
+    keys: dict[str, Expression]
+
+
+@dataclass(frozen=True)
 class RootMapping:
     """A parsed ROOT mapping (``format: root``)."""
 
@@ -95,12 +115,18 @@ class RootMapping:
     events: list[FieldSpec]
     pmt_match: PmtMatch | None
     raw: dict[str, Any] = field(repr=False)
+    sensor_lookup: SensorLookupSpec | None = None
+    format: str = "root"  # root | hdf5 (a flat hit table, read like a long tree)
+    time_origin: str | None = None  # vertex | trigger: what hit times are measured from
+    energy_kind: str | None = None  # kinetic | total | momentum: what `energies` holds
 
     @property
     def expressions(self) -> list[Expression]:
         exprs = [f.expr for fields in self.objects.values() for f in fields] + [f.expr for f in self.events]
         if self.pmt_match is not None:
             exprs.extend(self.pmt_match.position)
+        if self.sensor_lookup is not None:
+            exprs.extend(self.sensor_lookup.keys.values())
         return exprs
 
     def branch_of(self, name: str) -> str:
@@ -243,7 +269,46 @@ def _parse_root(raw: dict[str, Any], where: str) -> RootMapping:
         events,
         pmt_match,
         raw,
+        _sensor_lookup(raw, objects, where),
+        str(raw.get("format", "root")),
+        *_conventions(raw, where),
     )
+
+
+def _sensor_lookup(
+    raw: dict[str, Any], objects: dict[str, list[FieldSpec]], where: str
+) -> SensorLookupSpec | None:
+    spec = raw.get("sensor_lookup")
+    if not spec:
+        return None
+    _check_keys(f"{where} sensor_lookup", spec, _LOOKUP_KEYS)
+    otype = spec.get("object", "hits")
+    if otype not in objects:
+        raise ConfigError(
+            f"{where}: sensor_lookup.object '{otype}' is not one of the mapped objects {list(objects)}"
+        )
+    keys = spec.get("keys")
+    if not isinstance(keys, MappingABC) or not keys:
+        raise ConfigError(
+            f"{where}: sensor_lookup.keys must map the detector's identifier names to expressions, "
+            "e.g. {tube: tube} or {dom_id: dom_id, channel_id: channel_id}"
+        )
+    if raw.get("pmt_match"):
+        raise ConfigError(
+            f"{where}: give pmt_match (hit positions) or sensor_lookup (hit identifiers), not both"
+        )
+    parsed = {str(k): Expression.parse(str(v), f"{where} sensor_lookup.keys.{k}") for k, v in keys.items()}
+    return SensorLookupSpec(otype, str(spec.get("field", "hit_pmt")), parsed)
+
+
+def _conventions(raw: dict[str, Any], where: str) -> tuple[str | None, str | None]:
+    """The mapping's declared ``time_origin`` and ``energy_kind`` (checked; ``None`` when not declared)."""
+    time_origin, energy_kind = raw.get("time_origin"), raw.get("energy_kind")
+    try:
+        check_conventions(time_origin, energy_kind, where)
+    except DataError as err:
+        raise ConfigError(str(err)) from err
+    return time_origin, energy_kind
 
 
 def _parse_trackml(raw: dict[str, Any], where: str) -> TrackmlMapping:
@@ -267,8 +332,8 @@ def parse_mapping(cfg: Any, where: str = "convert") -> RootMapping | TrackmlMapp
     raw = dict(raw)
     where = f"{where} mapping '{raw.get('name', '?')}'"
     fmt = raw.get("format", "root")
-    if fmt == "root":
+    if fmt in ("root", "hdf5"):  # an HDF5 hit table is mapped like a ROOT long tree
         return _parse_root(raw, where)
     if fmt == "trackml":
         return _parse_trackml(raw, where)
-    raise ConfigError(f"{where}: format '{fmt}' is not one of ['root', 'trackml']")
+    raise ConfigError(f"{where}: format '{fmt}' is not one of ['root', 'hdf5', 'trackml']")

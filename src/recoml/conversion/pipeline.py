@@ -30,6 +30,8 @@ from recoml.conversion.assemble import NAN_POLICIES, ChunkStats, build_chunk
 from recoml.conversion.mapping import RootMapping
 from recoml.conversion.pmt_match import PmtMatcher
 from recoml.conversion.root_reader import check_branches, event_boundary, open_tree, read_branches
+from recoml.conversion.sensor_lookup import SensorLookup
+from recoml.data.identity import FINGERPRINT_ATTR, detector_fingerprint
 from recoml.data.store import StoreWriter
 from recoml.errors import ConfigError, DataError
 
@@ -166,6 +168,7 @@ class _RootJob:
     mapping: RootMapping
     nan_policy: str
     matcher: PmtMatcher | None
+    lookup: SensorLookup | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,9 @@ def _run_root_task(task: _RootTask) -> tuple[dict[str, np.ndarray] | None, Chunk
     if stop <= start:
         return None, ChunkStats(), task.stop - task.start
     values = read_branches(tree, mapping.branches, start, stop)
-    chunk, stats = build_chunk(mapping, values, stop - start, start, task.path, job.nan_policy, job.matcher)
+    chunk, stats = build_chunk(
+        mapping, values, stop - start, start, task.path, job.nan_policy, job.matcher, job.lookup
+    )
     return chunk, stats, task.stop - task.start
 
 
@@ -229,6 +234,22 @@ def _plan(mapping: RootMapping, files: list[Path], max_entries: int | None) -> l
             left -= stop
         plans.append({"path": path, "n_entries": n, "entry_start": 0, "entry_stop": stop})
     return plans
+
+
+def conversion_identity(mapping: RootMapping, detector: Any) -> dict[str, Any]:
+    """The store's identity attributes: the conventions the mapping declares and, when a detector is
+    given, its name and fingerprint (so training and prediction can check the pairing)."""
+    out: dict[str, Any] = {}
+    if mapping.time_origin:
+        out["time_origin"] = mapping.time_origin
+    if mapping.energy_kind:
+        out["energy_kind"] = mapping.energy_kind
+    if detector is not None:
+        fp = detector_fingerprint(detector)
+        out["detector"] = getattr(detector, "name", None)
+        if fp is not None:
+            out[FINGERPRINT_ATTR], out["n_pmts"] = fp.as_attr(), fp.n_sensors
+    return out
 
 
 def convert_root(
@@ -258,7 +279,7 @@ def convert_root(
     output = Path(output)
     if output.exists() and not overwrite:
         raise DataError(f"{output} already exists; set overwrite=true to replace it")
-    files = expand_inputs(inputs)
+    files = expand_inputs(inputs, ".h5" if mapping.format == "hdf5" else ".root")
     matcher = None
     if mapping.pmt_match is not None:
         if detector is None:
@@ -267,6 +288,30 @@ def convert_root(
                 "add detector=<name> or detector=from_file detector.path=<geofile>"
             )
         matcher = PmtMatcher.from_detector(detector, mapping.pmt_match.tolerance)
+    lookup = None
+    if mapping.sensor_lookup is not None:
+        if detector is None:
+            raise ConfigError(
+                f"mapping '{mapping.name}' looks hit identifiers up in a geometry (sensor_lookup) and "
+                "needs a "
+                "detector: add detector=from_file detector.path=<geometry file>"
+            )
+        lookup = SensorLookup.from_detector(detector, list(mapping.sensor_lookup.keys))
+    if mapping.format == "hdf5":
+        from recoml.conversion.hdf5_table import convert_hdf5_table
+
+        attrs = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
+        return convert_hdf5_table(
+            files,
+            output,
+            mapping,
+            attrs=attrs | conversion_identity(mapping, detector),
+            matcher=matcher,
+            lookup=lookup,
+            overwrite=overwrite,
+            nan_policy=nan_policy,
+            hash_inputs=hash_inputs,
+        )
     plans = _plan(mapping, files, max_entries)
     tasks = [
         _RootTask(str(p["path"]), a, min(a + chunk_size, p["entry_stop"]), p["n_entries"])
@@ -284,11 +329,8 @@ def convert_root(
         "chunk_size": chunk_size,
     }
     if matcher is not None:
-        attrs["detector"] = {
-            "name": matcher.name,
-            "n_pmts": len(matcher.positions),
-            "tolerance_cm": matcher.tolerance,
-        }
+        attrs["pmt_match"] = {"n_pmts": len(matcher.positions), "tolerance_cm": matcher.tolerance}
+    attrs |= conversion_identity(mapping, detector)
     n_total = sum(p["entry_stop"] - p["entry_start"] for p in plans)
     try:
         with StoreWriter(
@@ -305,7 +347,7 @@ def convert_root(
             done_files: set[str] = set()
             remaining = {str(p["path"]): p["entry_stop"] - p["entry_start"] for p in plans}
             with bar:
-                job = _RootJob(mapping, nan_policy, matcher)
+                job = _RootJob(mapping, nan_policy, matcher, lookup)
                 for (chunk, stats, n_read), task in zip(
                     ordered_map(_run_root_task, tasks, n_workers, _init_root, (job,)), tasks
                 ):

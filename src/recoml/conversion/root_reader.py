@@ -50,10 +50,29 @@ def tree_names(file: Any) -> list[str]:
     return sorted(set(names))
 
 
+#: Objects only raw WCSim output holds: its event tree of WCSimRootEvent class containers and its geometry.
+RAW_WCSIM_KEYS = ("wcsimT", "wcsimGeoT", "wcsimRootOptionsT")
+
+
+def check_not_raw_wcsim(path: Path, file: Any) -> None:
+    """DataError saying what to do when ``file`` is raw WCSim output, whatever mapping was chosen: its
+    hits live in C++ class containers (WCSimRootEvent) that no branch mapping can read."""
+    names = {k.rsplit(";", 1)[0]: c for k, c in file.classnames(recursive=False).items()}
+    found = [k for k in RAW_WCSIM_KEYS if k in names]
+    if found:
+        raise DataError(
+            f"{path} is raw WCSim output ({', '.join(repr(k) for k in found)}: "
+            "WCSimRootEvent class containers), "
+            "which a branch mapping cannot read; flatten it to one entry per event with per-hit branches "
+            "(docs/converting.md, 'Raw WCSim output') and convert the flat file with convert=flat_wcsim_tubes"
+        )
+
+
 def open_tree(path: str | os.PathLike, tree: str) -> Any:
     """The TTree ``tree`` of the ROOT file ``path`` (DataError listing the trees found if it is absent)."""
     path = Path(path)
     file = _open_file(path)
+    check_not_raw_wcsim(path, file)
     trees = tree_names(file)
     if tree not in trees:
         other = {k.rsplit(";", 1)[0]: c for k, c in file.classnames(recursive=True).items()}

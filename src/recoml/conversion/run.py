@@ -40,7 +40,7 @@ def convert_from_config(cfg: DictConfig) -> Path:
         return get_method(mapping.converter)(inputs, cfg.output, mapping, **options)
     assert isinstance(mapping, RootMapping)
     detector = None
-    if cfg.get("detector") is not None and mapping.pmt_match is not None:
+    if cfg.get("detector") is not None:  # matches hit positions, and stamps the store with its identity
         detector = instantiate(cfg.detector)
     return convert_root(
         inputs,

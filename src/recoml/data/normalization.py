@@ -118,11 +118,36 @@ class FeatureNormalizer(nn.Module):
         return f"features={self.feature_names}, log_features={sorted(self.log_features)}"
 
 
+TIME_REFERENCES = ("none", "first", "median")
+
+
+def relative_times(time: torch.Tensor, offsets: torch.Tensor, reference: str) -> torch.Tensor:
+    """Hit times minus a per-event reference: ``first`` (the earliest hit) or ``median`` (the median hit
+    time, robust to early noise hits); ``none`` leaves them as stored. A store whose times carry a trigger
+    offset (WCSim digits, KM3NeT) then looks like one whose times start at the vertex."""
+    if reference == "none" or time.numel() == 0:
+        return time
+    counts = offsets[1:] - offsets[:-1]
+    event = torch.repeat_interleave(
+        torch.arange(len(counts), device=time.device), counts, output_size=len(time)
+    )
+    if reference == "first":
+        ref = torch.full((len(counts),), float("inf"), device=time.device, dtype=time.dtype)
+        ref = ref.scatter_reduce(0, event, time, "amin", include_self=True)
+    else:
+        order = torch.argsort(time, stable=True)
+        order = order[torch.argsort(event[order], stable=True)]  # by event, then by time
+        middle = (offsets[:-1] + (counts - 1).clamp(min=0) // 2).clamp(max=len(time) - 1)
+        ref = time[order][middle]
+    return time - torch.where(counts > 0, ref, torch.zeros_like(ref))[event]
+
+
 class HitFeatures(nn.Module):
     """``(H, F)`` float32 per-hit features: geometry gathered by PMT id, the rest read from ``batch.hits``.
 
     Holds the PMT table as a non-persistent buffer (it follows ``.to(device)`` but stays out of
-    checkpoints: it is rebuilt from the detector config).
+    checkpoints: it is rebuilt from the detector config). ``time_reference`` (none | first | median)
+    makes the ``time`` feature relative to a per-event reference (:func:`relative_times`).
     """
 
     #: Buffers (registered in __init__).
@@ -133,8 +158,14 @@ class HitFeatures(nn.Module):
         detector: Detector,
         features: Sequence[str] = DEFAULT_FEATURES,
         normalizer: FeatureNormalizer | None = None,
+        time_reference: str = "none",
     ) -> None:
         super().__init__()
+        if time_reference not in TIME_REFERENCES:
+            raise ConfigError(
+                f"time_reference must be one of {list(TIME_REFERENCES)}, got {time_reference!r}"
+            )
+        self.time_reference = time_reference
         self.feature_names: tuple[str, ...] = tuple(features)
         if not self.feature_names:
             raise ConfigError("HitFeatures: at least one feature is needed")
@@ -163,7 +194,10 @@ class HitFeatures(nn.Module):
                 continue
             if name not in batch.hits:
                 raise DataError(f"hit feature {name!r} is not in the batch (has {sorted(batch.hits)})")
-            out[:, i] = batch.hits[name]
+            value = batch.hits[name]
+            if name == "time":
+                value = relative_times(value.float(), batch.offsets, self.time_reference)
+            out[:, i] = value
         if self.normalizer is not None:
             out = self.normalizer.normalize_columns(self.feature_names, out)
         return out
@@ -176,6 +210,7 @@ def fit_normalizer(
     log_features: Sequence[str] = ("charge",),
     fit_geometry: bool = False,
     max_batches: int | None = None,
+    time_reference: str = "none",
 ) -> FeatureNormalizer:
     """Fit a :class:`FeatureNormalizer` in one streaming pass over ``batches`` (e.g. the train dataloader).
 
@@ -187,7 +222,7 @@ def fit_normalizer(
     features = tuple(features)
     scales = geometry_scales(detector)
     fitted = [n for n in features if fit_geometry or n not in GEOMETRY_FEATURES]
-    raw = HitFeatures(detector, fitted) if fitted else None
+    raw = HitFeatures(detector, fitted, time_reference=time_reference) if fitted else None
     log_set = set(log_features)
     count = 0
     mean = torch.zeros(len(fitted), dtype=torch.float64)

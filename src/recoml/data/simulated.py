@@ -4,15 +4,26 @@ the split file."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from recoml.data.datamodule import default_split_path
+from recoml.data.identity import detector_fingerprint, identity_attrs, source_hash
 from recoml.data.splits import make_splits, save_splits, splits_meta
 from recoml.data.store import StoreWriter
 
 log = logging.getLogger(__name__)
+
+
+def toy_attrs(detector: Any, settings: dict[str, Any], config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A toy store's attributes: its identity (detector fingerprint, vertex time origin, kinetic
+    energies, and an event source hashed from ``settings`` and the detector: everything that decides the
+    events, not their count), the settings themselves and the run's config."""
+    fingerprint = detector_fingerprint(detector)
+    source = source_hash({**settings, "detector": fingerprint.as_attr() if fingerprint else detector.name})
+    ident = identity_attrs(detector, time_origin="vertex", energy_kind="kinetic", event_source=source)
+    return {**ident, **settings, "config": dict(config or {})}
 
 
 def write_simulation(

@@ -55,11 +55,15 @@ class PlotSink:
     """Collects an evaluation's figures: saves each as PNG + PDF under ``directory`` and records it for
     the report."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, note: str | None = None) -> None:
         self.directory = Path(directory)
         self.figures: list[FigureRecord] = []
+        self.note = note  # written at the foot of every figure (e.g. "runs over different events")
 
     def save(self, fig: Any, section: str, name: str, title: str, caption: str = "") -> None:
+
+        if self.note:
+            fig.text(0.01, 0.003, self.note, fontsize=7, color="firebrick", ha="left", va="bottom")
 
         stem = f"{section}_{name}".replace("/", "_").replace(" ", "_")
         files = save_figure(fig, self.directory, stem)

@@ -126,6 +126,7 @@ def write_report(
     sections: dict[str, dict[str, Any]],
     figures: Sequence[FigureRecord],
     plots_dir: str = "plots",
+    notes: Sequence[str] = (),
 ) -> Path:
     """Markdown: the runs compared, then per section its metrics table and every figure (PNG inline, PDF
     linked), then the metric definitions."""
@@ -145,8 +146,10 @@ def write_report(
             f"| {r['label']} | `{r['path']}` | {r.get('task')} | {r.get('model')} | {r.get('detector')} | "
             f"{r.get('split')} | {r.get('n_events')} | `{r.get('checkpoint')}` |"
         )
+    lines += [f"\n**Note:** {note}" for note in notes]
     for name, s in sections.items():
-        lines += ["", f"## {name} ({s['kind']})", "", *_table(s["results"]), ""]
+        what = s["kind"] + (f", {s['quantity']} energy" if s.get("quantity") else "")
+        lines += ["", f"## {name} ({what})", "", *_table(s["results"]), ""]
         lines += _figure_lines([f for f in figures if f.section == name], plots_dir)
     for name in dict.fromkeys(f.section for f in figures if f.section not in sections):
         lines += ["", f"## {name}", ""] + _figure_lines([f for f in figures if f.section == name], plots_dir)

@@ -8,6 +8,7 @@ refuses files without it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from recoml.errors import ConfigError, DataError, RecomlError
@@ -88,6 +91,7 @@ def evaluate_files(
     kind: str | None = None,
     options: Mapping[str, Any] | None = None,
     style: str | None = None,
+    require_same_events: bool = True,
 ) -> Evaluation:
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
 
@@ -101,10 +105,11 @@ def evaluate_files(
         raise ConfigError(f"labels must be unique, got {labels}")
     preds = [Predictions(p, label) for p, label in zip(files, labels)]
     matched = _match_sections(preds, kind)
+    notes = event_notes(preds, require_same_events)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     apply_style(style)
-    sink = PlotSink(out_dir / "plots")
+    sink = PlotSink(out_dir / "plots", note="; ".join(notes) or None)
     sections: dict[str, dict[str, Any]] = {}
     highlights: list[tuple[int, str]] = []
     for key, infos in matched.items():
@@ -124,6 +129,7 @@ def evaluate_files(
             "key": key,
             "results": results,
             "main_metric": evaluator.main_metric,
+            "quantity": infos[0].get("quantity"),  # energy: kinetic | total | momentum
         }
         log.info(
             "%s (%s): %s",
@@ -147,9 +153,42 @@ def evaluate_files(
         for p in preds
     ]
     metrics = write_metrics_json(out_dir / "metrics.json", runs_meta, sections, sink.figures)
-    report = write_report(out_dir / "report.md", runs_meta, sections, sink.figures)
+    report = write_report(out_dir / "report.md", runs_meta, sections, sink.figures, notes=notes)
     log.info("report: %s (%d figures)", report, len(sink.figures))
     return Evaluation(out_dir, report, metrics, sections, sink.figures)
+
+
+def events_id(pred: Predictions) -> str:
+    """Which events a predictions file holds: its ``events_digest`` (event source and id), else the
+    dataset file and rows it was predicted on."""
+    digest = pred.attrs.get("events_digest")
+    if isinstance(digest, str):
+        return digest
+    with h5py.File(pred.path, "r") as f:
+        rows = np.sort(f["event_index"][()])
+    text = f"{pred.attrs.get('dataset')}|".encode() + rows.astype(np.int64).tobytes()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def event_notes(preds: Sequence[Predictions], require_same_events: bool) -> list[str]:
+    """Refuse to overlay runs over different events (unless told); the notes the plots and report carry."""
+    notes = []
+    ids = [events_id(p) for p in preds]
+    if len(set(ids)) > 1:
+        other = next(p for p, i in zip(preds, ids) if i != ids[0])
+        if require_same_events:
+            raise DataError(
+                f"{preds[0].path} ({preds[0].n_events} events) and {other.path} ({other.n_events} events) "
+                "hold predictions for different events, so their curves are not comparable; predict the "
+                "same split of the same data, or set require_same_events=false"
+            )
+        log.warning("the runs compared cover different events (require_same_events=false)")
+        notes.append("runs over different events (require_same_events=false)")
+    for p in preds:
+        seen = int(p.attrs.get("n_training_events") or 0)
+        if seen:
+            notes.append(f"{p.label}: {seen} of {p.n_events} events were training events")
+    return notes
 
 
 #: At most this many events are drawn in a report.
@@ -224,6 +263,7 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         kind=cfg.get("kind"),
         options=options,
         style=cfg.get("plot_style"),
+        require_same_events=bool(cfg.get("require_same_events", True)),
     )
     if output:
         copy_tree_atomic(out_dir, Path(output), bool(cfg.get("overwrite", False)))

@@ -237,12 +237,11 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     )
     check_output(output_int8, overwrite)
     out_dir = Path(cfg.paths.output_dir)
-    save_config(cfg, out_dir)
-
     ckpt = load_checkpoint(cfg.get("ckpt_path"))
     module = build_module(ckpt)
     view = export_model(module)
-    loader = _batches(cfg, ckpt, module)
+    loader = _batches(cfg, ckpt, module)  # checks the data against the checkpoint before writing anything
+    save_config(cfg, out_dir)
     n_parity = max(1, int(cfg.get("parity_batches", 4)))
     parity_batches = []
     for batch in loader:

@@ -1,3 +1,4 @@
-"""Detector families: each a self-contained package (detector, simulation, readers, family-specific tasks,
-models and evaluators) plugged into the generic engine through :mod:`recoml.contracts` and config
-``_target_``s. The engine imports no family."""
+"""Detector families: each a self-contained package (detector, readers, toy simulation, family-specific
+tasks, models, evaluators and event displays; an image map where it has one) plugged into the generic
+engine through :mod:`recoml.contracts` and declared import paths (docs/architecture.md). The engine imports
+no family."""

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.data.identity import Fingerprint, check_store_detector, detector_fingerprint, store_identity
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
 from recoml.prediction.schema import AUX_SOURCES
@@ -32,6 +34,7 @@ class Checkpoint:
     config: dict[str, Any]
     provenance: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
+    train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
 
     @property
     def cfg(self) -> DictConfig:
@@ -67,7 +70,10 @@ def load_checkpoint(path: str | Path | None) -> Checkpoint:
             "as written by python -m recoml.train)"
         )
     state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
-    return Checkpoint(path.resolve(), config, dict(raw.get("recoml") or {}), state)
+    events = raw.get("recoml_events") or {}
+    keys = events.get("train_keys")
+    train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
+    return Checkpoint(path.resolve(), config, dict(raw.get("recoml") or {}), state, train_keys)
 
 
 def build_module(ckpt: Checkpoint):
@@ -112,6 +118,29 @@ def check_detector(ckpt: Checkpoint, detector_cfg: Any, what: str) -> None:
         )
 
 
+def check_identity(store: EventStore, module, ckpt: Checkpoint) -> None:
+    """DataError when the checkpoint's detector changed since training (a geometry file edited or
+    replaced) or the store's conventions differ from those of the training data."""
+    recorded = ckpt.provenance.get("data_identity") or {}
+    then = Fingerprint.parse(recorded.get("fingerprint"))
+    now = detector_fingerprint(module.detector)
+    if then is not None and now is not None and then != now:
+        raise DataError(
+            f"{ckpt.describe()} was trained on a detector with {then}, but its detector config now builds "
+            f"one with {now} (the geometry file changed); use the geometry the model was trained on"
+        )
+    mine = store_identity(store.attrs)
+    # Energies are converted by the task (adopt_conventions); times only a per-event reference absorbs.
+    keys = ["time_origin"] if getattr(module.representation, "time_reference", "none") == "none" else []
+    for key in keys:
+        theirs = recorded.get(key)
+        if theirs and mine[key] and theirs != mine[key]:
+            raise DataError(
+                f"{store.path} has {key}={mine[key]} (its attribute) but {ckpt.describe()} was trained on "
+                f"data with {key}={theirs}"
+            )
+
+
 def check_store(
     store: EventStore,
     module,
@@ -122,22 +151,16 @@ def check_store(
     it also holds for the aux columns of a predictions file. ``hit_fields``: what the representation
     reads."""
     detector = module.detector
-    stored_detector = store.attrs.get("detector")
-    if isinstance(stored_detector, str) and stored_detector != detector.name:
-        raise DataError(
-            f"{store.path} holds {stored_detector} events (its 'detector' attribute) but {ckpt.describe()} "
-            f"was trained for detector={detector.name}"
-        )
-    n_pmts = store.attrs.get("n_pmts")
+    check_store_detector(store.path, store.attrs, detector, ckpt.describe())
+    check_identity(store, module, ckpt)
+    module.task.adopt_conventions(store.attrs)
     detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
-    if isinstance(n_pmts, int) and detector_pmts is not None and n_pmts != detector_pmts:
-        raise DataError(
-            f"{store.path} was written for {n_pmts} PMTs (its 'n_pmts' attribute) but "
-            f"detector={detector.name} of {ckpt.describe()} has {detector.n_pmts}"
-        )
     task = module.task
-    needed = [*hit_fields, *task.hit_fields, *task.target_fields]
+    needed = [*hit_fields, *task.hit_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]
+    no_truth = [f for f in task.target_fields if f not in store.fields]
+    if no_truth:  # real data: predictions without their truth (evaluation needs the truth)
+        log.warning("%s has no %s: writing predictions without truth", store.path, no_truth)
     if missing:
         raise DataError(
             f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "

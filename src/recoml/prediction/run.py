@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recoml.data.datamodule import EventDataModule
+from recoml.data.identity import event_keys, keys_digest
 from recoml.data.prepare import datamodule_from_config
 from recoml.data.store import open_store
 from recoml.data.store_hdf5 import remove_quietly
@@ -91,11 +93,13 @@ def make_predict_datamodule(
     """Loaders over ``split`` reading what the model and task need, the aux truth fields and
     ``extra_hit_fields`` (hit fields copied into the predictions file, e.g. for track building)."""
     task = module.task
+    with open_store(path) as store:  # real data may lack the truth: predict without it
+        target_fields = [f for f in task.target_fields if f in store.fields]
     return datamodule_from_config(
         dataset,
         path=path,
         hit_fields=(*module.representation.hit_fields, *task.hit_fields, *extra_hit_fields),
-        target_fields=(*task.target_fields, *aux_fields),
+        target_fields=(*target_fields, *aux_fields),
         predict_split=split,
     )
 
@@ -126,6 +130,52 @@ def dataset_attributes(sections: list[dict[str, Any]]) -> dict[str, dict[str, An
     return out
 
 
+def check_training_events(
+    datamodule: EventDataModule, ckpt: Checkpoint, split: str, allow: bool
+) -> dict[str, Any]:
+    """Refuse to score events the model was trained on (same event source and id, whatever the file and
+    split), unless ``allow``; return the file attributes saying which events were predicted."""
+    rows = datamodule.split_indices(split)
+    keys = event_keys(datamodule.store, rows)
+    seen = 0 if ckpt.train_keys is None else int(np.isin(keys, ckpt.train_keys).sum())
+    if seen and not allow:
+        raise DataError(
+            f"{seen} of the {len(keys)} {split} events of {datamodule.path} are events {ckpt.describe()} "
+            "was trained on; predict other events, or set allow_training_events=true to score them anyway"
+        )
+    if seen:
+        log.warning(
+            "%d of the %d predicted events were in the training split (allow_training_events=true)",
+            seen,
+            len(keys),
+        )
+    if ckpt.train_keys is None:
+        log.warning("%s records no training events (an older checkpoint): overlap not checked", ckpt.path)
+    return {"events_digest": keys_digest(keys), "n_training_events": seen, "allow_training_events": allow}
+
+
+def warn_out_of_distribution(path: Path, threshold: float) -> float:
+    """Warn with the fraction of events whose ``ood_score`` exceeds ``threshold``; return that fraction."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        if "ood_score" not in f:
+            return 0.0
+        score = f["ood_score"][()]
+    fraction = float((score > threshold).mean()) if len(score) else 0.0
+    if fraction > 0:
+        log.warning(
+            "%.1f%% of the %d events have an out-of-distribution score above %g (median %.3g): "
+            "their inputs lie far outside the training statistics; check the units, the time origin "
+            "(model.representation.time_reference) and the detector before trusting these predictions",
+            100 * fraction,
+            len(score),
+            threshold,
+            float(np.median(score)),
+        )
+    return fraction
+
+
 def predict(cfg: DictConfig) -> Path | None:
     """Predict as configured; returns the predictions file on rank zero (``None`` on other ranks)."""
     split = cfg.get("split", "test")
@@ -148,13 +198,14 @@ def predict(cfg: DictConfig) -> Path | None:
         aux_fields = check_store(store, module, ckpt, module.representation.hit_fields)
         extra = module.task.prediction_hit_fields(store.fields)
     datamodule = make_predict_datamodule(dataset, data_path, module, split, aux_fields, extra)
+    events = check_training_events(datamodule, ckpt, split, bool(cfg.get("allow_training_events", False)))
 
     sections = module.task.prediction_sections()
     writer = PredictionWriter(
         target,
         task=module.task,
         detector=module.detector,
-        attrs=file_attributes(ckpt, module, split, data_path),
+        attrs=file_attributes(ckpt, module, split, data_path) | events,
         dataset_attrs=dataset_attributes(sections),
         overwrite=bool(cfg.get("overwrite", False)),
         object_types=module.task.prediction_objects,
@@ -171,6 +222,7 @@ def predict(cfg: DictConfig) -> Path | None:
         trainer.predict(module, datamodule=datamodule, return_predictions=False)
     if not trainer.is_global_zero:
         return None
+    warn_out_of_distribution(target, float(cfg.get("ood_threshold", 9.0)))
     if output is not None:
         copy_atomic(target, output)
         log.info("predictions: %s (copied to %s)", target, output)

@@ -62,6 +62,8 @@ def batch_chunk(
             continue
         name = field_name(key)
         chunk[HIT + name if node_level else name] = host(value)
+    if "ood_score" in prediction:
+        chunk["ood_score"] = host(prediction["ood_score"]).astype(np.float32)
     if node_level:
         chunk["event_hits_index"] = host(prediction["offsets"])[:-1].astype(np.int64)
     chunk |= aux_truth(batch.targets, detector)

@@ -21,7 +21,7 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
 from recoml.contracts.task import Task
-from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales
+from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
 from recoml.errors import ConfigError, RecomlError
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,9 @@ class RecoModule(pl.LightningModule):
         self.optimizer_cfg = cfg.optimizer
         self.scheduler_cfg = cfg.get("scheduler") or {}
         self.register_buffer("fitted", torch.tensor(False))
+        # Keys of the events trained on (recoml.data.identity.event_keys), kept in the checkpoint so that
+        # prediction can refuse to score them; not a buffer: older checkpoints load without it.
+        self.train_event_keys: torch.Tensor | None = None
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
@@ -74,7 +77,11 @@ class RecoModule(pl.LightningModule):
         batches = list(batches)
         if self.normalizer is not None:
             fitted = fit_normalizer(
-                batches, self.detector, self.normalizer.feature_names, sorted(self.normalizer.log_features)
+                batches,
+                self.detector,
+                self.normalizer.feature_names,
+                sorted(self.normalizer.log_features),
+                time_reference=getattr(self.representation, "time_reference", "none"),
             )
             self.normalizer.load_state_dict(fitted.state_dict())
         # What the builder learns itself (e.g. a tracker's layer pairs); nothing for most.
@@ -152,10 +159,38 @@ class RecoModule(pl.LightningModule):
     def predict_step(self, batch: HitBatch, batch_idx: int) -> dict[str, torch.Tensor]:
         out = self(batch)
         result = {f"pred/{k}": v for k, v in self.task.predict(out).items()}
-        result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
+        if all(f in batch.targets for f in self.task.target_fields):  # real data may have no truth
+            result |= {f"true/{k}": v for k, v in self.task.truth(batch).items()}
         result["event_index"] = batch.event_index
         result["offsets"] = batch.offsets
+        score = self.ood_score(batch)
+        if score is not None:
+            result["ood_score"] = score
         return result
+
+    def ood_score(self, batch: HitBatch) -> torch.Tensor | None:
+        """Per event, the mean squared z-score of its hits' non-geometric inputs (charge, time) under the
+        training normalization statistics: about 1 for events like the training ones, large for inputs
+        far outside them (other units, a time offset, another detector). ``None`` without statistics."""
+        norm = self.normalizer
+        if norm is None or not bool(self.fitted):
+            return None
+        names = [n for n in norm.feature_names if n in batch.hits]
+        if not names or batch.n_events == 0:
+            return None
+        reference = getattr(self.representation, "time_reference", "none")
+        z2 = torch.zeros_like(batch.hits[names[0]], dtype=torch.float32)
+        for name in names:
+            value = batch.hits[name].float()
+            if name == "time":
+                value = relative_times(value, batch.offsets, reference)
+            z2 = z2 + norm(name, value).float() ** 2
+        counts = batch.offsets[1:] - batch.offsets[:-1]
+        event = torch.repeat_interleave(
+            torch.arange(len(counts), device=z2.device), counts, output_size=len(z2)
+        )
+        total = torch.zeros(len(counts), device=z2.device).index_add_(0, event, z2 / len(names))
+        return total / counts.clamp(min=1)
 
     # -- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -176,6 +211,8 @@ class RecoModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["recoml"] = self.hparams.get("provenance") or {}
+        if self.train_event_keys is not None:
+            checkpoint["recoml_events"] = {"train_keys": self.train_event_keys}
         # Lightning restores optimizer, scheduler and loops; the global RNGs (dropout, augmentation)
         # are ours to keep, so that a resumed run draws what the uninterrupted one would have.
         checkpoint["rng_states"] = rng_states()
@@ -183,6 +220,8 @@ class RecoModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Only when resuming a fit: loading a model for inference must not reseed the caller's RNGs.
         resuming = self._trainer is not None and self._trainer.state.fn == "fit"
+        if "recoml_events" in checkpoint:
+            self.train_event_keys = checkpoint["recoml_events"]["train_keys"]
         if resuming and "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
 

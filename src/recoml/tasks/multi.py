@@ -50,6 +50,10 @@ class MultiTask(Task):
     def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
 
+    def adopt_conventions(self, attrs: dict[str, Any]) -> None:
+        for task in self.subtasks.values():
+            task.adopt_conventions(attrs)
+
     def fit(self, batches: Iterable[HitBatch]) -> None:
         batches = list(batches)
         for task in self.subtasks.values():

@@ -7,7 +7,9 @@ vectors.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +17,11 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.task import Task
+from recoml.data.identity import ENERGY_KINDS
+from recoml.errors import ConfigError, DataError
 from recoml.metrics import QuantileMetric
+
+log = logging.getLogger(__name__)
 
 _LOSSES = {"mse": F.mse_loss, "huber": F.smooth_l1_loss, "l1": F.l1_loss}
 
@@ -48,6 +54,10 @@ class _StandardizedRegression(Task):
     def inverse(self, value: torch.Tensor) -> torch.Tensor:
         return value
 
+    def target_values(self, batch: HitBatch) -> torch.Tensor:
+        """The regressed quantity of each event (the stored target; subclasses convert)."""
+        return batch.targets[self.target]
+
     def fit(self, batches: Iterable[HitBatch]) -> None:
         n, s, s2 = (
             0,
@@ -55,7 +65,7 @@ class _StandardizedRegression(Task):
             torch.zeros(self.out_dim, dtype=torch.float64),
         )
         for batch in batches:
-            x = self.transform(batch.targets[self.target]).double().cpu()
+            x = self.transform(self.target_values(batch)).double().cpu()
             n, s, s2 = n + len(x), s + x.sum(0), s2 + (x * x).sum(0)
         if n:
             mean = s / n
@@ -64,7 +74,7 @@ class _StandardizedRegression(Task):
             self.std.copy_(std.float())
 
     def standardized(self, batch: HitBatch) -> torch.Tensor:
-        return (self.transform(batch.targets[self.target]) - self.mean) / self.std
+        return (self.transform(self.target_values(batch)) - self.mean) / self.std
 
     def loss(self, output: torch.Tensor, batch: HitBatch) -> torch.Tensor:
         return self._loss(output.float(), self.standardized(batch))
@@ -73,10 +83,37 @@ class _StandardizedRegression(Task):
         return self.inverse(output.float() * self.std + self.mean)
 
 
+#: Rest masses (MeV) by recoml label (gamma 0, e 1, mu 2, pi0 3), PDG 2024.
+MASS_BY_LABEL = {0: 0.0, 1: 0.51099895, 2: 105.6583755, 3: 134.9768}
+
+
+def convert_energy(value: torch.Tensor, mass: torch.Tensor, source: str, target: str) -> torch.Tensor:
+    """Convert between ``kinetic`` energy, ``total`` energy and ``momentum`` (MeV, MeV/c) of particles of
+    rest ``mass`` (MeV): E = T + m, p = sqrt(E^2 - m^2)."""
+    if source == target:
+        return value
+    total = {"kinetic": lambda v: v + mass, "total": lambda v: v, "momentum": lambda v: torch.hypot(v, mass)}
+    e = total[source](value)
+    if target == "total":
+        return e
+    if target == "kinetic":
+        return e - mass
+    return (e * e - mass * mass).clamp(min=0).sqrt()
+
+
 class EnergyTask(_StandardizedRegression):
-    """Energy (MeV) through standardized log(E): the resolution of a Cherenkov detector is relative."""
+    """Energy (MeV) through standardized log(E): the resolution of a Cherenkov detector is relative.
+
+    ``quantity`` is what the network regresses and reports: ``kinetic`` energy, ``total`` energy or
+    ``momentum``. The store declares what its ``energies`` hold (attribute ``energy_kind``); where the
+    two differ, targets are converted with the rest mass of each event's particle (from ``labels``).
+    """
 
     kind = "energy"
+
+    def prediction_section(self) -> dict[str, Any]:
+        """The regressed quantity (kinetic, total energy or momentum) is named in reports."""
+        return super().prediction_section() | {"quantity": self.quantity}
 
     def __init__(
         self,
@@ -85,8 +122,49 @@ class EnergyTask(_StandardizedRegression):
         loss: str = "huber",
         monitor: str = "val/loss",
         monitor_mode: str = "min",
+        quantity: str = "kinetic",
     ) -> None:
         super().__init__(name, target, 1, loss, monitor, monitor_mode)
+        if quantity not in ENERGY_KINDS:
+            raise ConfigError(f"task.quantity must be one of {list(ENERGY_KINDS)}, got '{quantity}'")
+        self.quantity = quantity
+        self.stored_kind = quantity  # until a store says otherwise (adopt_conventions)
+
+    @property
+    def target_fields(self) -> tuple[str, ...]:
+        return (self.target,) if self.stored_kind == self.quantity else (self.target, "labels")
+
+    def adopt_conventions(self, attrs: dict[str, Any]) -> None:
+        kind = attrs.get("energy_kind")
+        if kind is None:
+            log.info("the store does not declare its energy_kind; taking its energies as %s", self.quantity)
+            kind = self.quantity
+        if kind not in ENERGY_KINDS:
+            raise DataError(f"store attribute energy_kind={kind!r} is not one of {list(ENERGY_KINDS)}")
+        if kind != self.quantity:
+            log.info(
+                "regressing %s from stored %s energies (converted with each particle's mass)",
+                self.quantity,
+                kind,
+            )
+        self.stored_kind = kind
+
+    def target_values(self, batch: HitBatch) -> torch.Tensor:
+        value = batch.targets[self.target].reshape(-1).float()
+        if self.stored_kind == self.quantity:
+            return value
+        labels = batch.targets["labels"].reshape(-1).long()
+        table = torch.full((int(max(MASS_BY_LABEL)) + 2,), float("nan"), device=value.device)
+        for label, mass in MASS_BY_LABEL.items():
+            table[label] = mass
+        mass = table[labels.clamp(-1, len(table) - 2)]
+        if torch.isnan(mass).any():
+            bad = sorted(set(labels[torch.isnan(mass)].tolist()))
+            raise DataError(
+                f"converting {self.stored_kind} energies to {self.quantity} needs each particle's mass; "
+                f"labels {bad} have none (known: {MASS_BY_LABEL})"
+            )
+        return convert_energy(value, mass, self.stored_kind, self.quantity)
 
     def transform(self, target: torch.Tensor) -> torch.Tensor:
         return target.reshape(len(target), 1).float().clamp(min=1e-3).log()
@@ -98,7 +176,7 @@ class EnergyTask(_StandardizedRegression):
         return {"energy": self.physical(output).flatten()}
 
     def truth(self, batch: HitBatch) -> dict[str, torch.Tensor]:
-        return {"energy": batch.targets[self.target].reshape(-1).float()}
+        return {"energy": self.target_values(batch).reshape(-1).float()}
 
     def make_metrics(self) -> MetricCollection:
         return MetricCollection(
@@ -106,7 +184,7 @@ class EnergyTask(_StandardizedRegression):
         )
 
     def update_metrics(self, metrics: MetricCollection, output: torch.Tensor, batch: HitBatch) -> None:
-        true = batch.targets[self.target].reshape(-1).float()
+        true = self.target_values(batch).reshape(-1).float()
         frac = (self.physical(output).flatten() - true) / true
         metrics["resolution"].update(frac)
         metrics["bias"].update(frac)

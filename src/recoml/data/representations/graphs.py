@@ -224,6 +224,7 @@ class GraphBuilder(Representation):
         normalizer: FeatureNormalizer | None = None,
         loop: bool = False,
         chunk_size: int | None = None,
+        time_reference: str = "none",
     ) -> None:
         super().__init__()
         if k < 1:
@@ -233,7 +234,8 @@ class GraphBuilder(Representation):
         self.time_scale = float(time_scale)
         self.loop = bool(loop)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
-        self.features = HitFeatures(detector, features, normalizer)
+        self.features = HitFeatures(detector, features, normalizer, time_reference)
+        self.time_reference = time_reference
         self.register_buffer(
             "pmt_positions", torch.as_tensor(detector.sensor_positions, dtype=torch.float32), persistent=False
         )

@@ -49,12 +49,14 @@ class PointCloudBuilder(Representation):
         features: Sequence[str] = DEFAULT_FEATURES,
         max_points: int | None = None,
         normalizer: FeatureNormalizer | None = None,
+        time_reference: str = "none",
     ) -> None:
         super().__init__()
         if max_points is not None and max_points < 1:
             raise ConfigError(f"PointCloudBuilder: max_points must be >= 1 or None, got {max_points}")
         self.max_points = max_points
-        self.features = HitFeatures(detector, features, normalizer)
+        self.features = HitFeatures(detector, features, normalizer, time_reference)
+        self.time_reference = time_reference
 
     @property
     def feature_names(self) -> tuple[str, ...]:

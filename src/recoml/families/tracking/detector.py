@@ -149,6 +149,11 @@ class TrackerDetector(Detector):
         z = np.where(self.is_disk, self.layer_z, 0.0)
         return np.stack([r, np.zeros_like(r), z], axis=1).astype(np.float32)
 
+    @property
+    def sensor_directions(self) -> np.ndarray:
+        """Tracker modules have no facing direction the representations use: zeros."""
+        return np.zeros((self.n_sensors, 3), dtype=np.float32)
+
     def feature_scales(self) -> dict[str, tuple[float, float]]:
         """Coordinates over the envelope (mm)."""
         r, h = float(self.radius), float(self.half_height)

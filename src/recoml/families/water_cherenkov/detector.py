@@ -40,9 +40,15 @@ class WCDetector(Detector):
     pmt_directions: np.ndarray  # (P, 3) float32, unit, facing into the tank
     pmt_radius: float  # photocathode radius, cm (for solid angle)
     pmts_per_module: int  # 19 for mPMTs, 1 for single PMTs
-    image_pixel: np.ndarray  # (P,) int64, flat pixel index row * width + col
-    image_shape: tuple[int, int]  # (height, width) in pixels
+    image_pixel: np.ndarray | None  # (P,) int64, flat pixel index row * width + col; None: no image map
+    image_shape: tuple[int, int] | None  # (height, width) in pixels
     pmt_location: np.ndarray | None = None  # (P,) int8: 0 top cap, 1 barrel, 2 bottom cap (None: derived)
+    # The file's identifiers of each PMT, (P, K) int64 named by sensor_id_names (e.g. ("tube",) or
+    # ("tube", "mpmt", "pmt")); converters map hit identifiers to PMT indices with them. Default: the
+    # 1-based tube number k + 1, as WCSim numbers tubes.
+    sensor_ids: np.ndarray | None = None
+    sensor_id_names: tuple[str, ...] = ("tube",)
+    image_map_note: str = ""  # why there is no image map (image_pixel None)
     #: The module drawing this family's events (:mod:`recoml.plotting.events`).
     event_display: ClassVar[str] = "recoml.families.water_cherenkov.display"
 
@@ -51,7 +57,7 @@ class WCDetector(Detector):
         for name in ("pmt_positions", "pmt_directions"):
             if getattr(self, name).shape != (n, 3):
                 raise GeometryError(f"detector {self.name}: {name} must have shape ({n}, 3)")
-        if self.image_pixel.shape != (n,):
+        if self.image_pixel is not None and self.image_pixel.shape != (n,):
             raise GeometryError(f"detector {self.name}: image_pixel must have shape ({n},)")
         if n % self.pmts_per_module:
             raise GeometryError(
@@ -59,6 +65,13 @@ class WCDetector(Detector):
             )
         if self.pmt_location is None:
             object.__setattr__(self, "pmt_location", _locate(self.pmt_positions, self.half_height))
+        if self.sensor_ids is None:
+            object.__setattr__(self, "sensor_ids", np.arange(1, n + 1, dtype=np.int64)[:, None])
+        if self.sensor_ids.shape != (n, len(self.sensor_id_names)):
+            raise GeometryError(
+                f"detector {self.name}: sensor_ids must have shape ({n}, {len(self.sensor_id_names)}) "
+                f"for identifiers {self.sensor_id_names}"
+            )
 
     @property
     def n_pmts(self) -> int:

@@ -73,6 +73,12 @@ class ImageBuilder(Representation):
         if bad:
             raise ConfigError(f"ImageBuilder: reduce must be one of {sorted(_REDUCE)}, got {bad}")
         self.normalizer = normalizer
+        if getattr(detector, "image_pixel", None) is None:
+            raise ConfigError(
+                f"detector {detector.name} has no image map "
+                f"({getattr(detector, 'image_map_note', '') or 'its family provides none'}); "
+                "use a graph or point-cloud model (model=gnn, model=pointnet)"
+            )
         self.pmts_per_module = int(detector.pmts_per_module)
         self.image_shape: tuple[int, int] = (int(detector.image_shape[0]), int(detector.image_shape[1]))
         self.geometry_channels = bool(geometry_channels)

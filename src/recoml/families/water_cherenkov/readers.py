@@ -58,7 +58,7 @@ from recoml.families.water_cherenkov.image_map import (
 
 log = logging.getLogger(__name__)
 
-KEEP_CHOICES = ("inner", "all")
+SENSOR_CHOICES = ("inner", "outer", "all")
 MPMT_SIZE = 19
 OUTER_LOC = 3
 # Rotations taking the file's tank axis onto y (proper rotations, det = +1).
@@ -89,6 +89,8 @@ class TubeTable:
     half_height: float
     pmt_radius: float
     file_axis: str  # the file's tank axis ("x", "y" or "z") before rotation
+    sensor_ids: np.ndarray  # (P, K) int64: the file's identifiers of each tube (see sensor_id_names)
+    sensor_id_names: tuple[str, ...]  # ("tube",), ("outer", "tube") or ("tube", "mpmt", "pmt")
 
 
 @dataclass
@@ -105,6 +107,7 @@ class _Raw:
     height: float | None = None  # full height
     pmt_radius: float | None = None
     offset: np.ndarray | None = None
+    section: np.ndarray | None = None  # 0 inner, 1 outer: a section whose tube ids start again from 1
 
 
 def load_geometry(
@@ -112,33 +115,41 @@ def load_geometry(
     name: str | None = None,
     pmts_per_module: int | None = None,
     *,
-    keep: str = "inner",
+    sensors: str = "inner",
     image_map_path: str | Path | None = None,
     axis: str | None = None,
     pmt_radius: float | None = None,
 ) -> WCDetector:
     """Read a WCSim geofile (old or mPMT format) or a WatChMaL ``.npz`` into a :class:`WCDetector`.
 
-    ``keep="inner"`` keeps the inner-detector tubes only (the usual input of reconstruction),
-    ``"all"`` keeps outer tubes too (their image sits below the inner one). ``pmts_per_module``: 19 for
+    ``sensors="inner"`` keeps the inner-detector tubes only (the usual input of reconstruction),
+    ``"outer"`` the outer-detector (veto) tubes only, ``"all"`` both (the outer image below the inner
+    one). ``pmts_per_module``: 19 for
     mPMTs, 1 for single PMTs; by default from the file's mPMT columns, or for a ``.npz`` inferred from
     the tube count and layout. ``image_map_path``: a WatChMaL module -> (row, col) CSV to use instead of
     the computed map. ``axis`` forces the file's tank axis ("x", "y", "z") instead of detecting it;
     ``pmt_radius`` (cm) overrides the file's. See the module docstring for what each format holds.
     """
     path = Path(path)
-    table = read_tube_table(path, keep=keep, pmts_per_module=pmts_per_module, axis=axis)
+    table = read_tube_table(path, sensors=sensors, pmts_per_module=pmts_per_module, axis=axis)
     ppm = table.pmts_per_module
     centres = table.positions.reshape(-1, ppm, 3).mean(axis=1)
     mod_loc = table.location[::ppm]
     mod_outer = table.outer[::ppm]
+    note = ""
+    pixel: np.ndarray | None
     try:
         if image_map_path is not None:
             pixel, shape = read_image_map_csv(image_map_path, len(centres), centres)
         else:
             pixel, shape = _stacked_image_map(centres, mod_loc, mod_outer, table.half_height, table.radius)
     except GeometryError as err:
-        raise GeometryError(f"{path}: {err}") from err
+        if image_map_path is not None:
+            raise GeometryError(f"{path}: {err}") from err
+        # Graphs and point clouds need no image: keep the geometry, say why images are unavailable.
+        note = str(err)
+        log.warning("%s: no image map (%s); graph and point-cloud models still work", path, err)
+        pixel, shape = None, None
     return WCDetector(
         name=name or path.stem,
         radius=table.radius,
@@ -147,27 +158,38 @@ def load_geometry(
         pmt_directions=table.directions.astype(np.float32),
         pmt_radius=float(pmt_radius if pmt_radius is not None else table.pmt_radius),
         pmts_per_module=ppm,
-        image_pixel=np.repeat(pixel, ppm).astype(np.int64),
+        image_pixel=None if pixel is None else np.repeat(pixel, ppm).astype(np.int64),
         image_shape=shape,
+        image_map_note=note,
         pmt_location=table.location.astype(np.int8),
+        sensor_ids=table.sensor_ids,
+        sensor_id_names=table.sensor_id_names,
     )
 
 
 def read_tube_table(
-    path: str | Path, *, keep: str = "inner", pmts_per_module: int | None = None, axis: str | None = None
+    path: str | Path, *, sensors: str = "inner", pmts_per_module: int | None = None, axis: str | None = None
 ) -> TubeTable:
     """Read, check, sort, select and rotate the tubes of a geometry file (see :func:`load_geometry`)."""
     path = Path(path)
-    if keep not in KEEP_CHOICES:
-        raise GeometryError(f"{path}: keep must be one of {KEEP_CHOICES}, got {keep!r}")
+    if sensors not in SENSOR_CHOICES:
+        raise GeometryError(f"{path}: sensors must be one of {list(SENSOR_CHOICES)}, got {sensors!r}")
     if axis is not None and axis not in _TO_Y:
         raise GeometryError(f"{path}: axis must be 'x', 'y' or 'z', got {axis!r}")
     raw = _parse(path)
-    ids = _sorted_ids(path, raw)
-    order = np.argsort(ids, kind="stable")
-    ids = ids[order]
+    _split_sections(path, raw)
+    _check_units(path, raw)
+    section = raw.section if raw.section is not None else np.zeros(len(raw.ids), dtype=np.int64)
+    ids_by_row = np.empty(len(raw.ids), dtype=np.int64)
+    for s in np.unique(section):
+        ids_by_row[section == s] = _sorted_ids(path, raw.ids[section == s], s)
+    order = np.lexsort((ids_by_row, section))
+    ids, section = ids_by_row[order], section[order]
     pos, dirs = raw.pos[order].astype(np.float64), raw.dirs[order].astype(np.float64)
     cylloc = None if raw.cylloc is None else raw.cylloc[order]
+    module_ids = None
+    if raw.module is not None:
+        module_ids = np.stack([raw.module[order], raw.pmt_in_module[order]], axis=1).astype(np.int64)
     ppm = _pmts_per_module(path, raw, order, ids, pos, pmts_per_module)
     if raw.offset is not None and np.any(raw.offset != 0):
         log.warning(
@@ -175,15 +197,19 @@ def read_tube_table(
         )
         pos = pos - raw.offset
 
-    outer = _outer_tubes(path, ids, cylloc)
+    outer = section == 1 if raw.section is not None else _outer_tubes(path, ids, cylloc)
     has_outer = bool(outer.any())
-    if keep == "inner" and has_outer:
-        sel = ~outer
+    if sensors == "outer" and not has_outer:
+        raise GeometryError(f"{path}: sensors=outer but the file lists no outer-detector tubes")
+    if sensors != "all" and has_outer:
+        sel = outer if sensors == "outer" else ~outer
         log.info(
-            "%s: keeping the %d inner tubes of %d; PMT k is the k-th inner tube", path, sel.sum(), len(ids)
-        )
-        ids, pos, dirs, outer = ids[sel], pos[sel], dirs[sel], outer[sel]
+            "%s: keeping the %d %s tubes of %d; PMT k is the k-th of them in id order",
+            path, sel.sum(), sensors, len(ids),
+        )  # fmt: skip
+        ids, pos, dirs, outer, section = ids[sel], pos[sel], dirs[sel], outer[sel], section[sel]
         cylloc = None if cylloc is None else cylloc[sel]
+        module_ids = None if module_ids is None else module_ids[sel]
     if len(ids) % ppm:
         raise GeometryError(f"{path}: {len(ids)} tubes is not a whole number of modules of {ppm}")
 
@@ -193,7 +219,7 @@ def read_tube_table(
         raise GeometryError(f"{path}: tube {bad} has a zero direction vector (dx, dy, dz)")
     dirs = dirs / norms[:, None]
 
-    file_axis = axis or _detect_axis(pos[~outer])
+    file_axis = axis or _detect_axis(pos[~outer] if (~outer).any() else pos)
     if file_axis != "y":
         log.info("%s: tank axis is %s in the file; rotating it onto y", path, file_axis)
         rot = _TO_Y[file_axis]
@@ -206,13 +232,19 @@ def read_tube_table(
     _check_cylloc(path, ids, location, cylloc, outer)
     dirs[~outer] = _inward(path, ids[~outer], pos[~outer], dirs[~outer], location[~outer], ppm)
 
-    inner_pos = pos[~outer]
+    inner_pos = pos[~outer] if (~outer).any() else pos
     rho = np.hypot(inner_pos[:, 0], inner_pos[:, 2])
-    if raw.radius is not None and (keep == "all" or not has_outer):
+    if raw.radius is not None and (sensors == "all" or not has_outer):
         radius = float(raw.radius)
     else:
         radius = float(rho.max())
     half_height = float(raw.height) / 2 if raw.height is not None else float(np.abs(inner_pos[:, 1]).max())
+    if module_ids is not None:
+        sensor_ids, id_names = np.column_stack([ids, module_ids]), ("tube", "mpmt", "pmt")
+    elif raw.section is not None and sensors == "all":
+        sensor_ids, id_names = np.column_stack([section, ids]), ("outer", "tube")
+    else:
+        sensor_ids, id_names = ids[:, None], ("tube",)
     pmt_radius = raw.pmt_radius
     if pmt_radius is None:
         pmt_radius = 4.0 if ppm == MPMT_SIZE else 25.4
@@ -229,6 +261,8 @@ def read_tube_table(
         half_height=half_height,
         pmt_radius=float(pmt_radius),
         file_axis=file_axis,
+        sensor_ids=sensor_ids.astype(np.int64),
+        sensor_id_names=id_names,
     )
 
 
@@ -288,7 +322,9 @@ def _parse_wcsim_old(path: Path, numbered: list[tuple[int, list[str]]]) -> _Raw:
         raise GeometryError(f"{path}: line {line} must be the centre offset 'x y z' of a WCSim geofile")
     radius, height, n_pmt, pmt_radius = (float(t) for t in head)
     table = _table(path, rest[1:], 8, "tube x y z dx dy dz cylLoc")
-    if len(table) != int(n_pmt):
+    restart = _restarts(table[:, 0])
+    inner_count = restart if restart is not None else len(table)
+    if int(n_pmt) not in (len(table), inner_count):
         raise GeometryError(f"{path}: the header announces {int(n_pmt)} tubes, the table has {len(table)}")
     return _Raw(
         ids=table[:, 0],
@@ -386,25 +422,78 @@ def _is_count(token: str) -> bool:
 # ------------------------------------------------------------------------------------------- checking
 
 
-def _sorted_ids(path: Path, raw: _Raw) -> np.ndarray:
-    """Integer ids, unique, starting at 0 or 1 and contiguous (PMT k = id - base)."""
-    ids = np.asarray(raw.ids)
+def _restarts(ids: np.ndarray) -> int | None:
+    """The row where the tube numbering starts again from its first id (an outer-detector section listed
+    after the inner tubes, as in Hyper-K geofiles), or ``None``."""
+    ids = np.asarray(ids)
+    if len(ids) < 2 or len(np.unique(ids)) == len(ids):
+        return None
+    again = np.flatnonzero(ids[1:] == ids[0]) + 1
+    return int(again[0]) if len(again) == 1 and ids[0] == ids.min() else None
+
+
+def _split_sections(path: Path, raw: _Raw) -> None:
+    """Mark the rows of an outer-detector section numbered again from 1 (section 1)."""
+    row = _restarts(raw.ids)
+    if row is None:
+        return
+    raw.section = np.zeros(len(raw.ids), dtype=np.int64)
+    raw.section[row:] = 1
+    log.info(
+        "%s: tube ids start again at row %d: %d inner tubes, then %d outer-detector tubes numbered from %d",
+        path, row, row, len(raw.ids) - row, int(raw.ids[row]),
+    )  # fmt: skip
+
+
+#: Plausible sizes in cm: a PMT's radius (3-inch to 50 cm PMTs) and a tank's radius / full height
+#: relative to the largest tube coordinate.
+_PMT_RADIUS_CM = (1.0, 40.0)
+_TANK_TO_TUBES = (0.3, 3.0)
+
+
+def _check_units(path: Path, raw: _Raw) -> None:
+    """Header sizes in mm are converted to cm (positions are cm); an implausible size is refused."""
+    extent = float(np.abs(raw.pos).max()) if len(raw.pos) else 0.0
+    checks = [("PMT radius", "pmt_radius", _PMT_RADIUS_CM)]
+    if extent > 0:
+        lo, hi = _TANK_TO_TUBES
+        checks += [("tank radius", "radius", (lo * extent, hi * extent))]
+        checks += [("tank height", "height", (lo * extent, 2 * hi * extent))]
+    for label, attr, (lo, hi) in checks:
+        value = getattr(raw, attr)
+        if value is None or lo <= value <= hi:
+            continue
+        if lo <= value / 10 <= hi:
+            log.warning("%s: the header's %s %.2f is in mm; using %.2f cm", path, label, value, value / 10)
+            setattr(raw, attr, value / 10)
+            continue
+        raise GeometryError(
+            f"{path}: the header's {label} {value:g} is implausible in cm or mm "
+            f"(expected {lo:.3g}-{hi:.3g} cm given tubes up to {extent:.0f} cm from the centre)"
+        )
+
+
+def _sorted_ids(path: Path, ids: np.ndarray, section: int = 0) -> np.ndarray:
+    """Integer ids of one section, unique, starting at 0 or 1 and contiguous (PMT k = id - base)."""
+    where = "" if section == 0 else " in the outer-detector section"
+    ids = np.asarray(ids)
     if ids.dtype.kind == "f":
         if not np.all(ids == np.round(ids)):
             raise GeometryError(f"{path}: tube ids must be integers")
-        ids = ids.astype(np.int64)
     ids = ids.astype(np.int64)
     uniq, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         dup = uniq[counts > 1][:5].tolist()
-        raise GeometryError(f"{path}: duplicate tube ids {dup}; each tube id must appear once")
+        raise GeometryError(f"{path}: duplicate tube ids {dup}{where}; each tube id must appear once")
     base = int(uniq[0])
     if base not in (0, 1):
-        raise GeometryError(f"{path}: tube ids must start at 0 or 1, the smallest is {base}")
+        raise GeometryError(f"{path}: tube ids{where} must start at 0 or 1, the smallest is {base}")
     expected = np.arange(base, base + len(uniq))
     if not np.array_equal(uniq, expected):
         missing = int(expected[np.argmax(uniq != expected)])
-        raise GeometryError(f"{path}: tube ids must be contiguous from {base}; id {missing} is missing")
+        raise GeometryError(
+            f"{path}: tube ids{where} must be contiguous from {base}; id {missing} is missing"
+        )
     return ids
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recoml.data.simulated import write_simulation
+from recoml.data.simulated import toy_attrs, write_simulation
 from recoml.families.water_cherenkov.detector import WCDetector
 from recoml.families.water_cherenkov.simulation import PhysicsConfig, simulate
 
@@ -37,16 +37,16 @@ def simulate_to_store(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     phys = PhysicsConfig(**(physics or {}))
-    attrs = {
-        "detector": detector.name,
-        "n_pmts": detector.n_pmts,
+    settings = {
         "generator": "recoml.families.water_cherenkov toy rings",
         "particles": list(particles),
         "energy_range": list(energy_range),
+        "fiducial_margin": fiducial_margin,
         "seed": seed,
+        "chunk_size": chunk_size,
         "physics": phys.__dict__ if hasattr(phys, "__dict__") else str(phys),
-        "config": dict(config or {}),
     }
+    attrs = toy_attrs(detector, settings, config)
 
     def block(start: int, count: int) -> dict[str, Any]:
         return simulate(
