@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-log = logging.getLogger("bench_convert")
+from recoml.conf import CONF_DIR
 
-REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench_convert")
 
 
 def _convert_child(
@@ -38,11 +38,11 @@ def _convert_child(
     from recoml.conversion.pipeline import convert_root
 
     detector = None
-    mapping = parse_mapping(OmegaConf.load(REPO / "conf" / "convert" / f"{mapping_name}.yaml"))
+    mapping = parse_mapping(OmegaConf.load(CONF_DIR / "convert" / f"{mapping_name}.yaml"))
     if mapping.pmt_match is not None:
         from hydra.utils import instantiate
 
-        detector = instantiate(OmegaConf.load(REPO / "conf" / "detector" / "wcte.yaml"))
+        detector = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
     base_kb = _peak_rss_kb()
     t0, c0 = time.perf_counter(), time.process_time()
     convert_root(
@@ -74,7 +74,7 @@ def run_one(n_events: int, args: argparse.Namespace, workdir: Path) -> dict[str,
     out = workdir / f"bench_{n_events}.h5"
     positions = None
     if args.positions:
-        positions = instantiate(OmegaConf.load(REPO / "conf" / "detector" / "wcte.yaml")).pmt_positions
+        positions = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml")).pmt_positions
     compression = "default" if args.compression == "zlib" else None
     t0 = time.perf_counter()
     write_flat_wcsim(

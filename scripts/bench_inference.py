@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
+from recoml.conf import CONFIG_MODULE
 
 #: (name, overrides of the training config, events per batch on CPU, on GPU, hits per event)
 CASES = [
@@ -38,13 +38,13 @@ CASES = [
 
 
 def build_module(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     from recoml.tasks.module import RecoModule
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         paths = ["paths.data_dir=.", "paths.log_dir=.", "paths.output_dir=."]
         cfg = compose("train", overrides=[*overrides, *paths])
     return RecoModule(OmegaConf.to_container(cfg, resolve=True)).eval()

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-REPO = Path(__file__).resolve().parents[1]
+from recoml.conf import CONF_DIR
 
 
 def timed(fn, device: torch.device, repeat: int):
@@ -65,7 +64,7 @@ def main() -> None:
     from recoml.families.tracking.models.metric_learning import HitEmbedding
     from recoml.families.tracking.simulation import TrackerSimConfig, simulate_tracker
 
-    det = instantiate(OmegaConf.load(REPO / "conf" / "detector" / "toy_tracker.yaml"))
+    det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "toy_tracker.yaml"))
     ev = simulate_tracker(det, 1, TrackerSimConfig(n_particles=args.particles), seed=args.seed)
     hits = {k[4:]: torch.as_tensor(v) for k, v in ev.items() if k.startswith("hit_")}
     batch = HitBatch(hits=hits, offsets=torch.tensor([0, len(ev["hit_x"])])).to(device)
@@ -77,7 +76,7 @@ def main() -> None:
         module = load_model(args.checkpoint, map_location=str(device))
         builder, net = module.representation, module.net
     else:
-        model = OmegaConf.load(REPO / "conf" / "model" / "interaction_network.yaml")
+        model = OmegaConf.load(CONF_DIR / "model" / "interaction_network.yaml")
         geo = dict(model.representation.constructors.geometric)
         geo.pop("_target_"), geo.pop("_partial_")
         builder = TrackGraphBuilder(

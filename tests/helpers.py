@@ -6,13 +6,14 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from recoml.conf import CONF_DIR, CONFIG_MODULE
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 #: Real public test files (geometry/, root/, trackml/), each named with its origin in SOURCES.md.
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -25,7 +26,7 @@ TINY = (
     "trainer.limit_val_batches=1",
     "trainer.limit_test_batches=1",
     "++callbacks.progress_bar=null",
-    "normalization_batches=2",
+    "normalization_events=128",
 )
 
 
@@ -35,9 +36,9 @@ def override_key(override: str) -> str:
 
 
 def compose_train(overrides: Sequence[str] = (), return_hydra_config: bool = True) -> DictConfig:
-    """Compose ``conf/train.yaml`` with ``overrides`` (Hydra's errors propagate)."""
+    """Compose the packaged ``train.yaml`` with ``overrides`` (Hydra's errors propagate)."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(
             config_name="train", return_hydra_config=return_hydra_config, overrides=list(overrides)
         )

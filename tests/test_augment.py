@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from recoml.conf import CONF_DIR
 from recoml.contracts.batch import HitBatch
 from recoml.families.water_cherenkov import WCDetector, build_cylinder
 from recoml.families.water_cherenkov.augment import (
@@ -23,7 +23,7 @@ from recoml.families.water_cherenkov.augment import (
 from recoml.families.water_cherenkov.images import ImageBuilder
 from recoml.families.water_cherenkov.synthetic import random_hit_batch
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 IDX = CylinderAugment.transform_index
 
 

@@ -20,10 +20,11 @@ import h5py
 import numpy as np
 import pytest
 import uproot
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.conf import CONFIG_MODULE
 from recoml.conversion.expressions import Expression, angles_from_direction, pdg_label
 from recoml.conversion.long_tree import group_rows
 from recoml.conversion.mapping import parse_mapping
@@ -39,7 +40,7 @@ from .helpers import CONF_DIR, REPO
 
 def compose_convert(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name="convert", overrides=overrides)
 
 
@@ -312,12 +313,12 @@ def _peak_traced(src: Path, out: Path) -> int:
 
 
 def test_peak_memory_does_not_grow_with_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from recoml.data.store_hdf5 import Hdf5AppendFile
+    from recoml.data.store_hdf5 import ChunkStaging
 
     # StoreWriter's final copy moves blocks of up to 64 MB, a constant bound larger than these test files;
     # 1 MB blocks let the test see the rest of the pipeline's peak.
-    finish = Hdf5AppendFile.finish
-    monkeypatch.setattr(Hdf5AppendFile, "finish", lambda self, out, attrs: finish(self, out, attrs, 1 << 20))
+    finish = ChunkStaging.finish
+    monkeypatch.setattr(ChunkStaging, "finish", lambda self, out, attrs: finish(self, out, attrs, 1 << 20))
     small = write_flat_wcsim(tmp_path / "small.root", 2_000, mean_hits=100, chunk_size=2_000)
     large = write_flat_wcsim(tmp_path / "large.root", 10_000, mean_hits=100, chunk_size=2_000, seed=1)
     peak_small = _peak_traced(small, tmp_path / "small.h5")
@@ -352,14 +353,16 @@ def test_killed_conversion_leaves_no_output_and_restarts_clean(tmp_path: Path, f
     )
     try:
         deadline = time.monotonic() + 60
-        while not any(tmp_path.glob(".events.h5.tmp-*")) and time.monotonic() < deadline:
+        while not any(tmp_path.glob(".events.h5.recoml-tmp-*")) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert proc.poll() is None, "conversion ended before it could be interrupted"
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
-    assert not out.exists() and any(tmp_path.glob(".events.h5.tmp-*"))  # killed: no output, only temporaries
+    assert not out.exists() and any(
+        tmp_path.glob(".events.h5.recoml-tmp-*")
+    )  # killed: no output, only temporaries
     convert_root(flat_file, out, mapping_of("flat_wcsim_tubes"), chunk_size=100, progress=False)
     assert leftovers(tmp_path) == ["events.h5"]  # restart removed the dead run's temporaries
     assert open_store(out).n_events == 400
@@ -444,7 +447,7 @@ def nan_file(tmp_path: Path) -> Path:
 def test_nan_values_refused_with_their_count(tmp_path: Path, nan_file: Path) -> None:
     with pytest.raises(
         DataError,
-        match=r"4 NaN value\(s\) in .*'energies' \(1\).*'hit_charge' \(1\).*'hit_time' \(2\).*"
+        match=r"4 NaN/inf value\(s\) in .*'energies' \(1\).*'hit_charge' \(1\).*'hit_time' \(2\).*"
         "nan_policy=drop",
     ):
         convert(tmp_path, nan_file, "flat_wcsim_tubes")

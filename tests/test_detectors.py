@@ -9,6 +9,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.errors import ConfigError, GeometryError
 from recoml.families.water_cherenkov import (
     WCDetector,
@@ -19,7 +20,7 @@ from recoml.families.water_cherenkov import (
     read_tube_table,
 )
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 GARBAGE_TYPE2 = "0444388389810866653562081592506563399950393070436707222556514031567616961897775049765086.00"
 
 
@@ -283,7 +284,7 @@ def test_shuffled_zero_based_npz_mpmt_outward(tmp_path):
     # (graphs and point clouds need none) and image models are refused, saying why.
     single = load_geometry(path, pmts_per_module=1)
     assert single.image_pixel is None and "share pixel" in single.image_map_note
-    from recoml.data.representations import ImageBuilder
+    from recoml.families.water_cherenkov.images import ImageBuilder
 
     with pytest.raises(
         ConfigError, match=r"has no image map \(image map from positions: modules .* share pixel"

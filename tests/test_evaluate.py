@@ -223,8 +223,10 @@ def test_cli_compares_two_runs_and_refuses_an_existing_output(tmp_path: Path) ->
     # The same output again: refused before anything is computed (the entry point prints it as one line).
     with pytest.raises(DataError, match="report_dir already exists; set overwrite=true"):
         evaluate(compose_verb("evaluate", tmp_path / "run2", overrides))
+    (out / "mine.h5").write_bytes(b"predictions")  # not the evaluation's: overwrite must keep it
     evaluate(compose_verb("evaluate", tmp_path / "run3", [*overrides, "overwrite=true"]))
     assert (out / "report.md").is_file()
+    assert (out / "mine.h5").read_bytes() == b"predictions"
 
 
 @pytest.mark.parametrize("options", ["options=null", "options={}"])

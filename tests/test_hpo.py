@@ -23,13 +23,14 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from recoml.conf import CONF_DIR
 from recoml.errors import ConfigError
 from recoml.sweeps.checks import check_objective, check_space, logged_metrics
-from recoml.sweeps.compose import as_job, compose
+from recoml.sweeps.compose import as_job, compose, user_search_path
 from recoml.sweeps.objective import Objective
 from recoml.sweeps.space import format_value, parse_space
 from recoml.sweeps.storage import fail_dead_trials, open_storage
-from recoml.sweeps.study import _logger_groups, run_study
+from recoml.sweeps.study import _logger_groups, export_paths, run_study
 from recoml.training import train
 
 from .helpers import TINY
@@ -66,7 +67,7 @@ def study_overrides(tmp_path: Path, data: Path, extra: Sequence[str] = (), space
         f"hparams_search={space}",
         f"paths.data_dir={data}",
         f"paths.log_dir={tmp_path / 'logs'}",
-        f"hpo.export_conf_dir={conf}",
+        f"hpo.export_dir={conf}",
         *TRIAL_BASE,
         *extra,
     ]
@@ -88,6 +89,11 @@ def study(tmp_path: Path, data: Path, extra: Sequence[str] = (), callbacks=()) -
 
 def study_dir(tmp_path: Path, name: str = "tiny") -> Path:
     return tmp_path / "logs" / "hpo" / name
+
+
+def best_experiment(tmp_path: Path, name: str = "tiny") -> Path:
+    """Where a study writes its best trial: its own directory is a config dir (experiment/hpo/<name>)."""
+    return study_dir(tmp_path, name) / "experiment" / "hpo" / f"{name}.yaml"
 
 
 # -- search spaces ----------------------------------------------------------------------------------
@@ -306,21 +312,21 @@ def test_three_trial_study_writes_reports_and_a_best_experiment_that_reproduces_
         metrics = json.loads((out / "trials" / f"{number:04d}" / "metrics.json").read_text())
         assert metrics["val/loss"] == s.trials[number].value
 
-    exported = tmp_path / "user_conf" / "experiment" / "hpo" / "tiny.yaml"
-    assert (
-        exported.read_text().splitlines()[1:] == (out / "best_experiment.yaml").read_text().splitlines()[1:]
-    )
+    exported = tmp_path / "user_conf" / "experiment" / "hpo" / "tiny.yaml"  # hpo.export_dir
+    assert exported.read_text() == best_experiment(tmp_path).read_text()
     assert exported.read_text().startswith("# @package _global_\n")
+    assert not (CONF_DIR / "experiment" / "hpo").exists()  # never into the package
     best = s.best_trial
     recipe = OmegaConf.load(exported)
     assert recipe.optimizer.lr == best.params["optimizer.lr"]
     assert "paths" not in recipe and "hpo" not in recipe
 
-    # python -m recoml.train experiment=hpo/tiny, as composed by the entry point: same config, same result.
+    # python -m recoml.train --config-dir <study_dir> experiment=hpo/tiny, as composed by the entry point
+    # (--config-dir puts the directory on the search path): same config, same result.
     cfg = compose(
         "train",
         [
-            f"hydra.searchpath=[file://{tmp_path / 'user_conf'}]",
+            f"hydra.searchpath=[file://{study_dir(tmp_path)}]",
             "experiment=hpo/tiny",
             f"paths.data_dir={toy_data}",
             f"paths.log_dir={tmp_path / 'logs'}",
@@ -403,12 +409,12 @@ def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path: Path, toy_dat
     )
     by_lr = {t.params["optimizer.lr"]: t for t in s.trials}
     assert by_lr[-1.0].state == TrialState.FAIL
-    assert "Invalid learning rate" in by_lr[-1.0].user_attrs["error"]
+    assert "optimizer.lr: expected a positive number" in by_lr[-1.0].user_attrs["error"]
     assert by_lr[1e-3].state == TrialState.COMPLETE
     table = pd.read_csv(study_dir(tmp_path) / "trials.csv")
     assert list(table["state"]) == ["COMPLETE", "FAIL"]
-    assert "Invalid learning rate" in table["error"].iloc[1]
-    best = (study_dir(tmp_path) / "best_experiment.yaml").read_text()
+    assert "optimizer.lr: expected a positive number" in table["error"].iloc[1]
+    best = best_experiment(tmp_path).read_text()
     assert f"Best trial {by_lr[1e-3].number} of study 'tiny'" in best
     assert "optimizer:" not in best  # lr=1e-3 is adamw's default: nothing to override
     # One completed trial: history drawn, importances skipped (they need two), not an error.
@@ -438,7 +444,7 @@ def test_pruning_stops_a_trial_that_reports_a_bad_value(tmp_path: Path, toy_data
     run = study_dir(tmp_path) / "trials" / "0000"
     assert json.loads((run / "pruned.json").read_text())["epoch"] == 0
     assert not (run / "metrics.json").exists()
-    assert not (study_dir(tmp_path) / "best_experiment.yaml").exists()  # nothing completed
+    assert not best_experiment(tmp_path).exists()  # nothing completed
 
 
 def test_exported_experiment_of_another_study_is_not_overwritten(tmp_path: Path, toy_data: Path) -> None:
@@ -462,8 +468,13 @@ def test_subprocess_trial_runs_python_m_recoml_train_on_cpu(tmp_path: Path, toy_
 
 
 @pytest.mark.slow
-def test_hpo_command_line_runs_and_resumes(tmp_path: Path, toy_data: Path) -> None:
-    args = study_overrides(tmp_path, toy_data)
+def test_hpo_command_line_runs_resumes_and_its_best_trial_reproduces(tmp_path: Path, toy_data: Path) -> None:
+    """The commands docs/hpo.md gives: a study with the user's search space from ``--config-dir``, run
+    twice (resumed), then ``python -m recoml.train --config-dir <study_dir> experiment=hpo/tiny``."""
+    args = [
+        o for o in study_overrides(tmp_path, toy_data) if not o.startswith(("hydra.searchpath", "hpo.export"))
+    ]
+    args = ["--config-dir", str(user_conf(tmp_path)), *args, "hpo.launch=subprocess"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for n in (1, 2):
         done = subprocess.run(
@@ -476,7 +487,60 @@ def test_hpo_command_line_runs_and_resumes(tmp_path: Path, toy_data: Path) -> No
         assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(study_dir(tmp_path) / "trials.csv")
     assert sorted(table["trial"]) == [0, 1] and set(table["state"]) == {"COMPLETE"}
-    assert (tmp_path / "user_conf" / "experiment" / "hpo" / "tiny.yaml").exists()
+    assert best_experiment(tmp_path).exists()
+    assert not (tmp_path / "user_conf" / "experiment").exists()  # no hpo.export_dir: the study dir only
+    best = json.loads((study_dir(tmp_path) / "best_trial.json").read_text())
+    out = tmp_path / "reproduced"
+    train_args = [f"paths.data_dir={toy_data}", f"paths.log_dir={tmp_path / 'logs'}", f"hydra.run.dir={out}"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recoml.train",
+            "--config-dir",
+            str(study_dir(tmp_path)),
+            "experiment=hpo/tiny",
+        ]
+        + train_args,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["val/loss"] == pytest.approx(
+        best["val/loss"], rel=1e-5
+    )
+
+
+def test_user_config_dirs_follow_every_trial() -> None:
+    """``--config-dir`` and ``hydra.searchpath`` of the study become one override that trials repeat."""
+    hydra_cfg = OmegaConf.create(
+        {
+            "searchpath": ["file:///b"],
+            "runtime": {
+                "config_sources": [
+                    {"path": "recoml.conf", "schema": "pkg", "provider": "main"},
+                    {"path": "/a dir", "schema": "file", "provider": "command-line"},
+                    {"path": "/b", "schema": "file", "provider": "hydra.searchpath in command-line"},
+                ]
+            },
+        }
+    )
+    (override,) = user_search_path(hydra_cfg)
+    assert override == "hydra.searchpath=['file:///a dir','file:///b']"
+    assert OverridesParser.create().parse_override(override).value() == ["file:///a dir", "file:///b"]
+    assert user_search_path(OmegaConf.create({"searchpath": [], "runtime": {"config_sources": []}})) == []
+
+
+def test_best_trial_goes_to_the_study_directory_and_to_an_export_dir_only_if_asked(tmp_path: Path) -> None:
+    base = ["hparams_search=pid_cnn", f"paths.log_dir={tmp_path}"]
+    with driver(base, tmp_path) as cfg:
+        assert cfg.hpo.export_dir is None
+        local = tmp_path / "hpo" / "pid_cnn" / "experiment" / "hpo" / "pid_cnn.yaml"
+        assert export_paths(cfg) == (local, None)
+    with driver([*base, "hpo.export_dir=/me/conf"], tmp_path) as cfg:
+        assert export_paths(cfg)[1] == Path("/me/conf/experiment/hpo/pid_cnn.yaml")
 
 
 @pytest.mark.slow

@@ -44,8 +44,8 @@ def _predict(run: Path, ckpt: Path, *overrides: str) -> Path:
 
 
 def _nothing_written(run: Path) -> bool:
-    """No output of the verb in its run directory (Hydra's own .hydra folder aside)."""
-    return not run.exists() or not [p for p in run.iterdir() if p.name != ".hydra"]
+    """No output of the verb in its run directory (Hydra's own .hydra folder and the run lock aside)."""
+    return not run.exists() or not [p for p in run.iterdir() if p.name not in (".hydra", ".recoml-run.lock")]
 
 
 # ------------------------------------------------------------------------------------------ fingerprints

@@ -11,9 +11,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from recoml.bench.suites import loading_rate
 from recoml.contracts.batch import HitBatch
 from recoml.data.datamodule import EventDataModule, default_split_path
-from recoml.data.dataset import EventDataset, bench_loading
+from recoml.data.dataset import EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
 from recoml.data.splits import load_splits, save_splits
 from recoml.data.store import write_store
@@ -251,5 +252,5 @@ def test_lightning_trainer(store_path):
     assert torch.cat(preds).tolist() == list(range(N))
 
 
-def test_bench_loading_runs(store_path):
-    assert bench_loading(store_path, batch_size=16, n_batches=5, warmup=1) > 0
+def test_loading_rate_runs(store_path):
+    assert loading_rate(store_path, batch_size=16, n_batches=5, warmup=1) > 0

@@ -86,7 +86,7 @@ def test_simulate_train_predict_evaluate_a_family_defined_outside_recoml(
             "trainer.limit_test_batches=null",
             "optimizer.lr=3e-3",
             "scheduler=none",
-            "normalization_batches=4",
+            "normalization_events=256",
         ],
     )
     metrics = train(cfg)

@@ -14,6 +14,7 @@ import pytest
 import uproot
 from omegaconf import OmegaConf
 
+from recoml.conf import CONFIG_MODULE
 from recoml.conversion.run import convert_from_config
 from recoml.conversion.sensor_lookup import SensorLookup
 from recoml.data.store import open_store
@@ -117,11 +118,11 @@ def _write_ttree(path: Path, name: str, branches: dict) -> None:
 
 
 def _compose(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(config_name="convert", overrides=overrides)
 
 

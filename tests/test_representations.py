@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
 
+from recoml.conf import CONF_DIR
 from recoml.contracts.batch import HitBatch
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, fit_normalizer
 from recoml.data.representations import (
     C_WATER_CM_PER_NS,
     GraphBuilder,
     PointCloudBuilder,
-    knn_graph,
-    radius_graph,
 )
 from recoml.families.water_cherenkov import WCDetector, build_cylinder
 from recoml.families.water_cherenkov.images import ImageBuilder
 from recoml.families.water_cherenkov.synthetic import random_hit_batch
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 
 
 @functools.cache
@@ -148,76 +146,6 @@ def test_image_empty_batches_and_normalizer():
     assert image[0, 0].max() == pytest.approx(1.0) and image[0, 19].max() == pytest.approx(2.0)
 
 
-# --------------------------------------------------------------------------------------------- kNN
-def brute_knn(pos: torch.Tensor, sizes: list[int], k: int, loop: bool = False) -> set[tuple[int, int]]:
-    """Reference: full float64 distance matrix per event, argsort."""
-    edges, start = set(), 0
-    for n in sizes:
-        p = pos[start : start + n].double()
-        d = torch.cdist(p, p)
-        for i in range(n):
-            order = [j for j in torch.argsort(d[i]).tolist() if loop or j != i][:k]
-            edges |= {(start + j, start + i) for j in order}
-        start += n
-    return edges
-
-
-def as_set(edge_index: torch.Tensor) -> set[tuple[int, int]]:
-    return set(map(tuple, edge_index.t().tolist()))
-
-
-@pytest.mark.parametrize(
-    "sizes", [[1, 5, 17, 40, 0, 3, 100], [17] * 6, [0], [2], [60, 0, 0, 16, 1, 33], [250]]
-)
-@pytest.mark.parametrize("dim", [3, 4])
-def test_knn_matches_brute_force(sizes, dim):
-    g = torch.Generator().manual_seed(sum(sizes) + dim)
-    pos = torch.rand(sum(sizes), dim, generator=g) * 100
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    k = 16
-    edges = knn_graph(pos, batch, k=k)
-    assert edges.dtype == torch.int64 and edges.shape[0] == 2
-    assert as_set(edges) == brute_knn(pos, sizes, k)
-    assert len(as_set(edges)) == edges.shape[1]  # no duplicate edges
-    assert torch.equal(batch[edges[0]], batch[edges[1]])  # no cross-event edges
-    in_degree = torch.bincount(edges[1], minlength=len(pos))
-    assert torch.equal(
-        in_degree, torch.clamp(torch.tensor(sizes) - 1, max=k).repeat_interleave(torch.tensor(sizes))
-    )
-    for chunk in (1, 7, 300, 5000):  # row chunking, single events, groups of events
-        assert torch.equal(knn_graph(pos, batch, k=k, chunk_size=chunk), edges)
-    assert as_set(knn_graph(pos, batch, k=5, loop=True)) == brute_knn(pos, sizes, 5, loop=True)
-
-
-def test_knn_sorted_by_centre_then_distance():
-    pos = torch.rand(30, 3, generator=torch.Generator().manual_seed(3))
-    edges = knn_graph(pos, None, k=4)
-    assert torch.equal(edges[1], torch.arange(30).repeat_interleave(4))
-    d = (pos[edges[0]] - pos[edges[1]]).norm(dim=1).view(30, 4)
-    assert bool((d[:, 1:] >= d[:, :-1]).all())
-
-
-def test_radius_graph_matches_brute_force():
-    sizes = [40, 0, 3, 70, 1]
-    pos = torch.rand(sum(sizes), 3, generator=torch.Generator().manual_seed(4))
-    batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    r = 0.3
-    expected, start = set(), 0
-    for n in sizes:
-        d = torch.cdist(pos[start : start + n].double(), pos[start : start + n].double())
-        ii, jj = torch.nonzero((d <= r) & ~torch.eye(n, dtype=torch.bool), as_tuple=True)
-        expected |= {(start + j, start + i) for i, j in zip(ii.tolist(), jj.tolist())}
-        start += n
-    assert as_set(radius_graph(pos, batch, r=r, max_num_neighbors=100)) == expected
-    capped = radius_graph(pos, batch, r=r, max_num_neighbors=3, chunk_size=50)
-    assert int(torch.bincount(capped[1]).max()) <= 3 and as_set(capped) <= expected
-
-
-def test_knn_rejects_unsorted_batch():
-    with pytest.raises(ValueError, match="sorted"):
-        knn_graph(torch.rand(4, 3), torch.tensor([1, 0, 0, 1]), k=2)
-
-
 # --------------------------------------------------------------------------------------------- graphs
 def test_graph_builder_features_and_events():
     det = detector("wcte")
@@ -318,3 +246,26 @@ def test_fit_normalizer_geometry_and_errors():
         fit_normalizer([make_batch([[]])], det, ("charge",))
     with pytest.raises(ValueError):
         ImageBuilder(det, normalizer=FeatureNormalizer(("charge",)))
+
+
+@pytest.mark.parametrize("geometry_channels", [False, True])
+def test_image_buffer_reuse_never_leaks_hits_into_the_next_batch(geometry_channels: bool) -> None:
+    """The reused output buffer: each batch's images equal a fresh builder's, whatever came before
+    (a larger batch, more hits, other PMTs), and the previous images are overwritten, not copied."""
+    det = detector("wcte")
+    g = torch.Generator().manual_seed(11)
+    batches = [
+        random_hit_batch(det, 40, 300, generator=g),
+        random_hit_batch(det, 25, 50, generator=g),  # fewer events and hits: stale pixels would show
+        make_batch([[], []]),
+        random_hit_batch(det, 40, 10, generator=g),
+    ]
+    reused = ImageBuilder(det, geometry_channels=geometry_channels, reuse_output=True)
+    fresh = ImageBuilder(det, geometry_channels=geometry_channels)
+    previous = None
+    for batch in batches:
+        image = reused(batch)
+        assert torch.equal(image, fresh(batch))
+        if previous is not None and len(image):
+            assert image.untyped_storage().data_ptr() == previous.untyped_storage().data_ptr()
+        previous = image

@@ -148,6 +148,7 @@ def test_signal_saves_a_checkpoint_that_resumes(tmp_path: Path, toy_data: Path, 
         proc.kill()
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file(), output
+    assert proc.returncode == 128 + getattr(signal, signame), output  # a scheduler sees "stopped"
     assert f"received {signame}" in output
     saved = torch.load(last, map_location="cpu", weights_only=False)
     assert saved["global_step"] >= 2 and saved["epoch"] == 0

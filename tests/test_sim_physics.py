@@ -9,12 +9,11 @@ can reach P (Fermat), so no hit may come earlier than that.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import (
     PARTICLES,
@@ -29,7 +28,7 @@ from recoml.families.water_cherenkov import (
 )
 from recoml.families.water_cherenkov.particles import MUON_MASS, PI0_MASS, isotropic_directions
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "detector"
+CONF = CONF_DIR / "detector"
 C = 29.9792458  # cm/ns
 N_WATER = 1.33
 NO_DARK = PhysicsConfig(dark_rate=0.0)

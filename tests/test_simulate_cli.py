@@ -78,10 +78,13 @@ def test_interrupted_simulation_leaves_nothing_behind(
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file, no split file
 
 
-def test_repo_conf_is_the_one_entry_points_use() -> None:
-    from recoml.utils.cli import CONF_DIR as used
+def test_entry_points_read_the_configs_shipped_in_the_package() -> None:
+    import recoml
+    from recoml.utils.cli import CONFIG_PATH
 
-    assert used == CONF_DIR and (REPO / "conf" / "train.yaml").exists()
+    assert CONFIG_PATH == "pkg://recoml.conf" and (CONF_DIR / "train.yaml").is_file()
+    assert CONF_DIR.parent == Path(recoml.__file__).resolve().parent
+    assert not (REPO / "conf").exists()  # one config tree, inside the package
 
 
 def test_error_inside_a_config_object_is_one_clear_line(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ N_PMTS = 2014
 
 
 def make_arrays(n: int = 40, seed: int = 0, mean_hits: int = 20) -> dict[str, np.ndarray]:
-    """A small store in the DESIGN.md layout, with empty events and every per-event field."""
+    """A small store in the docs/design.md layout, with empty events and every per-event field."""
     rng = np.random.default_rng(seed)
     counts = rng.poisson(mean_hits, n)
     counts[::7] = 0

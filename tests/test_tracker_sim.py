@@ -10,6 +10,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from recoml.conf import CONFIG_MODULE
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, GeometryError
 from recoml.families.tracking.detector import (
@@ -197,7 +198,7 @@ def test_trackml_detector_from_file(real_data: Path) -> None:
 
 def test_simulate_entry_point_for_a_tracker(tmp_path: Path) -> None:
     """``python -m recoml.simulate detector=toy_tracker`` (its Hydra main, called in this process)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
@@ -206,7 +207,7 @@ def test_simulate_entry_point_for_a_tracker(tmp_path: Path) -> None:
 
     GlobalHydra.instance().clear()
     overrides = ["detector=toy_tracker", "n_events=3", "tracker.n_particles=20", f"paths.root_dir={tmp_path}"]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         cfg = compose(config_name="simulate", return_hydra_config=True, overrides=overrides)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(tmp_path / "run")

@@ -10,10 +10,13 @@ _register_resolvers()
 __all__ = ["__version__", "load_model"]
 
 
-def load_model(ckpt_path: str, map_location: str = "cpu"):
+def load_model(ckpt_path: str, map_location: str = "cpu", trust: tuple[str, ...] | list[str] = ()):
     """Rebuild a trained :class:`~recoml.tasks.module.RecoModule` (detector, representation, network, task,
-    normalization) from a checkpoint alone, in eval mode."""
-    from recoml.tasks.module import RecoModule
+    normalization) from a local checkpoint alone, in eval mode.
 
-    module = RecoModule.load_from_checkpoint(ckpt_path, map_location=map_location)
-    return module.eval()
+    Nothing in the file runs: tensors are read with ``weights_only=True`` and only allowlisted ``_target_``s
+    are built (recoml's classes, the shipped configs' targets, and those listed in ``trust``); anything
+    else raises a :class:`~recoml.errors.RecomlError` (see docs/reliability.md)."""
+    from recoml.prediction.checkpoint import build_module, load_checkpoint
+
+    return build_module(load_checkpoint(ckpt_path, trust)).to(map_location)

@@ -8,12 +8,12 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONFIG_PATH, report_errors, run, save_config
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="convert")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="convert")
 @report_errors
 def main(cfg: DictConfig) -> None:
     from recoml.conversion.run import convert_from_config
@@ -24,4 +24,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

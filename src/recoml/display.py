@@ -7,10 +7,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors
+from recoml.utils.cli import CONFIG_PATH, report_errors
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="display")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="display")
 @report_errors
 def main(cfg: DictConfig) -> None:
     from recoml.evaluation.displays import display

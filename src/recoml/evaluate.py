@@ -6,10 +6,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors
+from recoml.utils.cli import CONFIG_PATH, report_errors, run
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 @report_errors
 def main(cfg: DictConfig) -> None:
     from recoml.evaluation import evaluate
@@ -18,4 +18,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -9,24 +9,23 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONFIG_PATH, report_errors, run, save_config
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="hpo")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="hpo")
 @report_errors
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from recoml.sweeps.compose import user_search_path
     from recoml.sweeps.study import run_study
 
     save_config(cfg, cfg.paths.output_dir, "hpo_config.yaml")
-    overrides = HydraConfig.get().overrides
-    # Trials are composed from the same overrides; a search path given on the command line must follow.
-    searchpath = [o for o in overrides.hydra if o.split("=", 1)[0].lstrip("+") == "hydra.searchpath"]
+    hydra_cfg = HydraConfig.get()
     try:
-        study = run_study(cfg, [*searchpath, *overrides.task])
+        study = run_study(cfg, [*user_search_path(hydra_cfg), *hydra_cfg.overrides.task])
     except KeyboardInterrupt:
         log.warning("interrupted: finished trials are kept; run the same command again to resume the study")
         sys.exit(130)
@@ -35,4 +34,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
 
 log = logging.getLogger(__name__)
@@ -77,3 +82,26 @@ def mlflow_logger(experiment_name: str, tracking_uri: str, **kwargs):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         Path(tracking_uri.removeprefix("file:")).mkdir(parents=True, exist_ok=True)
     return MLFlowLogger(experiment_name=experiment_name, tracking_uri=tracking_uri, **kwargs)
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv when it starts; a resumed run (SLURM
+    requeue into the same run directory) must append to it instead, under the same header."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as fh:
+                self.metrics_keys = list(next(csv.reader(fh), []))
+
+
+class AppendingCSVLogger(CSVLogger):
+    """Lightning's CSVLogger, except that ``metrics.csv`` is appended to when it exists (resume)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        # Lightning types the attribute with fabric's writer base; ours is the pytorch subclass.
+        return cast(ExperimentWriter, self._experiment)

@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 
 from recoml.contracts.simulator import simulator_of
 from recoml.errors import ConfigError
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
+from recoml.utils.cli import CONFIG_PATH, report_errors, run, save_config
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="simulate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="simulate")
 @report_errors
 def main(cfg: DictConfig) -> None:
     save_config(cfg, cfg.paths.output_dir)
@@ -44,4 +44,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from recoml.utils.cli import CONF_DIR, report_errors
+from recoml.utils.cli import CONFIG_PATH, report_errors, run
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @report_errors
 def main(cfg: DictConfig) -> float | None:
     from recoml.training import train
@@ -18,4 +18,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

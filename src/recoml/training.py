@@ -8,7 +8,13 @@ the Hydra run directory.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +23,10 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.callbacks import SignalCheckpoint
 from recoml.data.identity import (
     Fingerprint,
     check_store_detector,
@@ -30,10 +38,12 @@ from recoml.data.identity import (
 from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
+from recoml.io import provenance
+from recoml.io.checkpoint import read_checkpoint, stored_config
 from recoml.tasks.module import RecoModule
-from recoml.utils import provenance
 from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict
+from recoml.utils.config_checks import check_config_values
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +71,7 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path != "last":
-        if not Path(ckpt_path).exists():
-            raise ConfigError(f"ckpt_path: no checkpoint at {ckpt_path}")
-        return str(ckpt_path)
+        return str(ckpt_path)  # checked by check_checkpoint_matches
     here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if here.exists():
         log.info("ckpt_path=last: resuming this run's %s", here)
@@ -90,8 +98,8 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 
 def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None) -> None:
     """A checkpoint from another task, model or detector cannot resume this run: say so before loading it."""
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    saved = raw.get("hyper_parameters", {}).get("config", {})
+    raw = read_checkpoint(path)  # the safe loader: tensors and plain values only; nothing is built
+    saved = stored_config(raw, path)
     for group in ("task", "model", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:
@@ -126,18 +134,71 @@ def data_identity(store: Any, train_rows: Any, detector: Any, split_path: Any) -
     }, keys
 
 
+def validate_training_store(path: Path, module: RecoModule) -> None:
+    """Every hit valid (PMT ids in range, finite values): a full vectorised scan, once per store version
+    (cached), so training never sees a bad hit."""
+    with open_store(path) as store:
+        n_pmts = module.detector.n_sensors if "hit_pmt" in store.fields else None
+        store.validate(n_pmts=n_pmts)
+
+
+def preempted_exit_code(callbacks: list[Any]) -> int:
+    """128 + the signal number (143 for SIGTERM, 138 for SIGUSR1), what a shell reports for a process that
+    signal stopped: a scheduler must not mistake a pre-empted run (last.ckpt saved) for a finished one."""
+    received = next((c.received for c in callbacks if isinstance(c, SignalCheckpoint) and c.received), None)
+    return 128 + int(received or signal.SIGTERM)
+
+
+@contextmanager
+def claim_run_dir(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory while training (rank zero only: DDP ranks share it).
+
+    Two trainings in one directory would mix checkpoints, configs and metrics; the second is refused in
+    one sentence. The lock is released when the run ends, also when the process dies (flock)."""
+    ranks = (os.environ.get(k, "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+    if any(r != "0" for r in ranks):
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".recoml-run.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(
+                f"run directory {out_dir} is in use by another training ({holder}); two runs must not "
+                "share it (give each its own hydra.run.dir)"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics as floats."""
+    check_config_values(cfg)
+    with claim_run_dir(Path(cfg.paths.output_dir)):
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     data_path = ensure_dataset(cfg)
     config = config_dict(cfg)
     config.pop("hydra", None)  # present when composed with return_hydra_config (tests, HPO)
-    prov = provenance.collect([data_path])
+    prov = provenance.record([data_path])
     out_dir = Path(cfg.paths.output_dir)
 
     module = RecoModule(config, prov)
     with open_store(data_path) as store:  # the store's conventions decide what the task converts
         module.task.adopt_conventions(store.attrs)
+    validate_training_store(data_path, module)
     datamodule = make_datamodule(cfg, module.representation, module.task)
     datamodule.setup("fit")
     assert datamodule.store is not None  # opened by setup
@@ -152,7 +213,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path:
         check_checkpoint_matches(ckpt_path, cfg, module.detector)
     if cfg.get("train", True) and not ckpt_path:
-        module.fit_statistics(datamodule.statistics_batches(cfg.get("normalization_batches")))
+        module.fit_statistics(
+            datamodule.statistics_sample(cfg.get("normalization_events"), seed=int(cfg.seed))
+        )
     if cfg.get("compile"):
         # torch.compile of a Module returns an OptimizedModule (a Module); the stub says a plain callable.
         module.net = torch.compile(module.net)  # type: ignore[assignment]
@@ -165,12 +228,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
         provenance.write_json(out_dir / "provenance.json", prov)
 
     if cfg.get("train", True):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except SIGTERMException:
+            raise SystemExit(preempted_exit_code(callbacks)) from None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
         test_ckpt = best or (ckpt_path if not cfg.get("train", True) else None)
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt or None, verbose=False)
+        results = trainer.test(
+            module, datamodule=datamodule, ckpt_path=test_ckpt or None, verbose=False, weights_only=True
+        )
         metrics |= {k: float(v) for k, v in (results[0] if results else {}).items()}
     _report(trainer, cfg, metrics)
     return metrics

@@ -116,7 +116,7 @@ def _nan_rows(arrays: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, dict[s
     counts: dict[str, int] = {}
     for name, arr in arrays.items():
         if arr.dtype.kind == "f":
-            isnan = np.isnan(arr)
+            isnan = ~np.isfinite(arr)  # NaN and +-inf
             if isnan.any():
                 counts[name] = int(isnan.sum())
                 bad |= isnan.reshape(n, -1).any(axis=1)
@@ -147,17 +147,17 @@ def _apply_nan_policy(
         name, count = next(iter(nan_counts.items()))
         owner = next((t for t, f in objects.items() if name in f), None)
         if owner is None:
-            event = int(np.flatnonzero(np.isnan(events[name]).reshape(n_events, -1).any(axis=1))[0])
+            event = int(np.flatnonzero(~np.isfinite(events[name]).reshape(n_events, -1).any(axis=1))[0])
         else:
             row = int(
-                np.flatnonzero(np.isnan(objects[owner][name]).reshape(len(objects[owner][name]), -1).any(1))[
-                    0
-                ]
+                np.flatnonzero(
+                    ~np.isfinite(objects[owner][name]).reshape(len(objects[owner][name]), -1).any(1)
+                )[0]
             )
             event = int(np.searchsorted(np.cumsum(counts[owner]), row, side="right"))
         listed = ", ".join(f"'{k}' ({v})" for k, v in nan_counts.items())
         raise DataError(
-            f"{where}: {sum(nan_counts.values())} NaN value(s) in {listed}, the first in entry "
+            f"{where}: {sum(nan_counts.values())} NaN/inf value(s) in {listed}, the first in entry "
             f"{int(first_entry[event])}; fix the input or set nan_policy=drop to drop the hits and events "
             "that hold them"
         )

@@ -22,7 +22,7 @@ from recoml.errors import ConfigError
 
 __all__ = ["FUNCTIONS", "Expression", "angles_from_direction", "pdg_label"]
 
-#: PDG code (absolute value) -> recoml label (DESIGN.md: gamma 0, e 1, mu 2, pi0 3, other -1).
+#: PDG code (absolute value) -> recoml label (docs/design.md: gamma 0, e 1, mu 2, pi0 3, other -1).
 PDG_LABELS = {22: 0, 11: 1, 13: 2, 111: 3}
 
 
@@ -51,7 +51,7 @@ def stack(*values: Any) -> Any:
 
 
 def angles_from_direction(dx: Any, dy: Any, dz: Any) -> Any:
-    """DESIGN.md's ``angles``: polar = arccos(d_y) (tank axis y), azimuth = atan2(d_z, d_x); normalised."""
+    """``angles`` (docs/design.md): polar = arccos(d_y) (tank axis y), azimuth = atan2(d_z, d_x)."""
     norm = np.sqrt(dx * dx + dy * dy + dz * dz)
     return stack(np.arccos(np.clip(dy / norm, -1.0, 1.0)), np.arctan2(dz, dx))
 
@@ -94,7 +94,7 @@ _BINOPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    ast.Pow: lambda a, b: _power(a, b),
     ast.BitAnd: operator.and_,
     ast.BitOr: operator.or_,
 }
@@ -192,6 +192,20 @@ def _check_index(node: ast.AST, bad: Callable[[str], ConfigError]) -> None:
             _check_index(part.operand, bad)
         elif not (isinstance(part, ast.Constant) and (isinstance(part.value, int) or part.value is Ellipsis)):
             raise bad("an index that is not a constant integer or slice")
+
+
+#: Largest exponent a mapping may raise to: physics needs squares and cubes, ``9**9**9`` would hang.
+MAX_EXPONENT = 64
+
+
+def _power(base: Any, exponent: Any) -> Any:
+    """``base ** exponent`` with a bounded exponent (Python ints grow without limit, the time with them)."""
+    if np.any(np.abs(np.asarray(exponent, dtype=float)) > MAX_EXPONENT):
+        raise ConfigError(
+            f"an exponent of {exponent} is outside [-{MAX_EXPONENT}, {MAX_EXPONENT}]; "
+            "mappings allow bounded powers only"
+        )
+    return operator.pow(base, exponent)
 
 
 def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from recoml.conversion.pmt_match import PmtMatcher
 from recoml.conversion.sensor_lookup import SensorLookup
 from recoml.data.store import StoreWriter
 from recoml.errors import ConfigError, DataError
-from recoml.utils.provenance import file_sha256
+from recoml.io.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 

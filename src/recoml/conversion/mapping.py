@@ -1,4 +1,4 @@
-"""Mapping configs (``conf/convert/*.yaml``): which tree, which branches become which store fields.
+"""Mapping configs (``recoml/conf/convert/*.yaml``): which tree, which branches become which store fields.
 
 A mapping is checked completely before any file is opened, so a typo in a key or an expression fails in
 a second with the field's name, not after an hour of conversion. See ``docs/converting.md`` for the
@@ -7,6 +7,7 @@ format; :class:`RootMapping` is the parsed form of a ROOT mapping, :class:`Track
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ __all__ = [
     "parse_mapping",
 ]
 
-#: Store fields with a fixed dtype and per-row shape (DESIGN.md, "Event store"); others keep their
+#: Store fields with a fixed dtype and per-row shape (docs/design.md, "Event store"); others keep their
 #: integer/bool dtype and become float32 when floating.
 CONVENTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
     "hit_pmt": ("int32", ()),
@@ -62,7 +63,7 @@ class FieldSpec:
     scale: float | None = None
 
     def finalize(self, values: np.ndarray, n_rows: int, where: str) -> np.ndarray:
-        """Scale, reshape to ``(n_rows, *shape)`` and cast (DESIGN.md dtypes for the conventional names)."""
+        """Scale, reshape to ``(n_rows, *shape)`` and cast (docs/design.md dtypes for conventional names)."""
         arr = np.asarray(values)
         if arr.ndim == 0:  # a constant expression: one value per row
             arr = np.full(n_rows, arr)
@@ -330,7 +331,13 @@ def parse_mapping(cfg: Any, where: str = "convert") -> RootMapping | TrackmlMapp
     if not isinstance(raw, MappingABC):
         raise ConfigError(f"{where}: the mapping must be a dictionary, got {type(raw).__name__}")
     raw = dict(raw)
-    where = f"{where} mapping '{raw.get('name', '?')}'"
+    name = str(raw.get("name", "mapping"))
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name) or ".." in name:
+        raise ConfigError(
+            f"{where}: mapping name {name!r} must be a plain file name (letters, digits, '_', '-', '.', "
+            "no '..'): it names the output file in the data directory"
+        )
+    where = f"{where} mapping '{name}'"
     fmt = raw.get("format", "root")
     if fmt in ("root", "hdf5"):  # an HDF5 hit table is mapped like a ROOT long tree
         return _parse_root(raw, where)

@@ -9,11 +9,9 @@ not depend on ``n_workers``. Inputs are hashed (sha256) in a background thread w
 from __future__ import annotations
 
 import glob
-import hashlib
 import logging
 import multiprocessing
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -23,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from tqdm.auto import tqdm
 
 from recoml.conversion.assemble import NAN_POLICIES, ChunkStats, build_chunk
@@ -34,6 +31,8 @@ from recoml.conversion.sensor_lookup import SensorLookup
 from recoml.data.identity import FINGERPRINT_ATTR, detector_fingerprint
 from recoml.data.store import StoreWriter
 from recoml.errors import ConfigError, DataError
+from recoml.io.atomic import remove_stale_temporaries
+from recoml.io.provenance import file_sha256
 
 __all__ = [
     "convert_root",
@@ -41,25 +40,12 @@ __all__ = [
     "progress_disabled",
     "reset_worker_state",
     "expand_inputs",
-    "remove_stale_temporaries",
-    "sha256_file",
 ]
 
 log = logging.getLogger(__name__)
 
-_TMP_RE = re.compile(r"\.tmp-(?P<pid>\d+)(?:\.chunks)?$")
-
 
 # ------------------------------------------------------------------------------------------ utilities
-
-
-def sha256_file(path: str | os.PathLike, block: int = 8 << 20) -> str:
-    """Hex sha256 of a file, read in blocks (hashlib releases the GIL, so a thread overlaps conversion)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def expand_inputs(spec: str | os.PathLike | Sequence[str | os.PathLike], suffix: str = ".root") -> list[Path]:
@@ -86,28 +72,6 @@ def expand_inputs(spec: str | os.PathLike | Sequence[str | os.PathLike], suffix:
                 raise DataError(f"{path}: input file not found")
             out.append(path)
     return list(dict.fromkeys(out))
-
-
-def remove_stale_temporaries(output: str | os.PathLike) -> list[Path]:
-    """Delete temporary files an interrupted (killed) conversion to ``output`` left behind.
-
-    StoreWriter names them ``.<name>.tmp-<pid>[.chunks]``; those whose process no longer runs are removed,
-    so a restarted conversion starts clean and never mistakes a half-written file for output.
-    """
-    output = Path(output)
-    removed: list[Path] = []
-    if not output.parent.is_dir():
-        return removed
-    for path in output.parent.glob(f".{output.name}.tmp-*"):
-        m = _TMP_RE.search(path.name)
-        if m and not psutil.pid_exists(int(m.group("pid"))):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    if removed:
-        log.warning(
-            "removed %d leftover temporary file(s) of an interrupted conversion: %s", len(removed), removed
-        )
-    return removed
 
 
 def ordered_map(
@@ -148,7 +112,7 @@ class _Hasher:
 
     def add(self, path: Path) -> None:
         if self._pool is not None and path not in self._futures:
-            self._futures[path] = self._pool.submit(sha256_file, path)
+            self._futures[path] = self._pool.submit(file_sha256, path)
 
     def result(self, path: Path) -> str | None:
         return self._futures[path].result() if path in self._futures else None
@@ -300,12 +264,12 @@ def convert_root(
     if mapping.format == "hdf5":
         from recoml.conversion.hdf5_table import convert_hdf5_table
 
-        attrs = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
+        table_attrs = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
         return convert_hdf5_table(
             files,
             output,
             mapping,
-            attrs=attrs | conversion_identity(mapping, detector),
+            attrs=table_attrs | conversion_identity(mapping, detector),
             matcher=matcher,
             lookup=lookup,
             overwrite=overwrite,

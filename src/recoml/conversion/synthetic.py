@@ -1,8 +1,8 @@
 """Write synthetic flat WCSim-style ROOT files with uproot (for tests, the benchmark and the docs example).
 
-The layout is the one ``conf/convert/flat_wcsim.yaml`` and ``flat_wcsim_tubes.yaml`` read: tree ``events``,
-one entry per event, jagged per-hit branches and per-event truth. Written chunk by chunk (``extend``), so
-a million-event file needs only one chunk in memory.
+The layout is the one ``recoml/conf/convert/flat_wcsim.yaml`` and ``flat_wcsim_tubes.yaml`` read: tree
+``events``, one entry per event, jagged per-hit branches and per-event truth. Written chunk by chunk
+(``extend``), so a million-event file needs only one chunk in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import uproot
+
+from recoml.io.atomic import atomic_output
 
 __all__ = ["write_flat_wcsim"]
 
@@ -45,8 +47,7 @@ def write_flat_wcsim(
         pmt_positions = np.asarray(pmt_positions, dtype=np.float64)
         n_pmts = len(pmt_positions)
     kwargs = {} if compression == "default" else {"compression": compression}
-    tmp = path.with_name(f".{path.name}.writing")
-    with uproot.recreate(tmp, **kwargs) as f:
+    with atomic_output(path) as tmp, uproot.recreate(tmp, **kwargs) as f:
         for start in range(0, max(n_events, 1), chunk_size):
             n = min(chunk_size, n_events - start)
             if n <= 0:
@@ -82,5 +83,4 @@ def write_flat_wcsim(
                     tree, {k: ak.type(v) if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
                 )
             f[tree].extend(branches)
-    os.replace(tmp, path)
     return path

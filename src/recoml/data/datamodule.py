@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader
 
+from recoml.contracts.batch import HitBatch
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
 from recoml.data.splits import load_splits, make_splits, save_splits, split_meta, splits_meta
@@ -39,6 +41,31 @@ def default_split_path(path: str | os.PathLike) -> Path:
     """``<dir>/<stem>_splits.npz`` next to the data file."""
     path = Path(path)
     return path.with_name(f"{path.stem}_splits.npz")
+
+
+#: Training events sampled to fit normalization and target statistics (``normalization_events``). With
+#: ``N`` sampled events the standard error of a fitted mean is at most ``std / sqrt(N)`` (1% of the std for
+#: 10,000 events, reached only if all hits of an event were identical; hits add independent information
+#: otherwise) and the relative error of a fitted std about ``sqrt((kurtosis - 1) / (4 N))`` (0.7% for a
+#: Gaussian feature), far below what input scaling needs. Memory is bounded by one batch, not by ``N``.
+DEFAULT_STATISTICS_EVENTS: int = 10_000
+
+
+@dataclass(frozen=True)
+class StatisticsSample:
+    """Fixed events of a dataset, read in batches anew on each iteration (so several fits can pass over it
+    without holding it in memory)."""
+
+    dataset: EventDataset
+    positions: np.ndarray
+    batch_size: int
+
+    def __iter__(self) -> Iterator[HitBatch]:
+        for start in range(0, len(self.positions), self.batch_size):
+            yield self.dataset[self.positions[start : start + self.batch_size]]
+
+    def __len__(self) -> int:
+        return -(-len(self.positions) // self.batch_size)
 
 
 class EventDataModule(L.LightningDataModule):
@@ -180,15 +207,28 @@ class EventDataModule(L.LightningDataModule):
             )
         return self._datasets[split]
 
-    def statistics_batches(self, max_batches: int | None = None):
-        """Training batches in file order, unsharded and unaugmented, for fitting normalization and target
-        statistics: every rank sees the same events, so every rank fits the same numbers."""
+    def statistics_sample(self, max_events: int | None = DEFAULT_STATISTICS_EVENTS, seed: int = 0):
+        """A bounded random sample of training events for fitting normalization and target statistics.
+
+        Whole batches of consecutive training events drawn at random (cluster sampling: a batch reads a
+        few slices of the memory-mapped store instead of touching pages all over it), unsharded and
+        unaugmented (every rank fits the same numbers), read batch by batch each time it is iterated, so
+        memory does not grow with the store. ``max_events=None`` takes the whole split.
+        """
         ds = self.dataset("train")
-        sampler = EvalBatchSampler(len(ds), self.eval_batch_size, rank=0, world_size=1)
-        for i, batch_positions in enumerate(sampler):
-            if max_batches is not None and i >= max_batches:
-                return
-            yield ds[batch_positions]
+        n, size = len(ds), self.eval_batch_size
+        n_runs = -(-n // size)
+        if max_events is None or max_events >= n:
+            runs = np.arange(n_runs)
+        else:
+            chosen = np.random.default_rng(seed).choice(
+                n_runs, max(1, -(-int(max_events) // size)), replace=False
+            )
+            runs = np.sort(chosen)
+        positions = (runs[:, None] * size + np.arange(size)).reshape(-1)
+        positions = positions[positions < n]
+        _info_rank_zero("fitting statistics on %d of %d training events", len(positions), n)
+        return StatisticsSample(ds, positions, size)
 
     # -- loaders --------------------------------------------------------------------------------------
 

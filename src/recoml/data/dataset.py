@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
 from recoml.contracts.batch import HitBatch
-from recoml.data.samplers import TrainBatchSampler
 from recoml.data.store import EventStore, gather_events, open_store
 from recoml.errors import DataError
 
@@ -152,39 +150,3 @@ class EventDataset(Dataset):
             targets=dict(zip(events, tensors[nh : nh + ne])),
             event_index=tensors[nh + ne + 1],
         )
-
-
-def bench_loading(
-    path: str | os.PathLike,
-    batch_size: int = 512,
-    num_workers: int = 0,
-    n_batches: int = 200,
-    hit_fields: Sequence[str] = DEFAULT_HIT_FIELDS,
-    target_fields: Sequence[str] = DEFAULT_TARGET_FIELDS,
-    warmup: int = 5,
-) -> float:
-    """Events/s of shuffled training batches through a DataLoader (after ``warmup`` batches)."""
-    ds = EventDataset(path, hit_fields=hit_fields, target_fields=target_fields)
-    sampler = TrainBatchSampler(len(ds), batch_size, seed=0)
-    loader = DataLoader(
-        ds, sampler=sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0
-    )
-    done, events = 0, 0
-    t0 = time.perf_counter() if warmup == 0 else None
-    epoch = 0
-    while done < n_batches + warmup:
-        sampler.set_epoch(epoch)
-        for batch in loader:
-            done += 1
-            if done == warmup:
-                t0 = time.perf_counter()
-            elif done > warmup:
-                events += batch.n_events
-            if done >= n_batches + warmup:
-                break
-        epoch += 1
-        if len(sampler) == 0:
-            raise DataError(f"{path}: no events to benchmark")
-    if t0 is None:  # fewer batches than warmup  # pragma: no cover
-        return float("nan")
-    return events / (time.perf_counter() - t0)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from recoml.errors import DataError
+from recoml.io.provenance import file_sha256
 
 TIME_ORIGINS = ("vertex", "trigger")
 ENERGY_KINDS = ("kinetic", "total", "momentum")
@@ -196,8 +197,6 @@ def event_keys(store: Any, rows: np.ndarray, content_hash: str | None = None) ->
             base = np.array([lookup[n] for n in names], dtype=np.uint64)
     else:
         if content_hash is None:
-            from recoml.utils.provenance import file_sha256
-
             content_hash = file_sha256(store.path)
         base = np.full(len(rows), _string_hash(content_hash), dtype=np.uint64)
         ids = rows

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from recoml.errors import DataError
+from recoml.io.atomic import atomic_output
 
 SPLIT_KEYS = ("train_idxs", "val_idxs", "test_idxs")
 _META_KEY = "recoml_meta"
@@ -94,19 +95,12 @@ def save_splits(
 ) -> Path:
     """Write ``splits`` (and optional JSON ``meta``, e.g. seed and fractions) as ``.npz``, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(v, dtype=np.int64) for k, v in splits.items()}
     if meta is not None:
         arrays[_META_KEY] = np.array(json.dumps(dict(meta), default=str))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            # numpy's stub types every **kwds value against the allow_pickle flag.
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        # numpy's stub types every **kwds value against the allow_pickle flag.
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     return path
 
 

@@ -1,4 +1,4 @@
-"""The event store: one file layout for every detector (DESIGN.md, "Event store"), in HDF5 or ``.pt``.
+"""The event store: one file layout for every detector (docs/design.md, "Event store"), in HDF5 or ``.pt``.
 
 Per-event arrays ``(N, ...)``; per object type ``O`` (``hits``, ``particles``, ...) an offsets array
 ``event_O_index`` ``(N,)`` int64 and flat fields ``<singular>_*`` (``hit_pmt``, ``particle_pt``). Files
@@ -17,24 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
-import socket
-import sys
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from recoml._version import __version__
+from recoml.data.integrity import CHECKSUM_ATTR, ContentHash, cached, content_sha256, remember
 from recoml.data.store_hdf5 import (
     HDF5_SUFFIXES,
-    Hdf5AppendFile,
+    ChunkStaging,
     Hdf5Reader,
     inspect_hdf5,
-    remove_quietly,
+    open_h5,
     write_hdf5,
 )
 from recoml.data.store_pt import ATTRS_KEY, is_pt_file, load_pt, write_pt
@@ -48,6 +44,8 @@ from recoml.data.validate import (
     require_fields,
 )
 from recoml.errors import DataError
+from recoml.io.atomic import atomic_output, remove_path, reserve, write_error
+from recoml.io.provenance import record
 
 __all__ = [
     "EventStore",
@@ -70,22 +68,6 @@ _INHERITED_READERS: list[Any] = []  # readers a forked child inherited (see Even
 def is_hdf5_path(path: str | os.PathLike) -> bool:
     """Whether a path names an HDF5 store (by suffix); anything else is written as ``.pt``."""
     return Path(path).suffix.lower() in HDF5_SUFFIXES
-
-
-def provenance(attrs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """File attributes that say what produced a store: version, UTC time, command line, host, + ``attrs``."""
-    out: dict[str, Any] = {
-        "recoml_version": __version__,
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": shlex.join(sys.argv),
-        "host": socket.gethostname(),
-    }
-    out.update(attrs or {})
-    return out
-
-
-def _temp_path(path: Path, suffix: str = "") -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
@@ -146,18 +128,35 @@ def write_store(
     path = Path(path)
     _check_output(path, overwrite)
     prepared, layout = _prepare(arrays, str(path))
-    tmp = _temp_path(path)
-    try:
-        if is_hdf5_path(path):
-            write_hdf5(tmp, prepared, provenance(attrs))
-        else:
-            write_pt(tmp, prepared, provenance(attrs))
-        os.replace(tmp, path)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+    checksum = content_sha256(prepared)
+    file_attrs = record(extra=attrs) | {CHECKSUM_ATTR: checksum}
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        try:
+            (write_hdf5 if is_hdf5_path(path) else write_pt)(tmp, prepared, file_attrs)
+        except (OSError, RuntimeError) as err:  # h5py reports write failures as either
+            raise write_error(path, err) from err
+        verify_written(tmp, path, layout.n_events)
+    remember(path, **{CHECKSUM_ATTR: checksum})
     log.info("wrote %s (%d events)", path, layout.n_events)
     return path
+
+
+def verify_written(tmp: Path, path: Path, n_events: int) -> None:
+    """Reopen what was just written and check it before it gets its final name: readable, the
+    expected number of events, and the content checksum recorded in its attributes (so a write error
+    HDF5 did not report cannot hide as zeros)."""
+    try:
+        store = EventStore(tmp, use_cache=False)
+    except DataError as err:
+        raise DataError(
+            f"{path}: the file just written does not read back ({err}); nothing was written under that name"
+        ) from err
+    store.close()
+    if store.n_events != n_events:
+        raise DataError(
+            f"{path}: {store.n_events} events read back from the file just written, {n_events} were written; "
+            "nothing was written under that name"
+        )
 
 
 class StoreWriter:
@@ -186,11 +185,12 @@ class StoreWriter:
         self.n_events = 0
         self.n_chunks = 0
         self._hdf5 = is_hdf5_path(self.path)
-        self._tmp = _temp_path(self.path)
-        self._chunks_tmp = _temp_path(self.path, ".chunks")
+        self._chunks_tmp: Path | None = None
+        self._hash = ContentHash()
+        self._rows: dict[str, int] = {}
         self._schema: dict[str, tuple[np.dtype, tuple[int, ...]]] | None = None
         self._totals: dict[str, int] = {}
-        self._h5: Hdf5AppendFile | None = None
+        self._h5: ChunkStaging | None = None
         self._parts: dict[str, list[np.ndarray]] = {}
         self._done = False
 
@@ -217,6 +217,8 @@ class StoreWriter:
             for otype in layout.object_fields:
                 arrays[index_name(otype)] = arrays[index_name(otype)] + self._totals[otype]
             for name, arr in arrays.items():
+                self._hash.update(name, arr)
+                self._rows[name] = self._rows.get(name, 0) + len(arr)
                 if self._h5 is not None:
                     self._h5.append(name, arr)
                 else:
@@ -225,6 +227,9 @@ class StoreWriter:
                 self._totals[otype] += n
             self.n_events += layout.n_events
             self.n_chunks += 1
+        except (OSError, RuntimeError) as err:  # h5py reports write failures as either
+            self.abort()
+            raise write_error(self.path, err) from err
         except BaseException:
             self.abort()
             raise
@@ -233,7 +238,8 @@ class StoreWriter:
         self._schema = {n: (a.dtype, a.shape[1:]) for n, a in arrays.items()}
         self._totals = {otype: 0 for otype in layout.object_fields}
         if self._hdf5:
-            self._h5 = Hdf5AppendFile(self._chunks_tmp)
+            self._chunks_tmp = reserve(self.path, ".chunks", directory=True)
+            self._h5 = ChunkStaging(self._chunks_tmp)
             for name, arr in arrays.items():
                 self._h5.create(name, arr)
         else:
@@ -265,36 +271,38 @@ class StoreWriter:
         if self._done:
             return self.path
         try:
-            if self.path.exists() and not self.overwrite:
-                raise DataError(f"{self.path} appeared while writing; set overwrite=true to replace it")
-            attrs = provenance(self.attrs)
-            if self._schema is None:
-                log.warning("%s: no events were appended; writing an empty store", self.path)
-                (write_hdf5 if self._hdf5 else write_pt)(self._tmp, {}, attrs)
-            elif self._h5 is not None:
-                self._h5.finish(self._tmp, attrs)
-                remove_quietly(self._chunks_tmp)
-            else:
-                write_pt(self._tmp, {n: np.concatenate(p) for n, p in self._parts.items()}, attrs)
-                self._parts.clear()
-            os.replace(self._tmp, self.path)
+            shapes = {n: (self._rows.get(n, 0), *tail) for n, (_, tail) in (self._schema or {}).items()}
+            checksum = self._hash.hexdigest(shapes)
+            attrs = record(extra=self.attrs) | {CHECKSUM_ATTR: checksum}
+            with atomic_output(self.path, overwrite=self.overwrite) as tmp:
+                try:
+                    if self._schema is None:
+                        log.warning("%s: no events were appended; writing an empty store", self.path)
+                        (write_hdf5 if self._hdf5 else write_pt)(tmp, {}, attrs)
+                    elif self._h5 is not None:
+                        self._h5.finish(tmp, attrs)
+                    else:
+                        write_pt(tmp, {n: np.concatenate(p) for n, p in self._parts.items()}, attrs)
+                        self._parts.clear()
+                except (OSError, RuntimeError) as err:  # h5py reports write failures as either
+                    raise write_error(self.path, err) from err
+                verify_written(tmp, self.path, self.n_events)
+            remember(self.path, **{CHECKSUM_ATTR: checksum})
         except BaseException:
             self.abort()
             raise
+        finally:
+            if self._chunks_tmp is not None:
+                remove_path(self._chunks_tmp)
         self._done = True
         log.info("wrote %s (%d events in %d chunks)", self.path, self.n_events, self.n_chunks)
         return self.path
 
     def abort(self) -> None:
         """Drop everything written so far: temporary files removed, no output."""
-        if self._h5 is not None:
-            try:
-                self._h5.close()
-            except Exception:  # pragma: no cover - closing a broken file
-                log.debug("closing %s failed", self._chunks_tmp, exc_info=True)
         self._parts.clear()
-        remove_quietly(self._chunks_tmp)
-        remove_quietly(self._tmp)
+        if self._chunks_tmp is not None:
+            remove_path(self._chunks_tmp)
         self._done = True
 
 
@@ -398,7 +406,7 @@ class EventStore:
     (re)opened in whichever process reads.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, use_cache: bool = True) -> None:
         self.path = path
         self._pid: int | None = None
         self._reader: Hdf5Reader | _PtReader | None = None
@@ -423,6 +431,7 @@ class EventStore:
             self._infos = {n: (a.shape, a.dtype, a.dtype.kind == "O") for n, a in arrays.items()}
             self._set_reader(_PtReader(arrays))
         self.attrs = _decode_attrs(raw_attrs)
+        self._verify_checksum(use_cache)
         where = str(path)
         self.layout = analyze_layout({n: s for n, (s, _, _) in self._infos.items()}, where)
         self.n_events = self.layout.n_events
@@ -433,6 +442,30 @@ class EventStore:
             iname = index_name(otype)
             index = self._read_whole(iname)
             self._bounds[otype] = check_offsets(index, self.layout.object_lengths[otype], iname, where)
+
+    def _verify_checksum(self, use_cache: bool) -> None:
+        """DataError when the content no longer matches the checksum its writer recorded (stores written
+        elsewhere, e.g. by WatChMaL, carry none and are not checked). Once per file version."""
+        expected = self.attrs.get(CHECKSUM_ATTR)
+        if not isinstance(expected, str) or (use_cache and cached(self.path).get(CHECKSUM_ATTR) == expected):
+            return
+        try:
+            if self.format == "hdf5":
+                with open_h5(self.path) as f:
+                    actual = content_sha256({n: f[n] for n in self._infos})
+            else:
+                actual = content_sha256(self._handle().arrays)  # type: ignore[union-attr]
+        except (OSError, RuntimeError) as exc:
+            raise DataError(
+                f"{self.path}: reading the file failed, it is truncated or corrupt ({exc})"
+            ) from exc
+        if actual != expected:
+            raise DataError(
+                f"{self.path}: the content does not match the checksum recorded when it was written "
+                f"('{CHECKSUM_ATTR}' attribute): the file was damaged or changed after writing; refusing it"
+            )
+        if use_cache:
+            remember(self.path, **{CHECKSUM_ATTR: expected})
 
     # -- per-process handles ------------------------------------------------------------------------
 
@@ -585,10 +618,17 @@ class EventStore:
 
         ``hit_pmt`` must lie in ``[0, n_pmts)`` (when given) and float object fields must be finite.
         ``full=False`` scans only the first and last 1,000 events. ``require`` lists datasets that must
-        exist. Raises DataError naming the file, field, value and event.
+        exist. Raises DataError naming the file, field, value and event. A full scan that passed is
+        remembered for this file version (and ``n_pmts``), so it runs once per store, not once per run.
         """
         where = str(self.path)
         self.require(require)
+        pmt = self._infos.get("hit_pmt")
+        if n_pmts is not None and pmt is not None and (pmt[2] or pmt[1].kind not in "iu"):
+            raise DataError(f"{where}: 'hit_pmt' must hold integer PMT ids, it is {self.dtype('hit_pmt')}")
+        done = f"validated_n_pmts_{n_pmts}"
+        if full and cached(self.path).get(done):
+            return self._summary()
         ranges = None
         if not full:
             ranges = {}
@@ -605,6 +645,12 @@ class EventStore:
             n_pmts=n_pmts,
             row_ranges=ranges,
         )
+        if full:
+            remember(self.path, **{done: True})
+        return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
+        where = str(self.path)
         return {
             "path": where,
             "format": self.format,
@@ -627,6 +673,11 @@ def open_store(path: str | os.PathLike | EventStore, require: Iterable[str] = ()
         raise DataError(f"{path}: event store not found (no such file)")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected an event store file (.h5/.hdf5 or .pt)")
+    if not path.is_file():
+        raise DataError(
+            f"{path}: not a regular file (a pipe, a device or a socket); expected an event store file "
+            "(.h5/.hdf5 or .pt)"
+        )
     store = EventStore(path)
     store.require(require)
     return store

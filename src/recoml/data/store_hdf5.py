@@ -7,9 +7,12 @@ WatChMaL does): no HDF5 call per batch, safe to share across forked DataLoader w
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import os
+import re
+import resource
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,10 +65,23 @@ def inspect_hdf5(path: Path) -> tuple[dict[str, DatasetInfo], dict[str, Any]]:
     with open_h5(path) as f:
         try:
             attrs = {k: f.attrs[k] for k in f.attrs}
-            for name, obj in f.items():
+            for name in f:
+                link = f.get(name, getlink=True)
+                if isinstance(link, h5py.ExternalLink):
+                    raise DataError(
+                        f"{path}: '{name}' is an external link to {link.filename}:{link.path}; recoml reads "
+                        "only data stored in the file itself (copy the data in, e.g. with h5copy)"
+                    )
+                obj = f[name]
                 if not isinstance(obj, h5py.Dataset):
                     log.debug("%s: ignoring group '%s'", path, name)
                     continue
+                if obj.external or obj.is_virtual:
+                    where = "in external raw files" if obj.external else "as a virtual dataset of other files"
+                    raise DataError(
+                        f"{path}: dataset '{name}' is stored {where}; recoml reads only data stored in the "
+                        "file itself (copy the data in, e.g. with h5repack)"
+                    )
                 is_str = _is_string(obj)
                 offset = None
                 mappable = (
@@ -84,9 +100,30 @@ def inspect_hdf5(path: Path) -> tuple[dict[str, DatasetInfo], dict[str, Any]]:
                             f"{offset + obj.size * obj.dtype.itemsize} but the file has {size} bytes"
                         )
                 infos[name] = DatasetInfo(name, tuple(obj.shape), np.dtype(obj.dtype), offset, is_str)
+            if not infos:
+                nested = nested_store(f)
+                if nested:
+                    raise DataError(
+                        f"{path}: no datasets at the top level; the store lies in the group '{nested}' "
+                        "(recoml reads event-store datasets from the file's root: extract it with "
+                        f"h5copy -s /{nested} -d / or write it at the top level)"
+                    )
         except (OSError, RuntimeError, KeyError) as exc:
             raise DataError(f"{path}: the HDF5 file is truncated or corrupt ({exc})") from exc
     return infos, attrs
+
+
+def nested_store(f: h5py.File) -> str | None:
+    """The first group (depth-first) holding an offsets array ``event_*_index``, if any."""
+    found: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if not found and isinstance(obj, h5py.Dataset) and "/" in name:
+            if re.match(r"event_\w+_index$", name.rsplit("/", 1)[1]):
+                found.append(name.rsplit("/", 1)[0])
+
+    f.visititems(visit)
+    return found[0] if found else None
 
 
 class Hdf5Reader:
@@ -195,6 +232,7 @@ def _h5_dtype(arr: np.ndarray) -> Any:
 
 def write_hdf5(tmp: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> None:
     """Write every array as a contiguous, uncompressed dataset (memory-mappable, WatChMaL-readable)."""
+    preflight(tmp, sum(a.nbytes if a.dtype.kind not in "OSU" else 64 * a.size for a in arrays.values()))
     with h5py.File(tmp, "w") as f:
         for name, arr in arrays.items():
             if arr.dtype.kind in "OSU":
@@ -202,57 +240,75 @@ def write_hdf5(tmp: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) 
             else:
                 f.create_dataset(name, data=arr)
         write_attrs(f, attrs)
+        f.flush()  # raises on a write error that closing would only print
 
 
-class Hdf5AppendFile:
-    """Resizable chunked datasets that grow with every appended chunk (the first stage of StoreWriter)."""
+class ChunkStaging:
+    """The first stage of StoreWriter: appended chunks go to one raw binary file per numeric field in a
+    staging directory (plain writes, so a full disk or a file-size limit raises at once instead of
+    disappearing in HDF5's chunk cache); string fields stay in memory (they are per-event and small).
+    :meth:`finish` copies everything into contiguous datasets of the final HDF5 file."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.f = h5py.File(tmp, "w")
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.schema: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}
+        self.rows: dict[str, int] = {}
+        self.strings: dict[str, list[Any]] = {}
+        self._files: dict[str, Path] = {}
 
     def create(self, name: str, arr: np.ndarray) -> None:
-        tail = arr.shape[1:]
-        row_bytes = max(
-            1, int(np.prod(tail, dtype=np.int64)) * (16 if arr.dtype.kind in "OSU" else arr.itemsize)
-        )
-        rows = max(1, (1 << 20) // row_bytes)
-        self.f.create_dataset(
-            name, shape=(0, *tail), maxshape=(None, *tail), chunks=(rows, *tail), dtype=_h5_dtype(arr)
-        )
+        self.schema[name] = (arr.dtype, tuple(arr.shape[1:]))
+        self.rows[name] = 0
+        if arr.dtype.kind in "OSU":
+            self.strings[name] = []
+        else:
+            self._files[name] = self.directory / f"{len(self._files)}.bin"
+            self._files[name].touch()
 
     def append(self, name: str, arr: np.ndarray) -> None:
-        d = self.f[name]
-        n = d.shape[0]
-        d.resize(n + len(arr), axis=0)
-        if len(arr):
-            d[n:] = arr.astype(object) if arr.dtype.kind in "OSU" else arr
+        if name in self.strings:
+            self.strings[name].extend(arr.reshape(-1).tolist())
+        elif len(arr):
+            with open(self._files[name], "ab") as fh:
+                fh.write(np.ascontiguousarray(arr, dtype=self.schema[name][0]).tobytes())
+        self.rows[name] += len(arr)
+
+    def nbytes(self) -> int:
+        """Bytes the final file needs, besides HDF5's metadata."""
+        numeric = sum(f.stat().st_size for f in self._files.values())
+        return numeric + sum(64 * len(v) for v in self.strings.values())
 
     def finish(self, out_tmp: Path, attrs: dict[str, Any], block_bytes: int = 64 << 20) -> None:
-        """Copy every dataset into a contiguous one of the final size, in blocks of ~``block_bytes``."""
+        """Write every field as a contiguous dataset of the final size, in blocks of ~``block_bytes``."""
+        preflight(out_tmp, self.nbytes())
         with h5py.File(out_tmp, "w") as out:
-            for name, src in self.f.items():
-                is_str = h5py.check_string_dtype(src.dtype) is not None
-                dst = out.create_dataset(name, shape=src.shape, dtype=src.dtype)
-                row_bytes = max(
-                    1, int(np.prod(src.shape[1:], dtype=np.int64)) * (16 if is_str else src.dtype.itemsize)
-                )
+            for name, (dtype, tail) in self.schema.items():
+                shape = (self.rows[name], *tail)
+                if name in self.strings:
+                    data = np.empty(len(self.strings[name]), dtype=object)
+                    data[:] = self.strings[name]
+                    out.create_dataset(name, data=data.reshape(shape), dtype=h5py.string_dtype())
+                    continue
+                dst = out.create_dataset(name, shape=shape, dtype=dtype)
+                if not self.rows[name]:
+                    continue
+                src = np.memmap(self._files[name], mode="r", dtype=dtype, shape=shape)
+                row_bytes = max(1, int(np.prod(tail, dtype=np.int64)) * dtype.itemsize)
                 step = max(1, block_bytes // row_bytes)
-                for a in range(0, src.shape[0], step):
-                    b = min(src.shape[0], a + step)
-                    dst[a:b] = src[a:b]
+                for a in range(0, shape[0], step):
+                    dst[a : a + step] = src[a : a + step]
+                del src
             write_attrs(out, attrs)
-        self.close()
-
-    def close(self) -> None:
-        if self.f.id.valid:
-            self.f.close()
+            out.flush()
 
 
-def remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:  # pragma: no cover - e.g. permissions changed underneath
-        log.warning("could not remove temporary file %s: %s", path, exc)
+def preflight(path: Path, nbytes: int) -> None:
+    """OSError (EFBIG/ENOSPC) before writing ``nbytes`` to ``path`` when the file-size limit or the free
+    disk space cannot hold them: HDF5 does not recover from a failed write (it may even crash)."""
+    need = int(nbytes * 1.01) + (1 << 20)  # + HDF5 metadata
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and need > soft:
+        raise OSError(errno.EFBIG, f"{need} bytes to write, the file-size limit is {soft}")
+    free = shutil.disk_usage(path.parent).free
+    if need > free:
+        raise OSError(errno.ENOSPC, f"{need} bytes to write, {free} free")

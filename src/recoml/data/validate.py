@@ -2,10 +2,10 @@
 checks (``EventStore.validate``). Every failure is a :class:`~recoml.errors.DataError` that names the file
 and the problem, so a broken file never surfaces as a bare h5py/numpy traceback.
 
-The layout (DESIGN.md, "Event store"): per-event arrays ``(N, ...)``; for each object type ``O`` an offsets
-array ``event_O_index`` ``(N,)`` (event ``i`` owns rows ``[index[i], index[i+1])``, the last event ends at the
-arrays' length) and flat fields named ``<singular of O>_*`` (``hits`` -> ``hit_*``, ``particles`` ->
-``particle_*``).
+The layout (docs/design.md, "Event store"): per-event arrays ``(N, ...)``; for each object type ``O`` an
+offsets array ``event_O_index`` ``(N,)`` (event ``i`` owns rows ``[index[i], index[i+1])``, the last event
+ends at the arrays' length) and flat fields named ``<singular of O>_*`` (``hits`` -> ``hit_*``, ``particles``
+-> ``particle_*``).
 """
 
 from __future__ import annotations

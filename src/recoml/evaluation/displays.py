@@ -19,7 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoml.data.store import EventStore, open_store
 from recoml.errors import ConfigError, DataError
+from recoml.io.atomic import write_text
+from recoml.plotting import apply_style
 from recoml.plotting.events import EventView, draw_event
+from recoml.prediction.schema import FILE_NAME
+from recoml.utils.cli import save_config
 
 __all__ = ["detector_for", "display", "draw_events", "event_views", "resolve_predictions"]
 
@@ -28,7 +32,6 @@ log = logging.getLogger(__name__)
 
 def resolve_predictions(path: str | os.PathLike) -> Path:
     """A predictions file, or a run directory holding ``predictions.h5``."""
-    from recoml.prediction.schema import FILE_NAME
 
     p = Path(path)
     if p.is_dir():
@@ -54,7 +57,7 @@ def detector_for(chosen: Any, *attrs: Mapping[str, Any]) -> Any:
     config = chosen if chosen is not None else next((c for a in attrs if (c := _detector_config(a))), None)
     if config is None:
         raise ConfigError(
-            "display: the files name no detector; choose one with detector=<name> (conf/detector)"
+            "display: the files name no detector; choose one with detector=<name> (recoml/conf/detector)"
         )
     return instantiate(config)
 
@@ -131,8 +134,6 @@ def _first_rows(data: Any, predictions: Any, n: int) -> list[int]:
 def display(cfg: DictConfig) -> list[tuple[str, dict[str, Path]]]:
     """The function behind ``python -m recoml.display``: displays in ``<run dir>/displays`` and an index
     ``displays.md``."""
-    from recoml.plotting import apply_style
-    from recoml.utils.cli import save_config
 
     data, predictions = cfg.get("data"), cfg.get("predictions")
     if not data and not predictions:
@@ -171,8 +172,6 @@ def display(cfg: DictConfig) -> list[tuple[str, dict[str, Path]]]:
             )
         lines.append("")
     index = out_dir / "displays.md"
-    tmp = index.with_name(".displays.md.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, index)
+    write_text(index, "\n".join(lines))
     log.info("displays of events %s: %s", rows, index)
     return written

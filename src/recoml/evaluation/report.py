@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from recoml.evaluation.registry import FigureRecord, SectionResult
+from recoml.io.atomic import write_text
 
 DEFINITIONS = {
     "selection": "an event (hit) is selected when its score >= the cut",
@@ -65,9 +65,7 @@ def _finite(value: Any) -> Any:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def write_metrics_json(

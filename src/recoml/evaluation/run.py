@@ -21,10 +21,14 @@ import h5py
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError, RecomlError
+from recoml.evaluation.displays import detector_for, event_views
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
+from recoml.io.atomic import atomic_output
 from recoml.plotting import apply_style
+from recoml.plotting.events import draw_event
 from recoml.prediction.reader import Predictions
 from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict
@@ -199,9 +203,6 @@ DISPLAY_SECTION = "event displays"
 def draw_highlights(pred: Predictions, highlights: Sequence[tuple[int, str]], sink: PlotSink) -> None:
     """Event displays of the evaluators' highlighted events (first run only) into the report; skipped with
     a warning when the event store behind the predictions is gone or the detector has no display."""
-    from recoml.data.store import open_store
-    from recoml.evaluation.displays import detector_for, event_views
-    from recoml.plotting.events import draw_event
 
     why: dict[int, list[str]] = {}
     for row, caption in highlights:
@@ -232,16 +233,16 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
-def copy_tree_atomic(src: Path, dst: Path, overwrite: bool) -> Path:
-    """Copy a directory to ``dst`` through a temporary sibling, replacing ``dst`` only when allowed."""
+def copy_outputs(src: Path, dst: Path, overwrite: bool) -> Path:
+    """Copy the evaluation's files into ``dst``, each atomically. ``overwrite`` replaces files of the same
+    names only: anything else in ``dst`` (the predictions an evaluation reads, other reports) stays."""
     if dst.exists() and not overwrite:
         raise DataError(f"output: {dst} already exists; set overwrite=true to replace it")
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"output: {dst} is a file; give a directory for the evaluation's outputs")
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        with atomic_output(dst / path.relative_to(src)) as tmp:
+            shutil.copyfile(path, tmp)
     return dst
 
 
@@ -266,6 +267,6 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         require_same_events=bool(cfg.get("require_same_events", True)),
     )
     if output:
-        copy_tree_atomic(out_dir, Path(output), bool(cfg.get("overwrite", False)))
+        copy_outputs(out_dir, Path(output), bool(cfg.get("overwrite", False)))
         log.info("copied the evaluation to %s", output)
     return result

@@ -7,7 +7,6 @@ view's scatters are ``ScatterND`` with a max/add reduction.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from recoml.errors import ConfigError, RecomlError
+from recoml.io.atomic import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ def write_onnx(
     if opset < MIN_OPSET:
         raise ConfigError(f"opset: {opset} is too old; ScatterElements reductions need opset >= {MIN_OPSET}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.onnx")
-    try:
+    with atomic_output(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python values in the export views
             torch.onnx.export(
@@ -69,11 +67,6 @@ def write_onnx(
         proto.doc_string = str(metadata.get("description", ""))
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -152,10 +145,9 @@ def quantize_int8(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
-    tmp = dst.with_name(f".{dst.stem}.tmp.onnx")
     root = logging.getLogger()
     level = root.level
-    try:
+    with atomic_output(dst) as tmp:
         root.setLevel(logging.ERROR)  # the quantizer logs every tensor it leaves in float on the root logger
         try:
             quantize_dynamic(
@@ -171,9 +163,4 @@ def quantize_int8(
         props = model_metadata(src) | {"quantization": f"dynamic int8 weights of {which} (quantize_dynamic)"}
         onnx.helper.set_model_props(proto, props)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
     return dst

@@ -35,12 +35,12 @@ from recoml.exporting.onnx import (
     write_onnx,
 )
 from recoml.exporting.wrappers import export_model
+from recoml.io.provenance import write_json
 from recoml.prediction.checkpoint import build_module, check_store, load_checkpoint, resolve_data_path
 from recoml.prediction.reader import section_from_arrays
 from recoml.prediction.run import check_output, copy_atomic, dataset_config, make_predict_datamodule
 from recoml.prediction.schema import HIT, field_name
 from recoml.utils.cli import save_config
-from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     )
     check_output(output_int8, overwrite)
     out_dir = Path(cfg.paths.output_dir)
-    ckpt = load_checkpoint(cfg.get("ckpt_path"))
+    ckpt = load_checkpoint(cfg.get("ckpt_path"), cfg.get("trust") or ())
     module = build_module(ckpt)
     view = export_model(module)
     loader = _batches(cfg, ckpt, module)  # checks the data against the checkpoint before writing anything

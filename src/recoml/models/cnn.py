@@ -72,8 +72,11 @@ class CircularWidthConv2d(nn.Conv2d):
         stride: int = 1,
         bias: bool = False,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
-        self.pad = CircularPad2d(pad_w=kernel_size // 2, pad_h=kernel_size // 2)
+        # Zeros along the height are the convolution's own padding (no copy); only the width's wrap-around
+        # is materialised, with one concatenation (was: concatenation + F.pad, two copies per activation).
+        pad = kernel_size // 2
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=(pad, 0), bias=bias)
+        self.pad = CircularPad2d(pad_w=pad, pad_h=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.pad(x), self.weight, self.bias)

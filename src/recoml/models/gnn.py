@@ -4,7 +4,7 @@
 each layer); ``GraphNet`` is a generic residual message-passing stack where the convolution is a name
 or any callable ``conv(in, out, **kw)``, so a config can pick any PyG conv by ``_target_`` (with
 ``_partial_: true``) without editing recoml. Only plain-torch/PyG code that needs none of PyG's
-compiled extras (torch-cluster, torch-scatter, pyg-lib) is used; kNN is chunked ``cdist`` + ``topk``.
+compiled extras (torch-cluster, torch-scatter, pyg-lib) is used; kNN comes from :mod:`recoml.data.neighbours`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from torch_geometric.nn import (
 )
 from torch_geometric.nn.conv import MessagePassing
 
+from recoml.data.neighbours import knn_graph
 from recoml.errors import ConfigError
 from recoml.models.encodings import make_fourier
 from recoml.models.heads import MLPHead
@@ -41,7 +42,6 @@ __all__ = [
     "GraphInput",
     "GraphNet",
     "GraphSAGE",
-    "knn_graph",
 ]
 
 
@@ -53,70 +53,6 @@ class GraphInput(Protocol):
     edge_index: torch.Tensor  # (2, E): row 0 source/neighbour, row 1 target/centre (PyG convention)
     batch: torch.Tensor  # (N,) graph of each node
     num_graphs: int
-
-
-@torch.no_grad()
-def knn_graph(
-    x: torch.Tensor,
-    batch: torch.Tensor,
-    k: int,
-    loop: bool = False,
-    num_graphs: int | None = None,
-    max_elements: int = 2**25,
-) -> torch.Tensor:
-    """k nearest neighbours of every node within its own graph, ``edge_index (2, E)`` in PyG convention.
-
-    Graphs are padded to a dense ``(G, Nmax, F)`` block and processed in chunks of graphs (and of query
-    rows, for huge graphs) so one ``cdist`` never holds more than ``max_elements`` distances; padded
-    slots and other graphs are never candidates. Nodes of graphs with ``<= k`` nodes get all their
-    graph-mates. Runs on any device; no gradient (neighbour choice is not differentiable anyway).
-    """
-    device = x.device
-    n = x.shape[0]
-    empty = torch.empty(2, 0, dtype=torch.long, device=device)
-    if n == 0 or k <= 0:
-        return empty
-    batch = batch.long()
-    if n > 1 and bool((batch[1:] < batch[:-1]).any()):
-        perm = torch.argsort(batch, stable=True)
-        return perm[knn_graph(x[perm], batch[perm], k, loop, num_graphs, max_elements)]
-
-    n_graphs = int(num_graphs) if num_graphs is not None else int(batch.max()) + 1
-    counts = torch.bincount(batch, minlength=n_graphs)
-    ptr = torch.zeros(n_graphs + 1, dtype=torch.long, device=device)
-    ptr[1:] = torch.cumsum(counts, 0)
-    nmax = int(counts.max())
-    kk = min(int(k), nmax - (0 if loop else 1))
-    if kk <= 0:
-        return empty
-    local = torch.arange(n, device=device) - ptr[batch]
-    xf = x.detach().float().reshape(n, -1)
-    dense = xf.new_zeros(n_graphs, nmax, xf.shape[1])
-    dense[batch, local] = xf
-    valid = torch.zeros(n_graphs, nmax, dtype=torch.bool, device=device)
-    valid[batch, local] = True
-
-    sources, targets = [], []
-    g_step = max(1, max_elements // (nmax * nmax))
-    for g0 in range(0, n_graphs, g_step):
-        g1 = min(n_graphs, g0 + g_step)
-        r_step = max(1, max_elements // ((g1 - g0) * nmax))
-        cand = dense[g0:g1]
-        cand_ok = valid[g0:g1].unsqueeze(1)  # (g, 1, Nmax)
-        for r0 in range(0, nmax, r_step):
-            r1 = min(nmax, r0 + r_step)
-            d = torch.cdist(dense[g0:g1, r0:r1], cand)  # (g, r, Nmax)
-            d = d.masked_fill(~cand_ok, float("inf"))
-            if not loop:
-                rows = torch.arange(r1 - r0, device=device)
-                d[:, rows, rows + r0] = float("inf")
-            vals, idx = d.topk(kk, dim=-1, largest=False)  # (g, r, kk)
-            keep = torch.isfinite(vals) & valid[g0:g1, r0:r1].unsqueeze(-1)
-            base = ptr[g0:g1].view(-1, 1, 1)
-            centre = (base + torch.arange(r0, r1, device=device).view(1, -1, 1)).expand_as(idx)
-            sources.append((base + idx)[keep])
-            targets.append(centre[keep])
-    return torch.stack([torch.cat(sources), torch.cat(targets)])
 
 
 def _norm(kind: str | None, width: int) -> nn.Module:
@@ -194,12 +130,12 @@ class EdgeConvGNN(nn.Module):
         batch, n_graphs = inputs.batch, int(inputs.num_graphs)
         edge_index = inputs.edge_index
         if edge_index is None:
-            edge_index = knn_graph(inputs.pos, batch, self.k, num_graphs=n_graphs)
+            edge_index = knn_graph(inputs.pos, batch, self.k)
         h = self.encoding(inputs.x)
         feats = []
         for i, (conv, post) in enumerate(zip(self.convs, self.post)):
             if self.dynamic and i > 0:
-                edge_index = knn_graph(h, batch, self.k, num_graphs=n_graphs)
+                edge_index = knn_graph(h, batch, self.k)
             h = post(conv(h, edge_index))
             feats.append(h)
         h = torch.cat(feats, dim=-1)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from recoml.errors import ConfigError
+from recoml.io.atomic import atomic_output
 from recoml.plotting.style import save_figure
 
 __all__ = ["EventView", "display_module", "draw_event", "layout_3d", "write_html"]
@@ -89,10 +90,8 @@ def write_html(fig: Any, path: str | os.PathLike) -> Path:
     """A plotly figure as a standalone-directory HTML page (plotly.js once beside it, so pages open offline),
     written under a temporary name and renamed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.html")
-    fig.write_html(tmp, include_plotlyjs="directory", full_html=True)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        fig.write_html(tmp, include_plotlyjs="directory", full_html=True)
     return path
 
 

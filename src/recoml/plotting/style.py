@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from recoml.errors import ConfigError  # noqa: E402
+from recoml.io.atomic import atomic_output
 
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
@@ -67,9 +68,8 @@ def save_figure(fig, directory: str | os.PathLike, stem: str) -> dict[str, Path]
     try:
         for fmt in FORMATS:
             path = directory / f"{stem}.{fmt}"
-            tmp = directory / f".{stem}.tmp.{fmt}"
-            fig.savefig(tmp, format=fmt)
-            os.replace(tmp, path)
+            with atomic_output(path) as tmp:
+                fig.savefig(tmp, format=fmt)
             out[fmt] = path
     finally:
         plt.close(fig)

@@ -8,6 +8,7 @@ a recoml checkpoint, data from another detector, a store that lacks the fields t
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from recoml.data.identity import Fingerprint, check_store_detector, detector_fingerprint, store_identity
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
+from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config
 from recoml.prediction.schema import AUX_SOURCES
 from recoml.tasks.module import RecoModule
 
@@ -49,31 +51,29 @@ class Checkpoint:
         )
 
 
-def load_checkpoint(path: str | Path | None) -> Checkpoint:
-    """Read a Lightning checkpoint written by ``recoml.train``; ConfigError/DataError when it is not one."""
+def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
+    """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
+    (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
+    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s)."""
     if path in (None, "", "???"):
         raise ConfigError(
             "ckpt_path: give the checkpoint to use, "
             "e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
         )
+    raw = read_checkpoint(str(path))
     path = Path(str(path))
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint at {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for a foreign or truncated file
-        raise DataError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {err})") from err
-    config = (raw.get("hyper_parameters") or {}).get("config") if isinstance(raw, dict) else None
-    if not isinstance(config, dict) or "state_dict" not in raw:
-        raise DataError(
-            f"{path}: not a recoml checkpoint (expected 'state_dict' and 'hyper_parameters.config', "
-            "as written by python -m recoml.train)"
-        )
+    config = stored_config(raw, path)
+    check_targets(config, path, trust)
+    if not isinstance(raw["state_dict"], dict):
+        raise DataError(f"{path}: not a recoml checkpoint ('state_dict' is not a dict of tensors)")
     state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
+    provenance = raw.get("recoml")
     events = raw.get("recoml_events") or {}
-    keys = events.get("train_keys")
+    keys = events.get("train_keys") if isinstance(events, dict) else None
     train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
-    return Checkpoint(path.resolve(), config, dict(raw.get("recoml") or {}), state, train_keys)
+    return Checkpoint(
+        path.resolve(), config, dict(provenance) if isinstance(provenance, dict) else {}, state, train_keys
+    )
 
 
 def build_module(ckpt: Checkpoint):
@@ -166,5 +166,5 @@ def check_store(
             f"{store.path} lacks the field(s) {missing} that {ckpt.describe()} reads; "
             f"fields present: {store.fields}"
         )
-    store.validate(n_pmts=detector_pmts if "hit_pmt" in hit_fields else None, full=False)
+    store.validate(n_pmts=detector_pmts if "hit_pmt" in hit_fields else None, full=True)
     return [f for f in AUX_SOURCES if f in store.event_fields]

@@ -24,8 +24,8 @@ from recoml.data.datamodule import EventDataModule
 from recoml.data.identity import event_keys, keys_digest
 from recoml.data.prepare import datamodule_from_config
 from recoml.data.store import open_store
-from recoml.data.store_hdf5 import remove_quietly
 from recoml.errors import ConfigError, DataError
+from recoml.io.atomic import atomic_output
 from recoml.prediction.checkpoint import (
     Checkpoint,
     build_module,
@@ -56,14 +56,8 @@ def check_output(path: str | os.PathLike | None, overwrite: bool) -> Path | None
 
 def copy_atomic(src: Path, dst: Path) -> Path:
     """Copy ``src`` to ``dst`` under a temporary name, then rename (a reader never sees half a file)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_output(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
     return dst
 
 
@@ -186,7 +180,7 @@ def predict(cfg: DictConfig) -> Path | None:
     target = out_dir / FILE_NAME
     check_output(target, bool(cfg.get("overwrite", False)))
 
-    ckpt = load_checkpoint(cfg.get("ckpt_path"))
+    ckpt = load_checkpoint(cfg.get("ckpt_path"), cfg.get("trust") or ())
     if cfg.get("dataset") is not None and cfg.get("detector") is None:
         with open_dict(cfg):  # a dataset option that follows the detector (toy) needs one to resolve
             cfg.detector = OmegaConf.create(ckpt.config["detector"])

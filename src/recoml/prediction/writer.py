@@ -27,9 +27,10 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.task import Task
 from recoml.data.store import EventStore, StoreWriter, gather_events, open_store
-from recoml.data.store_hdf5 import remove_quietly, write_attrs
+from recoml.data.store_hdf5 import write_attrs
 from recoml.data.validate import index_name
 from recoml.errors import DataError
+from recoml.io.atomic import atomic_output, remove_path
 from recoml.prediction.schema import HIT, PRED, TRUE, aux_truth, field_name, units_of
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ class PredictionWriter(BasePredictionWriter):
             self._writer.abort()
             self._writer = None
         if self._rank_path is not None:
-            remove_quietly(self._rank_path)
+            remove_path(self._rank_path)
 
 
 def _field_attrs(name: str, extra: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -181,39 +182,33 @@ def merge_rank_files(
     if missing:
         raise DataError(f"prediction files of ranks {missing} are missing; a rank failed before writing")
     stores = [s for s in stores if s.n_events]
-    tmp = path.with_name(f".{path.stem}.merging.h5")
     try:
-        index = [np.asarray(s.array("event_index"), dtype=np.int64) for s in stores]
-        all_index = np.concatenate(index) if index else np.zeros(0, np.int64)
-        which = np.concatenate([np.full(len(x), r) for r, x in enumerate(index)]) if index else all_index
-        local = np.concatenate([np.arange(len(x)) for x in index]) if index else all_index
-        order = np.argsort(all_index, kind="stable")
-        sorted_index = all_index[order]
-        dup = np.flatnonzero(sorted_index[1:] == sorted_index[:-1])
-        if len(dup):
-            first = sorted_index[dup[0]]
-            raise DataError(
-                f"{path}: event {first} was predicted {np.sum(sorted_index == first)} times "
-                f"({len(dup)} duplicates across ranks); evaluation shards must not be padded"
-            )
-        objects = {t: list(f) for t, f in stores[0].object_types.items()} if stores else {}
-        event_fields = list(stores[0].event_fields) if stores else []
-        with StoreWriter(tmp, overwrite=True, object_types=tuple(objects)) as writer:
-            for start in range(0, len(order), block):
-                sel = order[start : start + block]
-                writer.append(_gather_block(stores, which[sel], local[sel], objects, event_fields))
-        _finish(tmp, {**attrs, "n_events": len(order)}, dataset_attrs)
-        if path.exists() and not overwrite:
-            raise DataError(f"{path} already exists; set overwrite=true to replace it")
-        os.replace(tmp, path)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            index = [np.asarray(s.array("event_index"), dtype=np.int64) for s in stores]
+            all_index = np.concatenate(index) if index else np.zeros(0, np.int64)
+            which = np.concatenate([np.full(len(x), r) for r, x in enumerate(index)]) if index else all_index
+            local = np.concatenate([np.arange(len(x)) for x in index]) if index else all_index
+            order = np.argsort(all_index, kind="stable")
+            sorted_index = all_index[order]
+            dup = np.flatnonzero(sorted_index[1:] == sorted_index[:-1])
+            if len(dup):
+                first = sorted_index[dup[0]]
+                raise DataError(
+                    f"{path}: event {first} was predicted {np.sum(sorted_index == first)} times "
+                    f"({len(dup)} duplicates across ranks); evaluation shards must not be padded"
+                )
+            objects = {t: list(f) for t, f in stores[0].object_types.items()} if stores else {}
+            event_fields = list(stores[0].event_fields) if stores else []
+            with StoreWriter(tmp, overwrite=True, object_types=tuple(objects)) as writer:
+                for start in range(0, len(order), block):
+                    sel = order[start : start + block]
+                    writer.append(_gather_block(stores, which[sel], local[sel], objects, event_fields))
+            _finish(tmp, {**attrs, "n_events": len(order)}, dataset_attrs)
     finally:
         for s in stores:
             s.close()
     for p in rank_files:
-        remove_quietly(p)
+        remove_path(p)
     log.info("wrote %s (%d events from %d rank file(s))", path, len(order), len(rank_files))
     return path
 

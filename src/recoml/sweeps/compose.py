@@ -9,27 +9,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
+from hydra import initialize_config_module
+from hydra.conf import HydraConf
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
+from recoml.conf import CONFIG_MODULE
 from recoml.errors import ConfigError
-from recoml.utils.cli import CONF_DIR
+from recoml.sweeps.space import format_value
 
 
 def compose(config_name: str, overrides: Sequence[str] = (), what: str = "config") -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with ``overrides``, the ``hydra`` node included.
+    """Compose ``<config_name>.yaml`` with ``overrides``, the ``hydra`` node included.
 
-    Inside a ``@hydra.main`` app the app's search path is used; elsewhere (tests, notebooks) recoml's
-    ``conf/``. Hydra's composition errors become a :class:`ConfigError` that says ``what`` failed.
+    Inside a ``@hydra.main`` app the app's search path is used; elsewhere (tests, notebooks) the
+    packaged ``recoml.conf`` (plus any ``hydra.searchpath`` in ``overrides``). Hydra's composition errors
+    become a :class:`ConfigError` that says ``what`` failed.
     """
     try:
         if GlobalHydra.instance().is_initialized():
             return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         reason = str(err).strip().splitlines()[0]
@@ -62,3 +65,13 @@ def has_key(cfg: DictConfig, key: str) -> bool:
     parent_key, _, leaf = key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
     return isinstance(parent, DictConfig) and leaf in parent
+
+
+def user_search_path(hydra_cfg: HydraConf | DictConfig) -> list[str]:
+    """The study's own config dirs (``--config-dir`` and ``hydra.searchpath``) as one override, so that
+    every trial, in this process or a subprocess, and the best-trial export compose from the same tree."""
+    dirs = [
+        f"{s.schema}://{s.path}" for s in hydra_cfg.runtime.config_sources if s.provider == "command-line"
+    ]
+    dirs += [str(d) for d in hydra_cfg.searchpath or []]
+    return [f"hydra.searchpath={format_value(dirs)}"] if dirs else []

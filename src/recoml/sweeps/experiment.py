@@ -1,4 +1,5 @@
-"""A trial as an ``experiment`` config: ``python -m recoml.train experiment=hpo/<study>`` reproduces it.
+"""A trial as an ``experiment`` config: ``python -m recoml.train --config-dir <study_dir>
+experiment=hpo/<study>`` reproduces it (the study directory holds ``experiment/hpo/<study>.yaml``).
 
 The file holds the trial's config as a difference from ``train.yaml``: group choices that differ from the
 defaults become ``override /group: option`` entries, every other differing value is written out. This
@@ -17,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from recoml.errors import ConfigError
+from recoml.io.atomic import write_text
 from recoml.sweeps.compose import compose
 from recoml.utils.config import config_dict
 
@@ -45,7 +47,7 @@ def check_writable(path: Path, study_name: str, storage: str, overwrite: bool) -
         return
     if marker(study_name, storage) not in path.read_text(errors="ignore").splitlines():
         raise ConfigError(
-            f"hpo.export_conf_dir: {path} exists and was not written by study '{study_name}' "
+            f"hpo.export_dir: {path} exists and was not written by study '{study_name}' "
             f"({storage}); choose another hpo.study_name or set hpo.overwrite=true"
         )
 
@@ -137,12 +139,11 @@ def write_experiment(
     header = [
         marker(study_name, storage),
         f"Best trial {trial_number} of study '{study_name}': {objective} = {value:.6g} (written {stamp}).",
-        f"Reproduce: python -m recoml.train experiment=hpo/{study_name}  (paths are not part of it)",
+        f"Reproduce: python -m recoml.train --config-dir DIR experiment=hpo/{study_name}, DIR the study "
+        "directory or any directory holding this file as experiment/hpo/ (paths are not part of it)",
     ]
     text = render(choices, values, removed, header)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
     return list(paths)

@@ -1,6 +1,6 @@
 """Summary table of a Hydra multirun: every job's objective (its task's monitored metric), best first.
 
-Registered as a Hydra callback in ``conf/hydra/default.yaml``. The table is rebuilt from the sweep
+Registered as a Hydra callback in ``recoml/conf/hydra/default.yaml``. The table is rebuilt from the sweep
 directory (each job's ``.hydra/overrides.yaml``, ``config.yaml`` and ``metrics.json``) after every job
 and at the end of the multirun, so it also works with launchers whose jobs run in other processes or on
 other machines (submitit), and a multirun that stops early still leaves the table of the jobs it ran.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.io.atomic import atomic_output, write_text
 from recoml.sweeps.tables import to_markdown
 
 if TYPE_CHECKING:
@@ -109,16 +109,12 @@ def write_summary(sweep_dir: str | Path) -> tuple[Path, Path] | None:
     if frame is None:
         return None
     csv, md = sweep_dir / f"{SUMMARY_STEM}.csv", sweep_dir / f"{SUMMARY_STEM}.md"
-    tag = f"{os.getpid()}"  # jobs on other machines may write at the same time: own temp names
-    tmp = csv.with_name(f".{csv.name}.{tag}.tmp")
-    frame.rename(columns=lambda c: c.removeprefix("metric:")).to_csv(tmp, index=False)
-    tmp.replace(csv)
+    with atomic_output(csv) as tmp:  # unique temporary names: jobs elsewhere may write at the same time
+        frame.rename(columns=lambda c: c.removeprefix("metric:")).to_csv(tmp, index=False)
     short = frame[[c for c in frame.columns if not c.startswith("metric:")]]
     best = "highest" if frame.attrs["maximize"] else "lowest"
     title = f"# Multirun {sweep_dir.name}: {frame.attrs['objective']}, {best} first\n\n"
-    tmp = md.with_name(f".{md.name}.{tag}.tmp")
-    tmp.write_text(title + to_markdown(short))
-    tmp.replace(md)
+    write_text(md, title + to_markdown(short))
     return csv, md
 
 

@@ -17,8 +17,8 @@ import lightning.pytorch as pl
 import optuna
 from lightning.pytorch.utilities import rank_zero_warn
 
+from recoml.io.provenance import write_json
 from recoml.sweeps.storage import open_storage
-from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from recoml.io.atomic import atomic_output, write_text
 from recoml.sweeps.tables import to_markdown
 
 log = logging.getLogger(__name__)
@@ -60,12 +61,9 @@ def write_table(frame: pd.DataFrame, stem: Path, title: str = "") -> tuple[Path,
     """``<stem>.csv`` and ``<stem>.md``, each written under a temporary name and renamed."""
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv, md = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    tmp = csv.with_name(f".{csv.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(csv)
-    tmp = md.with_name(f".{md.name}.tmp")
-    tmp.write_text((f"# {title}\n\n" if title else "") + to_markdown(frame))
-    tmp.replace(md)
+    with atomic_output(csv) as tmp:
+        frame.to_csv(tmp, index=False)
+    write_text(md, (f"# {title}\n\n" if title else "") + to_markdown(frame))
     return csv, md
 
 
@@ -104,10 +102,11 @@ def write_plots(study: optuna.Study, out_dir: Path, objective: str) -> list[Path
             continue
         figure = _figure(axes)
         path = out_dir / f"{name}.png"
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        figure.savefig(tmp, dpi=120, bbox_inches="tight")
-        plt.close(figure)
-        tmp.replace(path)
+        try:
+            with atomic_output(path) as tmp:
+                figure.savefig(tmp, dpi=120, bbox_inches="tight")
+        finally:
+            plt.close(figure)
         written.append(path)
     return written
 

@@ -8,9 +8,12 @@ on this host (recorded with every trial).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,24 @@ def describe(spec: str | None, study_dir: str | Path) -> str:
     return f"journal file {journal_path(spec, study_dir)}"
 
 
+@contextmanager
+def _sqlite_init_lock(url: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite database while Optuna creates or upgrades its tables."""
+    prefix = "sqlite:///"
+    database = url[len(prefix) :] if url.startswith(prefix) else ""
+    lock = Path(database).with_suffix(".init-lock")
+    # No lock for in-memory databases, and never create a missing directory: opening must fail and say so.
+    if database in ("", ":memory:") or not lock.parent.is_dir():
+        yield
+        return
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def open_storage(
     spec: str | None,
     study_dir: str | Path,
@@ -60,7 +81,8 @@ def open_storage(
         if heartbeat_interval:
             kwargs = {"heartbeat_interval": int(heartbeat_interval), "grace_period": grace_period}
         try:
-            return RDBStorage(str(spec), **kwargs)
+            with _sqlite_init_lock(str(spec)):
+                return RDBStorage(str(spec), **kwargs)
         except Exception as err:  # noqa: BLE001 - SQLAlchemy, drivers and Optuna raise many kinds
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"hpo.storage: cannot open {describe(spec, study_dir)}: {reason}") from err

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import optuna
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -20,13 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
 from recoml.errors import ConfigError
+from recoml.io.provenance import write_json
 from recoml.sweeps import experiment, report
 from recoml.sweeps.checks import Direction, check_launch, check_objective, check_space
 from recoml.sweeps.objective import DevicePool, Objective
 from recoml.sweeps.space import format_value, parse_space
 from recoml.sweeps.storage import describe, fail_dead_trials, open_storage
-from recoml.utils.cli import CONF_DIR
-from recoml.utils.provenance import write_json
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +67,16 @@ def visible_devices(devices: Sequence | None) -> list[str]:
 
 
 def export_paths(cfg: DictConfig) -> tuple[Path, Path | None]:
-    """The study directory's ``best_experiment.yaml`` and the exported ``experiment/hpo/<study>.yaml``."""
+    """``experiment/hpo/<study>.yaml`` in the study directory, and in ``hpo.export_dir`` when one is given.
+
+    The study directory is then a config directory: ``--config-dir <study_dir> experiment=hpo/<study>``.
+    Nothing is written into the installed package or the source checkout.
+    """
     hpo = cfg.hpo
-    local = Path(hpo.study_dir) / "best_experiment.yaml"
-    if not hpo.export_experiment:
-        return local, None
-    root = Path(hpo.export_conf_dir) if hpo.get("export_conf_dir") else CONF_DIR
-    return local, root / "experiment" / "hpo" / f"{hpo.study_name}.yaml"
+    relative = Path("experiment") / "hpo" / f"{hpo.study_name}.yaml"
+    local = Path(hpo.study_dir) / relative
+    export_dir = hpo.get("export_dir")
+    return local, (Path(export_dir) / relative if export_dir else None)
 
 
 def run_study(
@@ -183,11 +186,13 @@ def _open_study(
 
 
 def _with_sampler(cfg: DictConfig, storage: optuna.storages.BaseStorage, study: optuna.Study) -> optuna.Study:
-    """Reload the study with the configured sampler and pruner (the seed offset by the trials so far)."""
+    """Reload the study with the configured sampler and pruner (seeded by the seed and the trials so far)."""
     sampler_cfg = cfg.hpo.sampler
     kwargs = {}
     if sampler_cfg.get("seed") is not None:
-        kwargs["seed"] = int(sampler_cfg.seed) + len(study.trials)
+        # (seed, trials so far) through a SeedSequence: workers seeded 1 and 2 never draw alike.
+        entropy = [int(sampler_cfg.seed), len(study.trials)]
+        kwargs["seed"] = int(np.random.SeedSequence(entropy).generate_state(1)[0])
     sampler = instantiate(sampler_cfg, **kwargs)
     pruner = instantiate(cfg.hpo.pruner) if cfg.hpo.get("pruner") else None
     return optuna.load_study(study_name=study.study_name, storage=storage, sampler=sampler, pruner=pruner)
@@ -253,7 +258,8 @@ def write_reports(
             "params": best.params,
             "run_dir": best.user_attrs.get("run_dir"),
             "overrides": overrides,
-            "experiment": str(export or local_export),
+            "experiment": str(local_export),
+            "exported": None if export is None else str(export),
         },
     )
     log.info(
@@ -265,5 +271,8 @@ def write_reports(
         best.value,
         study_dir / "trials.md",
     )
-    if export is not None:
-        log.info("reproduce the best trial: python -m recoml.train experiment=hpo/%s", study.study_name)
+    log.info(
+        "reproduce the best trial: python -m recoml.train --config-dir %s experiment=hpo/%s",
+        study_dir.resolve(),
+        study.study_name,
+    )

@@ -7,7 +7,7 @@ from the checkpoint alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import lightning.pytorch as pl
@@ -73,8 +73,15 @@ class RecoModule(pl.LightningModule):
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
-        """One pass over training batches: input normalization and task target statistics."""
-        batches = list(batches)
+        """One pass per fit over training batches: input normalization and task target statistics.
+
+        ``batches`` must be re-iterable: a list, or the bounded sample of
+        :meth:`EventDataModule.statistics_sample` (read anew each pass, never held in memory at once).
+        """
+        if isinstance(batches, Iterator):
+            raise TypeError(
+                "fit_statistics needs re-iterable batches (a list or a StatisticsSample), not an iterator"
+            )
         if self.normalizer is not None:
             fitted = fit_normalizer(
                 batches,

@@ -55,7 +55,7 @@ class MultiTask(Task):
             task.adopt_conventions(attrs)
 
     def fit(self, batches: Iterable[HitBatch]) -> None:
-        batches = list(batches)
+        """Each sub-task passes over ``batches`` once (re-iterable, see ``RecoModule.fit_statistics``)."""
         for task in self.subtasks.values():
             task.fit(batches)
 

@@ -155,8 +155,8 @@ class EnergyTask(_StandardizedRegression):
             return value
         labels = batch.targets["labels"].reshape(-1).long()
         table = torch.full((int(max(MASS_BY_LABEL)) + 2,), float("nan"), device=value.device)
-        for label, mass in MASS_BY_LABEL.items():
-            table[label] = mass
+        for label, label_mass in MASS_BY_LABEL.items():
+            table[label] = label_mass
         mass = table[labels.clamp(-1, len(table) - 2)]
         if torch.isnan(mass).any():
             bad = sorted(set(labels[torch.isnan(mass)].tolist()))

@@ -11,11 +11,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.conf import CONF_DIR, CONFIG_PATH
 from recoml.errors import RecomlError
+from recoml.io.atomic import write_text
 
 log = logging.getLogger("recoml")
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+__all__ = ["CONFIG_PATH", "CONF_DIR", "recoml_cause", "report_errors", "save_config"]
+
+
+_STARTED: list[bool] = []  # set once the task function runs: Hydra composed the config
 
 
 def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -23,6 +28,7 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
 
     @functools.wraps(fn)
     def wrapper(cfg: DictConfig) -> Any:
+        _STARTED.append(True)
         try:
             return fn(cfg)
         except Exception as exc:
@@ -34,6 +40,17 @@ def report_errors(fn: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
             sys.exit(2)
 
     return wrapper
+
+
+def run(main: Callable[[], Any]) -> None:
+    """Run a Hydra entry point. A config that does not compose (an unknown key, a bad override, a missing
+    option) is bad input like any other: exit code 2 instead of Hydra's 1 (Hydra has printed why)."""
+    try:
+        main()
+    except SystemExit as exc:
+        if exc.code == 1 and not _STARTED:
+            raise SystemExit(2) from None
+        raise
 
 
 def recoml_cause(exc: BaseException | None) -> RecomlError | None:
@@ -49,9 +66,4 @@ def recoml_cause(exc: BaseException | None) -> RecomlError | None:
 
 def save_config(cfg: DictConfig, directory: str | Path, name: str = "config.yaml") -> Path:
     """Resolved config next to the outputs (Hydra keeps the unresolved one in .hydra/)."""
-    path = Path(directory) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{name}.tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tmp.replace(path)
-    return path
+    return write_text(Path(directory) / name, OmegaConf.to_yaml(cfg, resolve=True))

@@ -11,11 +11,8 @@ from recoml.data.representations.graphs import (
     C_WATER_CM_PER_NS,
     GraphBuilder,
     GraphInput,
-    bench_knn,
-    knn_graph,
-    radius_graph,
 )
-from recoml.data.representations.points import PointCloudBuilder, PointInput, bench_points
+from recoml.data.representations.points import PointCloudBuilder, PointInput
 
 __all__ = [
     "C_WATER_CM_PER_NS",
@@ -23,8 +20,4 @@ __all__ = [
     "GraphInput",
     "PointCloudBuilder",
     "PointInput",
-    "bench_knn",
-    "bench_points",
-    "knn_graph",
-    "radius_graph",
 ]

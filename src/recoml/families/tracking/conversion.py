@@ -13,13 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recoml.conversion.mapping import TrackmlMapping
-from recoml.conversion.pipeline import (
-    ordered_map,
-    progress_disabled,
-    remove_stale_temporaries,
-    reset_worker_state,
-    sha256_file,
-)
+from recoml.conversion.pipeline import ordered_map, progress_disabled, reset_worker_state
 from recoml.data.store import StoreWriter
 from recoml.data.validate import index_name
 from recoml.errors import DataError
@@ -31,6 +25,8 @@ from recoml.families.tracking.trackml import (
     read_trackml_detectors,
     read_trackml_event,
 )
+from recoml.io.atomic import remove_stale_temporaries
+from recoml.io.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +62,7 @@ def _run_trackml_task(event: str) -> tuple[dict[str, np.ndarray], list[dict[str,
             {
                 "path": str(path),
                 "size_bytes": path.stat().st_size,
-                "sha256": sha256_file(path) if job.hash_inputs else None,
+                "sha256": file_sha256(path) if job.hash_inputs else None,
             }
         )
     return chunk, files
@@ -123,7 +119,7 @@ def convert_trackml(
     if det_path is not None and detectors is not None:
         attrs["detectors_file"] = {
             "path": str(det_path),
-            "sha256": sha256_file(det_path) if hash_inputs else None,
+            "sha256": file_sha256(det_path) if hash_inputs else None,
             "n_modules": len(detectors),
         }
     sources: list[dict[str, Any]] = []

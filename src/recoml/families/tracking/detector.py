@@ -291,7 +291,7 @@ def build_tracker(
     bfield: float,
     volumes: Sequence[Mapping[str, Any]],
 ) -> TrackerDetector:
-    """A toy tracker from volume descriptions (what ``conf/detector/toy_tracker.yaml`` holds).
+    """A toy tracker from volume descriptions (what ``recoml/conf/detector/toy_tracker.yaml`` holds).
 
     Each volume: ``volume_id``, ``kind`` (``barrel``/``endcap``), ``module_size`` ``[width, length]`` (mm;
     width along r-phi, length along z for barrels and along r for disks), ``resolution`` ``[r-phi, z or

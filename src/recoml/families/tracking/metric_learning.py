@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from recoml import load_model
-from recoml.data.representations.graphs import radius_graph
+from recoml.data.neighbours import radius_graph
 from recoml.errors import ConfigError
 from recoml.families.tracking.construction import orient_edges
 from recoml.families.tracking.detector import TrackerDetector

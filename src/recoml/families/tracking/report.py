@@ -21,8 +21,9 @@ import numpy as np
 from recoml.errors import DataError
 from recoml.families.tracking.matching import MATCHING_STYLES
 from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking, iterate_store
+from recoml.io.atomic import write_text
+from recoml.io.provenance import write_json
 from recoml.plotting import Series, apply_style, figure, plot_lines, save_figure
-from recoml.utils.provenance import write_json
 
 __all__ = ["evaluate_checkpoint", "metric_rows", "tracking_figures", "write_tracking_report"]
 
@@ -177,9 +178,7 @@ def write_tracking_report(
     directory.mkdir(parents=True, exist_ok=True)
     written = _plots(metrics, directory) if plots else []
     write_json(directory / METRICS_FILE, metrics)
-    tmp = directory / ".tracking_report.md.tmp"
-    tmp.write_text(_markdown(metrics, written))
-    tmp.replace(directory / "tracking_report.md")
+    write_text(directory / "tracking_report.md", _markdown(metrics, written))
     log.info("tracking report: %s", directory)
     return directory / METRICS_FILE
 

@@ -43,7 +43,7 @@ TWO_PI = 2.0 * math.pi
 
 @dataclass
 class TrackerSimConfig:
-    """What a toy tracking event looks like (``tracker:`` block of ``conf/simulate.yaml``).
+    """What a toy tracking event looks like (``tracker:`` block of ``recoml/conf/simulate.yaml``).
 
     ``n_particles`` charged particles per event (Poisson around it with ``poisson_multiplicity``);
     pT (GeV) from ``dN/dpT ~ pT^-pt_power`` on ``pt_range`` (``pt_power=1``: flat in log pT); pseudorapidity

@@ -2,7 +2,7 @@
 
 One event is a set of files ``event<9 digits>-{hits,truth,particles,cells}.csv[.gz]`` in a directory;
 ``detectors.csv[.gz]`` describes the modules. :func:`read_trackml_event` returns one event as flat numpy
-arrays named like the event store's fields (``hit_*``, ``particle_*``; DESIGN.md, "Event store"), so that
+arrays named like the event store's fields (``hit_*``, ``particle_*``; docs/design.md, "Event store"), so that
 the converter and the GNN tracking code read TrackML through the same checked path. Lengths are in mm,
 momenta in GeV, as in the files.
 """

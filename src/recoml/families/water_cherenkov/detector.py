@@ -67,6 +67,7 @@ class WCDetector(Detector):
             object.__setattr__(self, "pmt_location", _locate(self.pmt_positions, self.half_height))
         if self.sensor_ids is None:
             object.__setattr__(self, "sensor_ids", np.arange(1, n + 1, dtype=np.int64)[:, None])
+        assert self.sensor_ids is not None  # set just above when not given
         if self.sensor_ids.shape != (n, len(self.sensor_id_names)):
             raise GeometryError(
                 f"detector {self.name}: sensor_ids must have shape ({n}, {len(self.sensor_id_names)}) "

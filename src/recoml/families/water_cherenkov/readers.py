@@ -188,7 +188,7 @@ def read_tube_table(
     pos, dirs = raw.pos[order].astype(np.float64), raw.dirs[order].astype(np.float64)
     cylloc = None if raw.cylloc is None else raw.cylloc[order]
     module_ids = None
-    if raw.module is not None:
+    if raw.module is not None and raw.pmt_in_module is not None:  # both come from mPMT tube tables
         module_ids = np.stack([raw.module[order], raw.pmt_in_module[order]], axis=1).astype(np.int64)
     ppm = _pmts_per_module(path, raw, order, ids, pos, pmts_per_module)
     if raw.offset is not None and np.any(raw.offset != 0):
@@ -239,6 +239,7 @@ def read_tube_table(
     else:
         radius = float(rho.max())
     half_height = float(raw.height) / 2 if raw.height is not None else float(np.abs(inner_pos[:, 1]).max())
+    id_names: tuple[str, ...]
     if module_ids is not None:
         sensor_ids, id_names = np.column_stack([ids, module_ids]), ("tube", "mpmt", "pmt")
     elif raw.section is not None and sensors == "all":

@@ -35,7 +35,6 @@ import concurrent.futures as cf
 import functools
 import logging
 import multiprocessing as mp
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -826,13 +825,3 @@ def simulate(
         ) as pool:
             chunks = list(pool.map(_worker_chunk, *zip(*args)))
     return _concatenate(chunks)
-
-
-def bench_simulation(detector: WCDetector, n_events: int, **kwargs: object) -> float:
-    """Events per second of :func:`simulate` on ``detector`` (after a warm-up that builds lookup tables)."""
-    simulate(detector, 8, **kwargs)  # type: ignore[arg-type]
-    t0 = time.perf_counter()
-    simulate(detector, n_events, **kwargs)  # type: ignore[arg-type]
-    rate = n_events / (time.perf_counter() - t0)
-    log.info("simulated %d %s events at %.0f events/s", n_events, detector.name, rate)
-    return rate

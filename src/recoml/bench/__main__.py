@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from recoml.utils.cli import CONF_DIR, report_errors, save_config
-from recoml.utils.provenance import write_json
+from recoml.bench.suites import run
+from recoml.io.provenance import write_json
+from recoml.utils.cli import CONFIG_PATH, report_errors, save_config
 
 
 def machine() -> str:
@@ -21,11 +22,9 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), {gpu}"
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    from recoml.benchmarks import run
-
     save_config(cfg, cfg.paths.output_dir)
     rows = run(cfg)
     table = Table(title=f"recoml throughput ({machine()})")

@@ -1,4 +1,4 @@
-"""Throughput measurements behind ``python -m recoml.bench`` (events/s, never asserted by tests)."""
+"""The suites behind ``python -m recoml.bench`` (events/s, never asserted by tests)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import functools
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,18 @@ import torch
 from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.utils.data import DataLoader
 
+from recoml.bench.graphs import bench_graphs
 from recoml.contracts.batch import HitBatch
-from recoml.data.dataset import EventDataset, bench_loading
+from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
+from recoml.data.representations import GraphBuilder, PointCloudBuilder
+from recoml.data.samplers import TrainBatchSampler
+from recoml.errors import DataError
+from recoml.families.water_cherenkov import simulate, simulate_to_store
 from recoml.families.water_cherenkov.detector import WCDetector
+from recoml.families.water_cherenkov.images import ImageBuilder
+from recoml.tasks.module import RecoModule
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
@@ -44,7 +52,6 @@ def _sync(device: torch.device) -> Callable[[], None]:
 
 def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBatch:
     """A HitBatch of real toy events (not random hits), so sizes and hit patterns are realistic."""
-    from recoml.families.water_cherenkov.to_store import simulate_to_store
 
     path = workdir / f"bench_{detector.name}_{n_events}.h5"
     if not path.exists():
@@ -53,26 +60,67 @@ def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBa
     return ds[list(range(len(ds)))]
 
 
-def bench_simulation(cfg: DictConfig) -> list[dict[str, Any]]:
-    from recoml.families.water_cherenkov.simulation import bench_simulation as run
+def simulation_rate(detector: WCDetector, n_events: int, **kwargs: Any) -> float:
+    """Events per second of the water-Cherenkov toy simulation (after a warm-up that builds lookup tables)."""
 
+    simulate(detector, 8, **kwargs)
+    t0 = time.perf_counter()
+    simulate(detector, n_events, **kwargs)
+    rate = n_events / (time.perf_counter() - t0)
+    log.info("simulated %d %s events at %.0f events/s", n_events, detector.name, rate)
+    return rate
+
+
+def loading_rate(
+    path: str | Path,
+    batch_size: int = 512,
+    num_workers: int = 0,
+    n_batches: int = 200,
+    hit_fields: Sequence[str] = DEFAULT_HIT_FIELDS,
+    target_fields: Sequence[str] = DEFAULT_TARGET_FIELDS,
+    warmup: int = 5,
+) -> float:
+    """Events/s of shuffled training batches through a DataLoader (after ``warmup`` batches)."""
+    ds = EventDataset(path, hit_fields=hit_fields, target_fields=target_fields)
+    sampler = TrainBatchSampler(len(ds), batch_size, seed=0)
+    if len(sampler) == 0:
+        raise DataError(f"{path}: no events to benchmark")
+    loader = DataLoader(
+        ds, sampler=sampler, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0
+    )
+    done, events, epoch = 0, 0, 0
+    t0 = time.perf_counter()
+    while done < n_batches + warmup:
+        sampler.set_epoch(epoch)
+        for batch in loader:
+            done += 1
+            if done == warmup:
+                t0 = time.perf_counter()
+            elif done > warmup:
+                events += batch.n_events
+            if done >= n_batches + warmup:
+                break
+        epoch += 1
+    return events / (time.perf_counter() - t0)
+
+
+def bench_simulation(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = []
     for name in cfg.detectors:
         n = int(cfg.simulation.n_events.get(name, 500))
-        rate = run(detector_by_name(name), n)
+        rate = simulation_rate(detector_by_name(name), n)
         rows.append({"suite": "simulation", "case": name, "events_per_s": rate, "device": "cpu"})
     return rows
 
 
 def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
-    from recoml.families.water_cherenkov.to_store import simulate_to_store
 
     path = workdir / "bench_loading_wcte.h5"
     if not path.exists():
         simulate_to_store(detector_by_name("wcte"), path, n_events=int(cfg.loading.n_events), seed=7)
     rows = []
     for workers in cfg.loading.workers:
-        rate = bench_loading(path, batch_size=int(cfg.loading.batch_size), num_workers=int(workers))
+        rate = loading_rate(path, batch_size=int(cfg.loading.batch_size), num_workers=int(workers))
         rows.append(
             {
                 "suite": "loading",
@@ -85,8 +133,6 @@ def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
 
 
 def bench_representations(cfg: DictConfig, workdir: Path, suites: list[str]) -> list[dict[str, Any]]:
-    from recoml.data.representations import GraphBuilder, PointCloudBuilder
-    from recoml.families.water_cherenkov.images import ImageBuilder
 
     device = torch.device(cfg.device)
     r = cfg.representations
@@ -138,7 +184,6 @@ def step_times(module, host_batch: HitBatch, device: torch.device, precision: st
 def bench_training(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
     """Full pipeline (HitBatch on the host -> device -> representation -> step) vs the model-only ceiling
     (the same step on the representation's output already on the device)."""
-    from recoml.tasks.module import RecoModule
 
     device = torch.device(cfg.device)
     t = cfg.train
@@ -186,4 +231,6 @@ def run(cfg: DictConfig, workdir: Path | None = None) -> list[dict[str, Any]]:
             rows += bench_representations(cfg, work, reps)
         if "train" in suites:
             rows += bench_training(cfg, work)
+        if "graphs" in suites:
+            rows += bench_graphs(cfg)
     return rows

@@ -1,0 +1,1 @@
+"""File input/output that must not lie or run code: atomic writes, provenance and hashes, safe checkpoints."""

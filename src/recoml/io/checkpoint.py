@@ -1,0 +1,131 @@
+"""Open a checkpoint as safely as a data file: nothing in it runs.
+
+Two doors are closed here. ``torch.load(weights_only=True)`` refuses any pickled object beyond tensors
+and plain values (a checkpoint cannot smuggle a function call in an extra key), and only local files are
+read (a URL would go through loaders without that restriction). The model a checkpoint rebuilds is
+Hydra-instantiated from the config it carries, so every ``_target_`` in that config, however deeply
+nested (``_args_``, ``_partial_`` factories, lists), must be on an allowlist before anything is built:
+recoml's own classes, the targets the shipped config groups name, and what the user passes in ``trust``
+on the command line. The file itself can never widen the list.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import re
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from recoml.conf import CONF_DIR
+from recoml.errors import ConfigError, DataError
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_TARGET_IN_YAML = re.compile(r"_target_\s*[:=]\s*['\"]?([A-Za-z_][\w.]*)")
+_UNSUPPORTED = re.compile(r"Unsupported (?:global|operand)[^\n]*")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's top-level dict, loaded with ``weights_only=True`` from a local regular file."""
+    text = str(path)
+    if _URL.match(text):
+        raise ConfigError(
+            f"ckpt_path: {text} is a URL; recoml opens local checkpoint files only "
+            "(download it, then pass the file)"
+        )
+    p = Path(text)
+    if not p.exists():
+        raise ConfigError(f"ckpt_path: no checkpoint at {p}")
+    if not p.is_file():
+        kind = "a directory" if p.is_dir() else "not a regular file"
+        raise ConfigError(
+            f"ckpt_path: {p} is {kind}; expected a .ckpt file written by python -m recoml.train"
+        )
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = _UNSUPPORTED.search(str(err))
+        detail = f" ({found.group(0)})" if found else ""
+        raise DataError(
+            f"{p}: refused: the checkpoint holds Python objects other than tensors and plain values{detail}, "
+            "which recoml never loads because unpickling them can run code"
+        ) from None
+    except Exception as err:  # torch raises many types for a foreign or truncated file
+        raise DataError(
+            f"{p}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise DataError(f"{p}: not a recoml checkpoint (a {type(raw).__name__}, expected a dict)")
+    return raw
+
+
+def stored_config(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The resolved training config a recoml checkpoint carries (``hyper_parameters.config``)."""
+    hyper = raw.get("hyper_parameters")
+    config = hyper.get("config") if isinstance(hyper, dict) else None
+    if not isinstance(config, dict) or "state_dict" not in raw:
+        raise DataError(
+            f"{path}: not a recoml checkpoint (expected 'state_dict' and 'hyper_parameters.config', "
+            "as written by python -m recoml.train)"
+        )
+    try:  # what is checked must be what is built: resolve interpolations (oc.decode can make nodes) first
+        resolved = OmegaConf.to_container(OmegaConf.create(config), resolve=True)
+    except Exception as err:
+        raise DataError(f"{path}: the stored config does not resolve ({type(err).__name__}: {err})") from None
+    assert isinstance(resolved, dict)
+    return {str(k): v for k, v in resolved.items()}
+
+
+def iter_targets(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """Every ``(dotted location, _target_ value)`` in a nested dict/list config."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}.{key}" if where else str(key)
+            if key == "_target_":
+                yield here, value
+            else:
+                yield from iter_targets(value, here)
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from iter_targets(value, f"{where}[{i}]")
+
+
+def check_targets(config: dict[str, Any], source: str | Path, trust: Iterable[str] = ()) -> None:
+    """ConfigError naming the first ``_target_`` of ``config`` that is not allowed to be built."""
+    trusted = {str(t) for t in trust or ()}
+    for where, target in iter_targets(config):
+        if isinstance(target, str) and (
+            target in trusted or target in shipped_targets() or _is_recoml_class(target)
+        ):
+            continue
+        raise ConfigError(
+            f"{source}: refused to build {target!r} (at {where}): checkpoints may only name recoml's classes "
+            f"and the targets of the shipped configs; if you trust its author, pass trust=[{target}]"
+        )
+
+
+@cache
+def shipped_targets() -> frozenset[str]:
+    """Every ``_target_`` named in the config groups recoml ships."""
+    names: set[str] = set()
+    for yaml in Path(CONF_DIR).rglob("*.yaml"):
+        names.update(_TARGET_IN_YAML.findall(yaml.read_text()))
+    return frozenset(names)
+
+
+def _is_recoml_class(target: str) -> bool:
+    """A class defined in recoml (re-exports allowed); attribute paths through imported modules are not."""
+    if not re.fullmatch(r"recoml(\.[A-Za-z_]\w*)+", target):
+        return False
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+    except Exception:
+        return False
+    return inspect.isclass(obj) and (obj.__module__ or "").split(".")[0] == "recoml"

@@ -1,0 +1,584 @@
+"""Hostile and careless inputs: each gives one sentence (a RecomlError, exit code 2 at the entry point)
+and nothing runs, nothing lies. See docs/reliability.md for the guarantee each test proves."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from recoml import load_model
+from recoml.errors import ConfigError, DataError, RecomlError
+
+from .evaluation_helpers import compose_verb
+
+
+class _Payload:
+    """Unpickling this runs ``exec``: the pickle payload a hostile checkpoint hides in an extra key."""
+
+    def __init__(self, marker: Path) -> None:
+        self.code = f"open({str(marker)!r}, 'w').write('ran')"
+
+    def __reduce__(self):
+        return (exec, (self.code,))
+
+
+def _raw(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def _pickle_payload(src: Path, dst: Path, marker: Path) -> Path:
+    raw = _raw(src)
+    raw["extra"] = _Payload(marker)
+    torch.save(raw, dst)
+    return dst
+
+
+def _config_payload(src: Path, dst: Path, place: str, node: object) -> Path:
+    """``src`` with ``node`` stored at the dotted ``place`` of its training config."""
+    raw = _raw(src)
+    config = raw["hyper_parameters"]["config"]
+    *parents, leaf = place.split(".")
+    for key in parents:
+        config = config.setdefault(key, {})
+    config[leaf] = node
+    torch.save(raw, dst)
+    return dst
+
+
+def _savetxt(marker: Path) -> dict:
+    """A target Hydra's own blocklist lets through: building it writes ``marker``."""
+    return {"_target_": "numpy.savetxt", "fname": str(marker), "X": [1.0]}
+
+
+def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
+    """Config payloads: name -> (where in the stored config, what)."""
+    return {
+        "savetxt_in_task": ("task.label_smoothing", _savetxt(marker)),
+        "exec_in_metrics": (
+            "metrics.extra.evil",
+            {"_target_": "builtins.exec", "_args_": [f"open({str(marker)!r}, 'w')"]},
+        ),
+        "torch_load_nested_args": (
+            "model.net.extra",
+            {"deep": [{"_target_": "functools.partial", "_args_": [{"_target_": "torch.load", "f": "x"}]}]},
+        ),
+        "partial_factory": ("augment", {"_target_": "os.system", "_partial_": True}),
+        "attribute_path_through_recoml": (
+            "task.helper",
+            {"_target_": "recoml.training.torch.load", "f": "x"},
+        ),
+        "decoded_by_interpolation": (
+            "task.label_smoothing",
+            "${oc.decode:'{_target_: numpy.savetxt, fname: " + str(marker) + ", X: [1.0]}'}",
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------ load_model (library)
+
+
+def test_pickle_payload_is_refused_by_load_model_and_runs_nothing(tmp_path: Path, pid_ckpt: Path) -> None:
+    marker = tmp_path / "ran"
+    bad = _pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    with pytest.raises(DataError, match=r"evil.ckpt: refused: .*Python objects other than tensors") as info:
+        load_model(str(bad))
+    assert "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "savetxt_in_task",
+        "exec_in_metrics",
+        "torch_load_nested_args",
+        "partial_factory",
+        "attribute_path_through_recoml",
+        "decoded_by_interpolation",
+    ],
+)
+def test_config_payload_is_refused_by_load_model_and_runs_nothing(
+    tmp_path: Path, pid_ckpt: Path, name: str
+) -> None:
+    marker = tmp_path / "ran"
+    place, node = _config_payloads(marker)[name]
+    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    with pytest.raises(ConfigError, match=r"evil.ckpt: refused to build '[\w.]+' \(at [\w.\[\]]+\)") as info:
+        load_model(str(bad))
+    assert "trust=[" in str(info.value) and "\n" not in str(info.value)
+    assert not marker.exists()
+
+
+def test_trust_on_the_command_line_allows_a_users_own_target(tmp_path: Path, pid_ckpt: Path) -> None:
+    """A harmless non-shipped target is built only when the user names it in ``trust``."""
+    node = {"_target_": "collections.OrderedDict"}
+    ok = _config_payload(pid_ckpt, tmp_path / "plugin.ckpt", "metrics.unused", node)
+    with pytest.raises(ConfigError, match="collections.OrderedDict"):
+        load_model(str(ok))
+    assert load_model(str(ok), trust=["collections.OrderedDict"]).fitted
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9/model.ckpt", "https://example.org/a.ckpt", "s3://b/a.ckpt"]
+)
+def test_remote_checkpoint_is_refused_in_one_sentence(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"is a URL; recoml opens local checkpoint files only"):
+        load_model(url)
+
+
+@pytest.mark.parametrize("kind", ["directory", "h5", "truncated", "missing", "not_recoml"])
+def test_unusable_checkpoint_paths_are_one_sentence(tmp_path: Path, pid_ckpt: Path, kind: str) -> None:
+    path = tmp_path / "x.ckpt"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "h5":
+        import h5py
+
+        path = tmp_path / "store.h5"
+        with h5py.File(path, "w") as f:
+            f["x"] = [1, 2, 3]
+    elif kind == "truncated":
+        path.write_bytes(pid_ckpt.read_bytes()[:5000])
+    elif kind == "not_recoml":
+        torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(RecomlError) as info:
+        load_model(str(path))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_another_models_checkpoint_is_one_sentence(tmp_path: Path, pid_ckpt: Path) -> None:
+    raw = _raw(pid_ckpt)
+    raw["state_dict"] = {k + "_renamed": v for k, v in raw["state_dict"].items()}
+    torch.save(raw, tmp_path / "other.ckpt")
+    with pytest.raises(DataError, match="does not fit the model its config builds"):
+        load_model(str(tmp_path / "other.ckpt"))
+
+
+# ------------------------------------------------------------------------ predict / export (in process)
+
+
+@pytest.mark.parametrize("verb", ["predict", "export"])
+def test_config_payload_is_refused_by_predict_and_export(tmp_path: Path, pid_ckpt: Path, verb: str) -> None:
+    marker = tmp_path / "ran"
+    place, node = _config_payloads(marker)["savetxt_in_task"]
+    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    cfg = compose_verb(verb, tmp_path / "run", [f"ckpt_path={bad}"])
+    if verb == "predict":
+        from recoml.prediction.run import predict as run
+    else:
+        from recoml.exporting.run import export as run
+    with pytest.raises(ConfigError, match="refused to build 'numpy.savetxt'"):
+        run(cfg)
+    assert not marker.exists()
+    assert not list((tmp_path / "run").glob("*.h5")) and not list((tmp_path / "run").glob("*.onnx"))
+
+
+# ---------------------------------------------------------------------- entry points (exit code 2)
+
+
+def _cli(verb: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", f"recoml.{verb}", *overrides, f"hydra.run.dir={cwd / verb}"]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("verb", ["predict", "export", "train"])
+def test_pickle_payload_exits_2_from_every_entry_point(
+    tmp_path: Path, pid_ckpt: Path, toy_data: Path, verb: str
+) -> None:
+    marker = tmp_path / "ran"
+    bad = _pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    extra = [f"paths.data_dir={toy_data}", "trainer.max_epochs=2"] if verb == "train" else []
+    result = _cli(verb, f"ckpt_path={bad}", *extra, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "refused: the checkpoint holds Python objects" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_remote_checkpoint_exits_2_from_predict(tmp_path: Path) -> None:
+    result = _cli("predict", "ckpt_path=http://127.0.0.1:9/model.ckpt", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "is a URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_resume_from_a_config_payload_checkpoint_builds_nothing_from_it(
+    tmp_path: Path, pid_ckpt: Path
+) -> None:
+    """``train ckpt_path=`` compares the stored config with the run's, never instantiates it."""
+    from recoml.training import check_checkpoint_matches
+
+    marker = tmp_path / "ran"
+    place, node = _config_payloads(marker)["savetxt_in_task"]
+    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    saved = copy.deepcopy(_raw(bad)["hyper_parameters"]["config"])
+    check_checkpoint_matches(str(bad), __import__("omegaconf").OmegaConf.create(saved))
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------ writes that cannot lie
+
+_UNDER_FSIZE_LIMIT = """
+import resource, sys
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.argv = [sys.argv[0], *sys.argv[2:]]
+from recoml.simulate import main
+main()
+"""
+
+
+@pytest.mark.parametrize("limit", [200_000, 700_000])  # while staging; at the final copy
+def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: Path, limit: int) -> None:
+    """RLIMIT_FSIZE hit while the chunk file or the final copy is written: exit 2, one sentence, no store,
+    no split file, no temporary left, no segfault."""
+    out = tmp_path / "data" / "toy.h5"
+    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), "n_events=300", "chunk_size=100"]
+    cmd += [f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert (
+        "writing failed (the file-size limit was reached); nothing was written under that name"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+
+def test_a_planted_symlink_at_a_temporary_name_is_never_written_through(tmp_path: Path) -> None:
+    from recoml.io.atomic import atomic_output, temp_path
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    target = tmp_path / "out.txt"
+    # Names are unpredictable; even a planted link at every name of the old scheme changes nothing.
+    for old in (f".{target.name}.tmp", f".{target.name}.tmp-{os.getpid()}"):
+        (tmp_path / old).symlink_to(victim)
+    with atomic_output(target) as tmp:
+        assert tmp.name.startswith(".out.txt.recoml-tmp-") and not tmp.is_symlink()
+        tmp.write_text("new")
+    assert target.read_text() == "new" and victim.read_text() == "precious"
+    assert temp_path(target) != temp_path(target)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    from recoml.io.atomic import atomic_output
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer crashed")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_temporaries_of_a_dead_process_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    from recoml.io.atomic import MARK, write_text
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(proc.stdout)
+    stale = tmp_path / f".out.txt{MARK}{dead}-0123456789abcdef"
+    stale.write_text("half")
+    write_text(tmp_path / "out.txt", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("fmt", ["h5", "pt"])
+def test_a_store_damaged_after_writing_is_refused_on_open(tmp_path: Path, fmt: str) -> None:
+    import numpy as np
+
+    from recoml.data.store import open_store, write_store
+
+    path = tmp_path / f"s.{fmt}"
+    counts = np.array([3, 2, 4])
+    write_store(
+        path,
+        {
+            "event_hits_index": np.r_[0, np.cumsum(counts)[:-1]],
+            "energy": np.ones(3),
+            "hit_charge": np.arange(9, dtype=np.float32),
+        },
+    )
+    assert open_store(path).n_events == 3
+    if fmt == "h5":
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            f["hit_charge"][4] = 0.0  # the zeros a swallowed write error leaves
+    else:
+        raw = torch.load(path, weights_only=True)
+        raw["hit_charge"][4] = 0.0
+        torch.save(raw, path)
+    with pytest.raises(DataError, match=r"does not match the checksum recorded when it was written"):
+        open_store(path)
+
+
+# ------------------------------------------------------------------------------ validation that covers all
+
+
+def _small_store(path: Path, **override) -> Path:
+    import numpy as np
+
+    from recoml.data.store import write_store
+
+    counts = np.array([3, 2, 4])
+    arrays = {
+        "event_hits_index": np.r_[0, np.cumsum(counts)[:-1]],
+        "energy": np.ones(3),
+        "hit_pmt": np.array([0, 1, 2, 3, 4, 5, 6, 7, 8], dtype=np.int32),
+        "hit_charge": np.arange(9, dtype=np.float32),
+    }
+    return write_store(path, arrays | override, attrs={"detector": "wcte", "n_pmts": 1767})
+
+
+def test_every_event_is_validated_not_a_sample(tmp_path: Path) -> None:
+    """A bad value in the middle of a store (beyond the first and last 1,000 events) is found."""
+    import numpy as np
+
+    from recoml.data.store import open_store, write_store
+
+    n = 5000
+    charge = np.ones(n, dtype=np.float32)
+    charge[2500] = np.nan
+    pmt = np.zeros(n, dtype=np.int32)
+    pmt[2600] = 99999
+    index = np.arange(n)
+    write_store(tmp_path / "nan.h5", {"event_hits_index": index, "hit_charge": charge, "hit_pmt": pmt * 0})
+    with pytest.raises(DataError, match=r"'hit_charge' has 1 NaN/inf values, the first in event 2500"):
+        open_store(tmp_path / "nan.h5").validate(n_pmts=1767)
+    write_store(
+        tmp_path / "pmt.h5",
+        {"event_hits_index": index, "hit_charge": np.zeros(n, np.float32), "hit_pmt": pmt},
+    )
+    with pytest.raises(DataError, match=r"hit_pmt value 99999 at event 2600"):
+        open_store(tmp_path / "pmt.h5").validate(n_pmts=1767)
+
+
+def test_full_validation_runs_once_per_store_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recoml.data.store as store_module
+    from recoml.data.store import open_store
+
+    path = _small_store(tmp_path / "s.h5")
+    calls = []
+    real = store_module.check_values
+    monkeypatch.setattr(store_module, "check_values", lambda *a, **k: calls.append(1) or real(*a, **k))
+    open_store(path).validate(n_pmts=1767)
+    open_store(path).validate(n_pmts=1767)
+    assert len(calls) == 1
+
+
+def test_float_pmt_ids_are_refused(tmp_path: Path) -> None:
+    import numpy as np
+
+    from recoml.data.store import open_store
+
+    path = _small_store(tmp_path / "s.h5", hit_pmt=np.arange(9, dtype=np.float32))
+    with pytest.raises(DataError, match=r"'hit_pmt' must hold integer PMT ids, it is float32"):
+        open_store(path).validate(n_pmts=1767)
+
+
+def test_external_link_and_external_storage_are_refused(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    from recoml.data.store import open_store
+
+    _small_store(tmp_path / "other.h5")
+    with h5py.File(tmp_path / "linked.h5", "w") as f:
+        f["event_hits_index"] = np.array([0, 3, 5])
+        f["hit_charge"] = np.zeros(9, dtype=np.float32)
+        f["energy"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/energy")
+    with pytest.raises(DataError, match=r"'energy' is an external link to .*other.h5:/energy"):
+        open_store(tmp_path / "linked.h5")
+    raw = tmp_path / "raw.bin"
+    np.ones(3).tofile(raw)
+    with h5py.File(tmp_path / "external.h5", "w") as f:
+        f["event_hits_index"] = np.array([0, 3, 5])
+        f["hit_charge"] = np.zeros(9, dtype=np.float32)
+        f.create_dataset("energy", shape=(3,), dtype="<f8", external=[(str(raw), 0, 24)])
+    with pytest.raises(DataError, match=r"dataset 'energy' is stored in external raw files"):
+        open_store(tmp_path / "external.h5")
+
+
+def test_store_nested_in_a_group_is_named(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    from recoml.data.store import open_store
+
+    with h5py.File(tmp_path / "nested.h5", "w") as f:
+        g = f.create_group("events")
+        g["event_hits_index"] = np.array([0, 3, 5])
+        g["hit_charge"] = np.zeros(9, dtype=np.float32)
+    with pytest.raises(
+        DataError, match=r"no datasets at the top level; the store lies in the group 'events'"
+    ):
+        open_store(tmp_path / "nested.h5")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dev_zero"])
+def test_a_store_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path: Path, kind: str) -> None:
+    from recoml.data.store import open_store
+
+    path = {"directory": tmp_path / "d.h5", "fifo": tmp_path / "f.h5", "dev_zero": Path("/dev/zero")}[kind]
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    with pytest.raises(DataError, match=r"is a directory|not a regular file"):
+        open_store(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.batch_size=-1", "dataset.batch_size: expected a positive integer, got -1"),
+        ("dataset.batch_size=0", "dataset.batch_size: expected a positive integer, got 0"),
+        ("dataset.batch_size=1.5", "dataset.batch_size: expected a positive integer, got 1.5"),
+        ("optimizer.lr=abc", "optimizer.lr: expected a positive number, got 'abc'"),
+        ("model.net.width=0", "model.net.width: expected a positive integer, got 0"),
+        ("dataset.num_workers=-1", "dataset.num_workers: expected an integer >= 0, got -1"),
+        ("seed=abc", "seed: expected an integer, got 'abc'"),
+        ("trainer.max_epochs=0", "trainer.max_epochs: expected a positive integer"),
+    ],
+)
+def test_invalid_config_values_are_one_sentence_before_any_work(override: str, message: str) -> None:
+    from recoml.utils.config_checks import check_config_values
+
+    from .helpers import compose_train
+
+    cfg = compose_train([override], return_hydra_config=False)
+    with pytest.raises(ConfigError) as info:
+        check_config_values(cfg)
+    assert message in str(info.value)
+
+
+# ------------------------------------------------------------------------------ runs that never collide
+
+
+def test_infinite_values_are_handled_by_nan_policy(tmp_path: Path) -> None:
+    import awkward as ak
+    import numpy as np
+
+    from .test_convert import convert, write_tree
+
+    src = write_tree(
+        tmp_path / "inf.root",
+        {
+            "tube": ak.Array([[1, 2], [3]]),
+            "charge": ak.Array([[1.0, np.inf], [2.0]]),
+            "time": ak.Array([[5.0, 6.0], [-np.inf]]),
+            "energy": np.array([100.0, 200.0], np.float32),
+            **{k: np.ones(2, np.float32) for k in ("vtx_x", "vtx_y", "vtx_z", "dir_x", "dir_y", "dir_z")},
+            "pid": np.array([11, 13], np.int32),
+        },
+    )
+    with pytest.raises(DataError, match=r"2 NaN/inf value\(s\) in 'hit_charge' \(1\), 'hit_time' \(1\)"):
+        convert(tmp_path, src, "flat_wcsim_tubes")
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("text", ["9**9**9", "x ** 1000", "2 ** -100"])
+def test_huge_powers_are_refused_not_computed(text: str) -> None:
+    import numpy as np
+
+    from recoml.conversion.expressions import Expression
+
+    expr = Expression.parse(text, "convert field 'hit_x'")
+    with pytest.raises(ConfigError, match=r"outside \[-64, 64\]; mappings allow bounded powers only"):
+        expr.evaluate({"x": np.ones(3)})
+    assert Expression.parse("x ** 2", "f").evaluate({"x": np.array([3.0])}).tolist() == [9.0]
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", "/etc/passwd"])
+def test_a_mapping_name_cannot_escape_its_directory(name: str) -> None:
+    from omegaconf import OmegaConf
+
+    from recoml.conversion.mapping import parse_mapping
+
+    from .helpers import CONF_DIR
+
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "convert" / "flat_wcsim_tubes.yaml"))
+    with pytest.raises(ConfigError, match=r"must be a plain file name"):
+        parse_mapping(raw | {"name": name})
+
+
+def test_hpo_workers_with_consecutive_seeds_draw_different_trials() -> None:
+    """Seeds 1, 2, 3 joining after 2, 1, 0 trials used to get the same sampler seed (1+2 = 2+1 = 3+0)."""
+    import numpy as np
+
+    seeds = {int(np.random.SeedSequence([s, n]).generate_state(1)[0]) for s, n in [(1, 2), (2, 1), (3, 0)]}
+    assert len(seeds) == 3
+    import inspect
+
+    from recoml.sweeps import study
+
+    assert "SeedSequence" in inspect.getsource(study._with_sampler)
+
+
+def test_concurrent_first_opens_of_a_sqlite_storage_all_succeed(tmp_path: Path) -> None:
+    code = (
+        "import sys; from recoml.sweeps.storage import open_storage; "
+        "open_storage(sys.argv[1], sys.argv[2]); print('ok')"
+    )
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, str(tmp_path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err[-500:] for _, err in results]
+
+
+def test_a_resumed_run_appends_to_metrics_csv(tmp_path: Path) -> None:
+    """Lightning's CSVLogger deletes metrics.csv when it starts; a requeued run must keep earlier rows."""
+    import csv
+
+    from recoml.loggers import AppendingCSVLogger
+
+    first = AppendingCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    first.log_metrics({"val/loss": 1.0}, step=0)
+    first.save()
+    second = AppendingCSVLogger(save_dir=str(tmp_path), name="csv", version="")
+    second.log_metrics({"val/loss": 0.5}, step=1)
+    second.save()
+    rows = list(csv.DictReader(open(tmp_path / "csv" / "metrics.csv")))
+    assert [(r["step"], r["val/loss"]) for r in rows] == [("0", "1.0"), ("1", "0.5")]
+
+
+def test_a_config_that_does_not_compose_exits_2(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "recoml.train", "no_such_key=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "no_such_key" in result.stderr
+
+
+def test_two_trainings_cannot_share_a_run_directory(tmp_path: Path) -> None:
+    from recoml.training import claim_run_dir
+
+    with claim_run_dir(tmp_path / "run"):
+        with pytest.raises(ConfigError, match=r"run directory .*run is in use by another training \(pid \d+"):
+            with claim_run_dir(tmp_path / "run"):
+                pass
+    with claim_run_dir(tmp_path / "run"):  # released when the first run ended
+        pass
