@@ -191,13 +191,13 @@ def test_datamodule_builds_splits_and_loaders(store_path):
     assert val == splits["val_idxs"].tolist()
     assert len(dm.test_dataloader()) == 1
     # A second module with the same seed reuses the file; another seed makes new splits.
-    dm2 = EventDataModule(store_path, seed=1)
+    dm2 = EventDataModule(store_path, split_seed=1)
     dm2.setup()
     assert not np.array_equal(dm2.splits["train_idxs"], splits["train_idxs"])
     # A split file without recoml metadata (WatChMaL's, the simulation's) is used as found.
     fixed = {"train_idxs": np.arange(0, 60), "val_idxs": np.arange(60, 80), "test_idxs": np.arange(80, N)}
     save_splits(split_file, fixed)
-    dm3 = EventDataModule(store_path, seed=7)
+    dm3 = EventDataModule(store_path, split_seed=7)
     dm3.setup()
     assert all(np.array_equal(dm3.splits[k], v) for k, v in fixed.items())
 

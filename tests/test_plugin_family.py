@@ -22,7 +22,8 @@ from tests.plugin_family import PanelDetector
 
 DETECTOR_YAML = "_target_: tests.plugin_family.PanelDetector\nname: panel\nn_side: 12\n"
 TASK_YAML = "_target_: tests.plugin_family.SpreadTask\nname: spread\nmonitor: val/acc\nmonitor_mode: max\n"
-DATASET_YAML = """name: toy_panel
+DATASET_YAML = """_target_: recoml.data.datamodule.EventDataModule
+name: toy_panel
 path: ${paths.data_dir}/toy_panel.h5
 split_path: null
 fractions: [0.8, 0.1, 0.1]

@@ -14,7 +14,7 @@ from recoml.contracts.representation import Representation
 from recoml.contracts.simulator import simulator_of
 from recoml.contracts.task import Task
 from recoml.data.datamodule import EventDataModule
-from recoml.errors import DataError
+from recoml.errors import ConfigError, DataError
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,10 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     return path
 
 
+#: Keys of a ``dataset`` option that say where its events come from, not how the DataModule reads them.
+SOURCE_KEYS = ("name", "simulate")
+
+
 def datamodule_from_config(
     dataset: DictConfig,
     *,
@@ -49,19 +53,22 @@ def datamodule_from_config(
     path: str | Path | None = None,
     **options: Any,
 ) -> EventDataModule:
-    """The one mapping from a ``dataset`` config group option to the :class:`EventDataModule` (training,
-    prediction and the tracking pipeline all build theirs here); ``options`` add DataModule arguments
-    the config does not hold (e.g. ``predict_split``). Defaults live in the DataModule's signature."""
-    keys = {"split_path": "split_path", "fractions": "fractions", "split_seed": "seed"}
-    keys |= {k: k for k in ("batch_size", "eval_batch_size", "num_workers", "pin_memory", "in_memory")}
-    given = {arg: dataset[key] for key, arg in keys.items() if dataset.get(key) is not None}
-    if "fractions" in given:
-        given["fractions"] = tuple(given["fractions"])
-    return EventDataModule(
-        path=dataset.path if path is None else path,
+    """The one way from a ``dataset`` config group option to its DataModule (its ``_target_``; training,
+    prediction and export all build theirs here); ``options`` add arguments the config does not hold
+    (e.g. ``predict_split``). Defaults live in the DataModule's signature."""
+    reading = {k: v for k, v in config_dict(dataset).items() if k not in SOURCE_KEYS and v is not None}
+    if path is not None:
+        reading["path"] = str(path)
+    if "_target_" not in reading:
+        raise ConfigError(
+            f"dataset {dataset.get('name')!r}: no _target_; a dataset option names the DataModule that reads "
+            "it, e.g. _target_: recoml.data.datamodule.EventDataModule"
+        )
+    return instantiate(
+        reading,
         hit_fields=tuple(dict.fromkeys(hit_fields)),
         target_fields=tuple(dict.fromkeys(target_fields)),
-        **given,
+        _convert_="all",  # plain lists: the DataModule's arguments go into checkpoints (safe loader)
         **options,
     )
 

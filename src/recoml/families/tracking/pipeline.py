@@ -182,7 +182,7 @@ def iterate_store(
             hit_fields=hit_fields,
             target_fields=(),
             fractions=fractions,
-            seed=seed,
+            split_seed=seed,
         )
         indices = dm.split_indices(split)
     if max_events is not None:
