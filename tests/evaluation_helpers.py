@@ -17,8 +17,7 @@ from omegaconf import DictConfig, open_dict
 from recoml.conf import CONFIG_MODULE
 from recoml.data.store import write_store
 from recoml.metrics.physics import distance_to_wall, towall
-
-from .helpers import make_cfg, toy_store_dir
+from tests.helpers import make_cfg, toy_store_dir
 
 #: The WCTE tank (conf/detector/wcte.yaml), for synthetic truth.
 RADIUS, HALF_HEIGHT = 155.26, 156.0

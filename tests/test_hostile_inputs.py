@@ -14,8 +14,7 @@ import torch
 
 from recoml import load_model
 from recoml.errors import ConfigError, DataError, RecomlError
-
-from .evaluation_helpers import compose_verb
+from tests.evaluation_helpers import compose_verb
 
 
 class _Payload:
@@ -459,8 +458,7 @@ def test_a_store_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path:
 )
 def test_invalid_config_values_are_one_sentence_before_any_work(override: str, message: str) -> None:
     from recoml.utils.config_checks import check_config_values
-
-    from .helpers import compose_train
+    from tests.helpers import compose_train
 
     cfg = compose_train([override], return_hydra_config=False)
     with pytest.raises(ConfigError) as info:
@@ -475,7 +473,7 @@ def test_infinite_values_are_handled_by_nan_policy(tmp_path: Path) -> None:
     import awkward as ak
     import numpy as np
 
-    from .test_convert import convert, write_tree
+    from tests.conversion.test_convert import convert, write_tree
 
     src = write_tree(
         tmp_path / "inf.root",
@@ -510,8 +508,7 @@ def test_a_mapping_name_cannot_escape_its_directory(name: str) -> None:
     from omegaconf import OmegaConf
 
     from recoml.conversion.mapping import parse_mapping
-
-    from .helpers import CONF_DIR
+    from tests.helpers import CONF_DIR
 
     raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "convert" / "flat_wcsim_tubes.yaml"))
     with pytest.raises(ConfigError, match=r"must be a plain file name"):

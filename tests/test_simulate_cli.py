@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 from recoml.data.splits import load_splits
 from recoml.data.store import open_store
 from recoml.families.water_cherenkov import to_store
-
-from .conftest import CONF_DIR, REPO
+from tests.conftest import CONF_DIR, REPO
 
 
 def run_simulate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,112 @@
+"""The tracking stages through the trainer (``experiment=tracking/<stage>``), each feeding the next, and
+track building + evaluation from the edge classifier's checkpoint alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from recoml import load_model
+from recoml.data.store import open_store, write_store
+from recoml.errors import ConfigError, DataError
+from recoml.families.tracking.pipeline import TrackingPipeline
+from recoml.families.tracking.report import evaluate_checkpoint
+from recoml.families.tracking.simulation import simulate_tracker_to_store
+from recoml.training import train
+from tests.conftest import CONF_DIR
+from tests.helpers import make_cfg
+
+TINY_TRACKING = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "dataset.batch_size=2")
+
+
+@pytest.fixture(scope="module")
+def tracker_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 small toy tracker events where dataset=toy_tracker looks for them."""
+    data = tmp_path_factory.mktemp("tracker_data")
+    det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "toy_tracker.yaml"))
+    simulate_tracker_to_store(det, data / "toy_toy_tracker.h5", n_events=12, seed=1, n_particles=120)
+    return data
+
+
+@pytest.fixture(scope="module")
+def edge_run(tracker_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("edge_run")
+    metrics = train(make_cfg(tmp, tracker_data, ["experiment=tracking/edge_classifier", *TINY_TRACKING]))
+    for key in (
+        "test/efficiency",
+        "test/purity",
+        "test/auroc",
+        "test/graph_efficiency",
+        "test/edges_per_event",
+    ):
+        assert key in metrics
+    assert metrics["test/graph_efficiency"] > 0.99  # geometric graphs keep the target edges
+    return tmp / "run"
+
+
+def test_edge_classifier_checkpoint_rebuilds_and_builds_tracks(edge_run: Path, tracker_data: Path) -> None:
+    ckpt = edge_run / "checkpoints" / "last.ckpt"
+    module = load_model(str(ckpt))
+    assert type(module.net).__name__ == "EdgeClassifier"
+    assert json.loads((edge_run / "metrics.json").read_text())["test/edges_per_event"] > 0
+    out = edge_run / "tracking"
+    metrics = evaluate_checkpoint(ckpt, tracker_data / "toy_toy_tracker.h5", out, split="test")
+    assert (out / "tracking_metrics.json").exists() and (out / "efficiency_vs_eta.png").exists()
+    assert (
+        "efficiency" in metrics["tracks"]["double_majority"] and metrics["edges"]["graph_efficiency"] > 0.99
+    )
+    assert metrics["n_events"] == 1 and set(metrics["timing"]) >= {"graph_construction", "track_building"}
+    with pytest.raises(DataError, match="already exists"):
+        evaluate_checkpoint(ckpt, tracker_data / "toy_toy_tracker.h5", out, split="test")
+
+
+def test_metric_learning_feeds_the_edge_classifier(
+    tracker_data: Path, edge_run: Path, tmp_path: Path
+) -> None:
+    stage1 = train(
+        make_cfg(tmp_path / "ml", tracker_data, ["experiment=tracking/metric_learning", *TINY_TRACKING])
+    )
+    assert {"test/graph_efficiency", "test/graph_purity", "test/edges_per_event"} <= set(stage1)
+    ckpt = tmp_path / "ml" / "run" / "checkpoints" / "last.ckpt"
+    chain = [
+        "experiment=tracking/edge_classifier",
+        "model.representation.constructor=embedding",
+        f"model.representation.constructors.embedding.checkpoint={ckpt}",
+        "model.representation.constructors.embedding.k=8",
+        "model.representation.constructors.embedding.r=0.05",
+        *TINY_TRACKING,
+    ]
+    stage2 = train(make_cfg(tmp_path / "ec", tracker_data, chain))
+    assert "test/auroc" in stage2
+    module = load_model(str(tmp_path / "ec" / "run" / "checkpoints" / "last.ckpt"))
+    assert type(module.representation.constructor).__name__ == "EmbeddingConstructor"
+    # Stages fed the wrong upstream output: an embedding is no edge classifier, and the reverse.
+    with pytest.raises(ConfigError, match="edge-classifier checkpoint"):
+        TrackingPipeline.from_checkpoint(ckpt)
+    wrong = [
+        *chain[:2],
+        f"model.representation.constructors.embedding.checkpoint={edge_run}/checkpoints/last.ckpt",
+    ]
+    with pytest.raises(ConfigError, match="metric_learning"):
+        train(make_cfg(tmp_path / "bad", tracker_data, [*wrong, *TINY_TRACKING]))
+
+
+def test_hit_classification_on_tracker_events(tracker_data: Path, tmp_path: Path) -> None:
+    metrics = train(
+        make_cfg(tmp_path, tracker_data, ["experiment=tracking/hit_classification", *TINY_TRACKING])
+    )
+    assert {"test/auroc", "test/efficiency", "test/purity"} <= set(metrics)
+
+
+def test_store_without_truth_cannot_train(tracker_data: Path, tmp_path: Path) -> None:
+    store = open_store(tracker_data / "toy_toy_tracker.h5")
+    keep = [f for f in store.fields if f not in ("hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz")]
+    data = tmp_path / "data"
+    write_store(data / "toy_toy_tracker.h5", {f: np.asarray(store.array(f)) for f in keep})
+    with pytest.raises(DataError, match="hit_particle_id"):
+        train(make_cfg(tmp_path, data, ["experiment=tracking/edge_classifier", *TINY_TRACKING]))
