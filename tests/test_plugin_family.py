@@ -99,7 +99,11 @@ def test_simulate_train_predict_evaluate_a_family_defined_outside_recoml(
     assert metrics["test/acc"] > 0.85, metrics
 
     ckpt = next((tmp_path / "train" / "run" / "checkpoints").glob("last.ckpt"))
-    pred_cfg = compose_verb("predict", tmp_path / "predict", [search, f"ckpt_path={ckpt}", "split=test"])
+    # A checkpoint naming classes outside recoml builds only with the user's explicit trust.
+    trust = "trust=[tests.plugin_family.PanelDetector,tests.plugin_family.SpreadTask]"
+    pred_cfg = compose_verb(
+        "predict", tmp_path / "predict", [search, f"ckpt_path={ckpt}", "split=test", trust]
+    )
     out = predict(pred_cfg)
     evaluation = evaluate_files([out], tmp_path / "evaluate", labels=["panel"])
     # The family's own evaluator, registered by the task's declared evaluator module, did the work.

@@ -372,7 +372,7 @@ def test_interrupted_study_resumes_with_its_finished_trials_kept(tmp_path: Path,
         "hpo.n_trials=3",
         "hpo.plots=false",
         f"hpo.storage=sqlite:///{tmp_path / 'study.db'}",
-        "+callbacks.ctrl_c={_target_:tests.test_hpo.CtrlC,at:2}",
+        "+callbacks.ctrl_c={_target_:tests.sweeps.test_hpo.CtrlC,at:2}",
     ]
     with pytest.raises(KeyboardInterrupt):
         study(tmp_path, toy_data, extra)
