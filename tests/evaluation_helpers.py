@@ -60,6 +60,7 @@ def _truth(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     d = rng.normal(size=(n, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     return {
+        "aux_label": rng.integers(0, 3, n).astype(np.int32),
         "aux_energy": rng.uniform(100, 1000, n).astype(np.float32),
         "aux_vertex": vertex.astype(np.float32),
         "aux_direction": d.astype(np.float32),

@@ -9,56 +9,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from recoml import load_model
 from recoml.errors import ConfigError, DataError, RecomlError
 from tests.evaluation_helpers import compose_verb
-
-
-class _Payload:
-    """Unpickling this runs ``exec``: the pickle payload a hostile checkpoint hides in an extra key."""
-
-    def __init__(self, marker: Path) -> None:
-        self.code = f"open({str(marker)!r}, 'w').write('ran')"
-
-    def __reduce__(self):
-        return (exec, (self.code,))
-
-
-def _raw(ckpt: Path) -> dict:
-    return torch.load(ckpt, map_location="cpu", weights_only=True)
-
-
-def _pickle_payload(src: Path, dst: Path, marker: Path) -> Path:
-    raw = _raw(src)
-    raw["extra"] = _Payload(marker)
-    torch.save(raw, dst)
-    return dst
-
-
-def _config_payload(src: Path, dst: Path, place: str, node: object) -> Path:
-    """``src`` with ``node`` stored at the dotted ``place`` of its training config."""
-    raw = _raw(src)
-    config = raw["hyper_parameters"]["config"]
-    *parents, leaf = place.split(".")
-    for key in parents:
-        config = config.setdefault(key, {})
-    config[leaf] = node
-    torch.save(raw, dst)
-    return dst
-
-
-def _savetxt(marker: Path) -> dict:
-    """A target Hydra's own blocklist lets through: building it writes ``marker``."""
-    return {"_target_": "numpy.savetxt", "fname": str(marker), "X": [1.0]}
+from tests.hostile_helpers import config_payload, pickle_payload, raw_checkpoint, savetxt
 
 
 def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
     """Config payloads: name -> (where in the stored config, what)."""
     return {
-        "savetxt_in_task": ("task.label_smoothing", _savetxt(marker)),
+        "savetxt_in_task": ("task.label_smoothing", savetxt(marker)),
         "exec_in_metrics": (
             "metrics.extra.evil",
             {"_target_": "builtins.exec", "_args_": [f"open({str(marker)!r}, 'w')"]},
@@ -84,7 +48,7 @@ def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
 
 def test_pickle_payload_is_refused_by_load_model_and_runs_nothing(tmp_path: Path, pid_ckpt: Path) -> None:
     marker = tmp_path / "ran"
-    bad = _pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    bad = pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
     with pytest.raises(DataError, match=r"evil.ckpt: refused: .*Python objects other than tensors") as info:
         load_model(str(bad))
     assert "\n" not in str(info.value)
@@ -107,7 +71,7 @@ def test_config_payload_is_refused_by_load_model_and_runs_nothing(
 ) -> None:
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)[name]
-    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
     with pytest.raises(ConfigError, match=r"evil.ckpt: refused to build '[\w.]+' \(at [\w.\[\]]+\)") as info:
         load_model(str(bad))
     assert "trust=[" in str(info.value) and "\n" not in str(info.value)
@@ -117,7 +81,7 @@ def test_config_payload_is_refused_by_load_model_and_runs_nothing(
 def test_trust_on_the_command_line_allows_a_users_own_target(tmp_path: Path, pid_ckpt: Path) -> None:
     """A harmless non-shipped target is built only when the user names it in ``trust``."""
     node = {"_target_": "collections.OrderedDict"}
-    ok = _config_payload(pid_ckpt, tmp_path / "plugin.ckpt", "metrics.unused", node)
+    ok = config_payload(pid_ckpt, tmp_path / "plugin.ckpt", "metrics.unused", node)
     with pytest.raises(ConfigError, match="collections.OrderedDict"):
         load_model(str(ok))
     assert load_model(str(ok), trust=["collections.OrderedDict"]).fitted
@@ -152,7 +116,7 @@ def test_unusable_checkpoint_paths_are_one_sentence(tmp_path: Path, pid_ckpt: Pa
 
 
 def test_another_models_checkpoint_is_one_sentence(tmp_path: Path, pid_ckpt: Path) -> None:
-    raw = _raw(pid_ckpt)
+    raw = raw_checkpoint(pid_ckpt)
     raw["state_dict"] = {k + "_renamed": v for k, v in raw["state_dict"].items()}
     torch.save(raw, tmp_path / "other.ckpt")
     with pytest.raises(DataError, match="does not fit the model its config builds"):
@@ -166,7 +130,7 @@ def test_another_models_checkpoint_is_one_sentence(tmp_path: Path, pid_ckpt: Pat
 def test_config_payload_is_refused_by_predict_and_export(tmp_path: Path, pid_ckpt: Path, verb: str) -> None:
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)["savetxt_in_task"]
-    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
     cfg = compose_verb(verb, tmp_path / "run", [f"ckpt_path={bad}"])
     if verb == "predict":
         from recoml.prediction.run import predict as run
@@ -187,22 +151,30 @@ def _cli(verb: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("payload", ["pickle", "config"])
 @pytest.mark.parametrize("verb", ["predict", "export", "train"])
-def test_pickle_payload_exits_2_from_every_entry_point(
-    tmp_path: Path, pid_ckpt: Path, toy_data: Path, verb: str
+def test_hostile_checkpoint_exits_2_from_every_entry_point(
+    tmp_path: Path, pid_ckpt: Path, toy_data: Path, verb: str, payload: str
 ) -> None:
     marker = tmp_path / "ran"
-    bad = _pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+    if payload == "pickle":
+        bad = pickle_payload(pid_ckpt, tmp_path / "evil.ckpt", marker)
+        message = "evil.ckpt: refused: the checkpoint holds Python objects"
+    else:
+        bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", "task.label_smoothing", savetxt(marker))
+        message = "evil.ckpt: refused to build 'numpy.savetxt' (at task.label_smoothing._target_)"
     extra = [f"paths.data_dir={toy_data}", "trainer.max_epochs=2"] if verb == "train" else []
     result = _cli(verb, f"ckpt_path={bad}", *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert "refused: the checkpoint holds Python objects" in result.stderr
+    assert message in result.stderr, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert not marker.exists()
 
 
-def test_remote_checkpoint_exits_2_from_predict(tmp_path: Path) -> None:
-    result = _cli("predict", "ckpt_path=http://127.0.0.1:9/model.ckpt", cwd=tmp_path)
+@pytest.mark.parametrize("verb", ["predict", "export", "train"])
+def test_remote_checkpoint_exits_2_from_every_entry_point(tmp_path: Path, toy_data: Path, verb: str) -> None:
+    extra = [f"paths.data_dir={toy_data}", "trainer.max_epochs=2"] if verb == "train" else []
+    result = _cli(verb, "ckpt_path=http://127.0.0.1:9/model.ckpt", *extra, cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "is a URL" in result.stderr and "Traceback" not in result.stderr
 
@@ -210,38 +182,84 @@ def test_remote_checkpoint_exits_2_from_predict(tmp_path: Path) -> None:
 def test_resume_from_a_config_payload_checkpoint_builds_nothing_from_it(
     tmp_path: Path, pid_ckpt: Path
 ) -> None:
-    """``train ckpt_path=`` compares the stored config with the run's, never instantiates it."""
+    """``train ckpt_path=`` compares the stored config with the run's and never instantiates it; a target
+    outside the allowlist is refused as by load_model, unless the run's ``trust`` names it."""
+    from omegaconf import OmegaConf
+
     from recoml.training import check_checkpoint_matches
 
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)["savetxt_in_task"]
-    bad = _config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
-    saved = copy.deepcopy(_raw(bad)["hyper_parameters"]["config"])
-    check_checkpoint_matches(str(bad), __import__("omegaconf").OmegaConf.create(saved))
+    bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
+    saved = copy.deepcopy(raw_checkpoint(bad)["hyper_parameters"]["config"])
+    with pytest.raises(ConfigError, match=r"evil.ckpt: refused to build 'numpy.savetxt'"):
+        check_checkpoint_matches(str(bad), OmegaConf.create(saved))
+    check_checkpoint_matches(str(bad), OmegaConf.create(saved | {"trust": ["numpy.savetxt"]}))
     assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------ writes that cannot lie
 
 _UNDER_FSIZE_LIMIT = """
-import resource, sys
-limit = int(sys.argv[1])
+import resource, runpy, sys
+limit, verb = int(sys.argv[1]), sys.argv[2]
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-sys.argv = [sys.argv[0], *sys.argv[2:]]
-from recoml.simulate import main
-main()
+sys.argv = [f"recoml {verb}", *sys.argv[3:]]
+runpy.run_module(f"recoml.{verb}", run_name="__main__", alter_sys=True)
 """
 
+#: case -> (entry point, RLIMIT_FSIZE in bytes); every output is far larger than the limit, the run's
+#: config and log far smaller.
+_WRITE_FAILURES = {
+    "simulate_staging": ("simulate", 200_000),  # the 300-event store is 1.44 MB: hit while staging chunks
+    "simulate_final_copy": ("simulate", 700_000),  # staged chunks fit; the final HDF5 copy does not
+    "convert": ("convert", 100_000),  # 400 events of 40 hits
+    "predict": ("predict", 20_000),  # predictions of the 600-event toy store
+    "evaluate": ("evaluate", 12_000),  # the first plot (PNG) is larger
+    "export": ("export", 100_000),  # the ONNX graph holds the CNN's weights
+}
 
-@pytest.mark.parametrize("limit", [200_000, 700_000])  # while staging; at the final copy
-def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: Path, limit: int) -> None:
-    """RLIMIT_FSIZE hit while the chunk file or the final copy is written: exit 2, one sentence, no store,
-    no split file, no temporary left, no segfault."""
-    out = tmp_path / "data" / "toy.h5"
-    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), "n_events=300", "chunk_size=100"]
-    cmd += [f"output={out}", f"hydra.run.dir={tmp_path / 'run'}"]
+
+def _write_failure_command(verb: str, tmp_path: Path, pid_ckpt: Path) -> tuple[list[str], list[Path]]:
+    """The entry point's arguments and the final names it must not leave a file under."""
+    if verb == "simulate":
+        out = tmp_path / "out" / "toy.h5"
+        return ["n_events=300", "chunk_size=100", f"output={out}"], [out, out.with_name("toy_splits.npz")]
+    if verb == "convert":
+        from recoml.conversion.synthetic import write_flat_wcsim
+        from recoml.families.water_cherenkov import load_geometry
+        from tests.helpers import DATA_DIR
+
+        det = load_geometry(DATA_DIR / "geometry" / "wcte_wcsim_geofile.txt")
+        src = write_flat_wcsim(tmp_path / "flat.root", 400, mean_hits=40, pmt_positions=det.pmt_positions)
+        out = tmp_path / "out" / "events.h5"
+        return [f"input={src}", "convert=flat_wcsim_tubes", f"output={out}", "progress=false"], [out]
+    if verb == "predict":
+        out = tmp_path / "out" / "predictions.h5"
+        return [f"ckpt_path={pid_ckpt}", "split=test", f"output={out}"], [out, tmp_path / "run" / out.name]
+    if verb == "evaluate":
+        from tests.evaluation_helpers import write_predictions
+
+        pred = write_predictions(tmp_path / "cnn" / "predictions.h5", "classification")
+        out = tmp_path / "out"
+        finals = [d / name for d in (out, tmp_path / "run") for name in ("report.md", "metrics.json")]
+        return [f"predictions={pred}", f"output={out}", "options.displays=false"], finals
+    out = tmp_path / "out" / "model.onnx"
+    return [f"ckpt_path={pid_ckpt}", f"output={out}"], [out, tmp_path / "run" / out.name]
+
+
+@pytest.mark.parametrize("case", list(_WRITE_FAILURES))
+def test_a_write_failure_is_one_sentence_and_no_file_under_the_final_name(
+    tmp_path: Path, pid_ckpt: Path, case: str
+) -> None:
+    """RLIMIT_FSIZE (what a full disk does to a writer) hit while an entry point writes its output: exit 2,
+    one sentence naming the file, no file under a final name, no temporary left, no traceback or
+    segfault. Simulate is hit while staging chunks and at the final copy."""
+    verb, limit = _WRITE_FAILURES[case]
+    args, finals = _write_failure_command(verb, tmp_path, pid_ckpt)
+    cmd = [sys.executable, "-c", _UNDER_FSIZE_LIMIT, str(limit), verb, *args]
     result = subprocess.run(
-        cmd,
+        [*cmd, f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -252,9 +270,10 @@ def test_simulate_under_a_file_size_limit_is_one_sentence_and_no_file(tmp_path: 
     assert (
         "writing failed (the file-size limit was reached); nothing was written under that name"
         in result.stderr
-    )
-    assert "Traceback" not in result.stderr
-    assert sorted(p.name for p in out.parent.iterdir()) == []
+    ), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert [p for p in finals if p.exists()] == []
+    assert list(tmp_path.rglob("*.recoml-tmp-*")) == []
 
 
 def test_a_planted_symlink_at_a_temporary_name_is_never_written_through(tmp_path: Path) -> None:
@@ -579,3 +598,176 @@ def test_two_trainings_cannot_share_a_run_directory(tmp_path: Path) -> None:
                 pass
     with claim_run_dir(tmp_path / "run"):  # released when the first run ended
         pass
+
+
+# ------------------------------------------------------------------------------ predictions files (evaluate)
+
+
+def _spoil(path: Path, name: str, change) -> Path:
+    """Replace dataset ``name`` of a predictions file by ``change(values)`` (any dtype)."""
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        values = change(f[name][()])
+        del f[name]
+        f[name] = values
+    return path
+
+
+def _set(values, row: int, value):
+    values = values.astype(type(value) if isinstance(value, float) else values.dtype)
+    values[row] = value
+    return values
+
+
+#: name -> (kind, dataset, change, the words of the one sentence)
+_BAD_PREDICTIONS = {
+    "nan_probability": (
+        "classification",
+        "pred_probabilities",
+        lambda v: _set(v, 7, [np.nan, 0.5, 0.5]),
+        r"field 'pred_probabilities' has 1 NaN/inf value\(s\), the first nan in row 7; expected class prob",
+    ),
+    "inf_probability": (
+        "classification",
+        "pred_probabilities",
+        lambda v: _set(v, 3, [np.inf, 0.0, 0.0]),
+        r"'pred_probabilities' has 1 NaN/inf value\(s\), the first inf in row 3",
+    ),
+    "probability_above_one": (
+        "classification",
+        "pred_probabilities",
+        lambda v: _set(v, 5, [1.5, -0.25, -0.25]),
+        r"'pred_probabilities' has 3 value\(s\) outside \[0, 1\], the first 1.5 in row 5",
+    ),
+    "rows_not_summing_to_one": (
+        "classification",
+        "pred_probabilities",
+        lambda v: v * 0.5,
+        r"'pred_probabilities' has 400 row\(s\) not summing to 1 \(row sums\), the first 0.5 in row 0",
+    ),
+    "label_out_of_range": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 11, 3),
+        r"field 'true_labels' has 1 label\(s\) outside \[0, 3\), the first 3 in row 11; expected class "
+        r"indices 0..2 \(gamma, e, mu\)",
+    ),
+    "negative_label": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 2, -1),
+        r"'true_labels' has 1 label\(s\) outside \[0, 3\), the first -1 in row 2",
+    ),
+    "non_integer_label": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 9, 1.5),
+        r"'true_labels' has 1 non-integer value\(s\), the first 1.5 in row 9; expected class indices",
+    ),
+    "nan_label": (
+        "classification",
+        "true_labels",
+        lambda v: _set(v, 4, np.nan),
+        r"'true_labels' has 1 NaN/inf value\(s\), the first nan in row 4",
+    ),
+    "bool_labels": (
+        "classification",
+        "true_labels",
+        lambda v: v > 0,
+        r"'true_labels' has dtype bool; expected class indices",
+    ),
+    "hit_probability_above_one": (
+        "hit_classification",
+        "hit_pred_hit_probability",
+        lambda v: _set(v, 20, 1.2),
+        r"'hit_pred_hit_probability' has 1 value\(s\) outside \[0, 1\], the first 1.2 in row 20",
+    ),
+    "hit_truth_not_a_flag": (
+        "hit_classification",
+        "hit_true_hit_signal",
+        lambda v: _set(v, 6, 2.0),
+        r"'hit_true_hit_signal' has 1 value\(s\) other than 0 and 1, the first 2 in row 6",
+    ),
+    "nan_energy": (
+        "energy",
+        "pred_energy",
+        lambda v: _set(v, 8, np.nan),
+        r"'pred_energy' has 1 NaN/inf value\(s\), the first nan in row 8; expected finite numbers",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_PREDICTIONS))
+def test_evaluate_refuses_predictions_no_metric_can_be_computed_from(tmp_path: Path, case: str) -> None:
+    from recoml.evaluation import evaluate_files
+    from tests.evaluation_helpers import write_predictions
+
+    kind, name, change, message = _BAD_PREDICTIONS[case]
+    path = _spoil(write_predictions(tmp_path / "run" / "predictions.h5", kind), name, change)
+    with pytest.raises(DataError, match=message) as info:
+        evaluate_files([path], tmp_path / "eval", options={"displays": False})
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_evaluate_accepts_whole_float_labels(tmp_path: Path) -> None:
+    """Class indices stored as whole floats (1.0) are indices; only non-integer values are refused."""
+    from recoml.evaluation import evaluate_files
+    from tests.evaluation_helpers import write_predictions
+
+    path = write_predictions(tmp_path / "run" / "predictions.h5", "classification")
+    _spoil(path, "true_labels", lambda v: v.astype(np.float32))
+    result = evaluate_files([path], tmp_path / "eval", options={"displays": False})
+    assert 0.3 < result.scalars("pid", "run")["accuracy"] <= 1.0
+
+
+def test_evaluate_entry_point_exits_2_on_nan_probabilities(tmp_path: Path) -> None:
+    from tests.evaluation_helpers import write_predictions
+
+    kind, name, change, message = _BAD_PREDICTIONS["nan_probability"]
+    path = _spoil(write_predictions(tmp_path / "run" / "predictions.h5", kind), name, change)
+    result = _cli("evaluate", f"predictions={path}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "'pred_probabilities' has 1 NaN/inf value(s)" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ stores: no silent casts
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "what"),
+    [
+        ("labels", np.array([0.0, 1.7, 2.0], np.float32), "integer particle labels, it is float32"),
+        ("labels", np.array([True, False, True]), "integer particle labels, it is bool"),
+        ("hit_pmt", np.arange(9, dtype=np.float64), "integer PMT ids, it is float64"),
+        (
+            "hit_parent",
+            np.zeros(9, np.float32),
+            "integer particle indices \\(-1 dark noise\\), it is float32",
+        ),
+    ],
+)
+def test_float_or_bool_ids_and_labels_are_refused_by_validation(
+    tmp_path: Path, field: str, values: np.ndarray, what: str
+) -> None:
+    """The store format makes ids and labels integers; a float or bool array is refused, never cast."""
+    from recoml.data.store import open_store
+
+    path = _small_store(tmp_path / "s.h5", **{field: values})
+    for n_pmts in (1767, None):  # whether or not PMT ids are range-checked
+        with pytest.raises(DataError, match=rf"s.h5: '{field}' must hold {what}; write it with an integer"):
+            open_store(path).validate(n_pmts=n_pmts)
+
+
+@pytest.mark.parametrize("labels", [torch.tensor([0.0, 1.7]), torch.tensor([True, False])])
+def test_a_classification_task_never_casts_float_or_bool_labels(labels: torch.Tensor) -> None:
+    """Any label field (not only the store's ``labels``) reaches the task uncast; the task refuses it."""
+    from recoml.tasks import ClassificationTask
+
+    task = ClassificationTask(target="my_label")
+    with pytest.raises(
+        DataError, match=r"task pid: field 'my_label' holds (float32|bool) values; expected integer"
+    ):
+        task.classes_of(labels)
+    assert task.classes_of(torch.tensor([2, 0], dtype=torch.int32)).tolist() == [2, 0]

@@ -39,7 +39,7 @@ from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.io import provenance
-from recoml.io.checkpoint import read_checkpoint, stored_config
+from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config, trusting
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict
@@ -97,9 +97,12 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 
 
 def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None) -> None:
-    """A checkpoint from another task, model or detector cannot resume this run: say so before loading it."""
+    """A checkpoint from another task, model or detector cannot resume this run: say so before loading it.
+    Its stored config is never built here, but one naming a target outside the allowlist (a hostile file)
+    is refused as everywhere else, unless the run's ``trust`` names it."""
     raw = read_checkpoint(path)  # the safe loader: tensors and plain values only; nothing is built
     saved = stored_config(raw, path)
+    check_targets(saved, path, cfg.get("trust") or ())
     for group in ("task", "model", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:
@@ -192,10 +195,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     data_path = ensure_dataset(cfg)
     config = config_dict(cfg)
     config.pop("hydra", None)  # present when composed with return_hydra_config (tests, HPO)
+    trust = config.pop("trust", None) or ()  # the command line's, never stored: a file cannot widen it
     prov = provenance.record([data_path])
     out_dir = Path(cfg.paths.output_dir)
 
-    module = RecoModule(config, prov)
+    with trusting(trust):  # checkpoints the model reads while built (a tracking stage's embedding)
+        module = RecoModule(config, prov)
     with open_store(data_path) as store:  # the store's conventions decide what the task converts
         module.task.adopt_conventions(store.attrs)
     validate_training_store(data_path, module)

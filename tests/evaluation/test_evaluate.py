@@ -29,24 +29,35 @@ EXPECTED = {
         "efficiency_vs_dwall_e_vs_mu",
         "efficiency_vs_energy_e_vs_gamma",
         "efficiency_vs_dwall_e_vs_gamma",
+        "identification_vs_energy",
+        "identification_vs_dwall",
         "confusion",
     ],
-    "energy": ["residual_fractional", "resolution_vs_energy_fractional"],
+    "energy": [
+        "residual_fractional",
+        *(f"resolution_vs_{axis}_fractional" for axis in ("energy", "dwall", "towall")),
+        "resolution_vs_energy_by_species_fractional",
+        "reco_vs_true_energy",
+    ],
     "vertex": [
-        "residual_total",
-        "residual_longitudinal",
-        "residual_transverse",
-        "resolution_vs_energy_total",
-        "resolution_vs_energy_longitudinal",
-        "resolution_vs_energy_transverse",
+        *(f"residual_{r}" for r in ("total", "longitudinal", "transverse")),
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("total", "longitudinal", "transverse")
+            for axis in ("energy", "dwall", "towall")
+        ),
+        "resolution_vs_energy_by_species_total",
+        *(f"reco_vs_true_vertex_{c}" for c in "xyz"),
     ],
     "direction": [
-        "residual_angle",
-        "residual_polar",
-        "residual_azimuth",
-        "resolution_vs_energy_angle",
-        "resolution_vs_energy_polar",
-        "resolution_vs_energy_azimuth",
+        *(f"residual_{r}" for r in ("angle", "polar", "azimuth")),
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("angle", "polar", "azimuth")
+            for axis in ("energy", "dwall", "towall")
+        ),
+        "resolution_vs_energy_by_species_angle",
+        *(f"reco_vs_true_direction_{c}" for c in "xyz"),
     ],
     "hit_classification": ["roc", "scores", "efficiency_purity"],
 }

@@ -49,8 +49,10 @@ def test_rejection_at_fixed_signal_efficiency() -> None:
     assert r90["background_efficiency"] == pytest.approx(0.5) and r90["rejection"] == pytest.approx(2.0)
     # 50% -> cut at 0.6: only 0.95 passes -> rejection 4
     assert pm.rejection_at_efficiency(scores, is_signal, 0.5)["rejection"] == pytest.approx(4.0)
-    # 10% -> cut at 1.0: no background passes
-    assert pm.rejection_at_efficiency(scores, is_signal, 0.1)["rejection"] == np.inf
+    # 10% -> cut at 1.0: no background passes. Lower limit from the Wilson upper bound for 0 of 4 (z = 1):
+    # (0 + 1/2) / 5 + 1/5 * sqrt(1/4) = 0.2 -> rejection > 5 = N + 1, printed as such, never inf
+    limit = pm.rejection_at_efficiency(scores, is_signal, 0.1)["rejection"]
+    assert isinstance(limit, pm.LowerLimit) and limit == pytest.approx(5.0) and str(limit) == "> 5"
     assert pm.threshold_at_efficiency(signal, 0.95) == pytest.approx(0.1)  # ceil(9.5) = 10th highest
     with pytest.raises(ValueError):
         pm.threshold_at_efficiency(signal, 0.0)

@@ -37,6 +37,7 @@ from recoml.data.store_pt import ATTRS_KEY, is_pt_file, load_pt, write_pt
 from recoml.data.validate import (
     Layout,
     analyze_layout,
+    check_integer_fields,
     check_offsets,
     check_values,
     field_prefix,
@@ -616,16 +617,15 @@ class EventStore:
     def validate(self, n_pmts: int | None = None, full: bool = True, require: Iterable[str] = ()) -> dict:
         """Check values beyond the structure checked at open; return a short summary.
 
-        ``hit_pmt`` must lie in ``[0, n_pmts)`` (when given) and float object fields must be finite.
+        Ids and labels (``validate.INTEGER_FIELDS``) must have an integer dtype, ``hit_pmt`` must lie in
+        ``[0, n_pmts)`` (when given) and float object fields must be finite.
         ``full=False`` scans only the first and last 1,000 events. ``require`` lists datasets that must
         exist. Raises DataError naming the file, field, value and event. A full scan that passed is
         remembered for this file version (and ``n_pmts``), so it runs once per store, not once per run.
         """
         where = str(self.path)
         self.require(require)
-        pmt = self._infos.get("hit_pmt")
-        if n_pmts is not None and pmt is not None and (pmt[2] or pmt[1].kind not in "iu"):
-            raise DataError(f"{where}: 'hit_pmt' must hold integer PMT ids, it is {self.dtype('hit_pmt')}")
+        check_integer_fields({n: self.dtype(n) for n in self._infos}, where)
         done = f"validated_n_pmts_{n_pmts}"
         if full and cached(self.path).get(done):
             return self._summary()

@@ -18,6 +18,20 @@ import numpy as np
 
 from recoml.errors import DataError
 
+#: Fields whose values are integers by the store format (docs/design.md; the tracking fields of
+#: docs/tracking.md): ids, labels, indices. A float or bool array there is refused, never cast (1.7 would
+#: become PMT 1 or class 1 without a word).
+INTEGER_FIELDS = {
+    "hit_pmt": "PMT ids",
+    "hit_parent": "particle indices (-1 dark noise)",
+    "labels": "particle labels",
+    "event_ids": "entry numbers",
+    "hit_particle_id": "particle ids",
+    "hit_volume_id": "volume ids",
+    "hit_layer_id": "layer ids",
+    "hit_module_id": "module ids",
+}
+
 INDEX_RE = re.compile(r"^event_(?P<type>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*)_index$")
 
 
@@ -146,6 +160,17 @@ def check_offsets(index: np.ndarray, n_rows: int, name: str, where: str) -> np.n
     bounds[:-1] = index
     bounds[-1] = n_rows
     return bounds
+
+
+def check_integer_fields(dtypes: Mapping[str, np.dtype], where: str) -> None:
+    """DataError naming the first of :data:`INTEGER_FIELDS` that is stored with a float or bool dtype."""
+    for name, what in INTEGER_FIELDS.items():
+        dtype = dtypes.get(name)
+        if dtype is not None and dtype.kind not in "iu":
+            raise DataError(
+                f"{where}: '{name}' must hold integer {what}, it is {dtype}; write it with an integer dtype "
+                "(recoml never casts a float or bool array to ids or labels)"
+            )
 
 
 def event_of_row(bounds: np.ndarray, row: int) -> int:

@@ -9,10 +9,19 @@ from itertools import combinations
 
 import numpy as np
 
-from recoml.errors import ConfigError
+from recoml.errors import ConfigError, DataError
+from recoml.evaluation.checks import check_class_labels, check_probabilities
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
 from recoml.metrics import physics as pm
-from recoml.plotting import Series, edges_for, plot_confusion, plot_histograms, plot_panels, plot_roc
+from recoml.plotting import (
+    Series,
+    edges_for,
+    plot_confusion,
+    plot_histograms,
+    plot_panels,
+    plot_roc,
+    plot_species,
+)
 from recoml.prediction.reader import SectionData
 
 #: Per-event truth the efficiency curves are drawn against: (field, axis label, name in file names).
@@ -43,6 +52,17 @@ class ClassificationEvaluator(Evaluator):
     required = ("pred_probabilities", "true_labels")
     main_metric = "accuracy"
     higher_is_better = True
+
+    def check(self, run: SectionData) -> None:
+        """Class probabilities (in [0, 1], rows summing to 1) and labels that are class indices."""
+        probs = check_probabilities(run, "pred_probabilities", rows_sum_to_one=True)
+        names = class_names(run)
+        if probs.ndim != 2 or probs.shape[1] != len(names):
+            raise DataError(
+                f"{run.path}: field '{run.stored_name('pred_probabilities')}' has shape {probs.shape}; "
+                f"expected (events, {len(names)}) for the classes {names}"
+            )
+        check_class_labels(run, "true_labels", names)
 
     def pairs(self, run: SectionData) -> list[tuple[int, int]]:
         names = class_names(run)
@@ -78,6 +98,25 @@ class ClassificationEvaluator(Evaluator):
         for i, name in enumerate(names):
             res.scalars[f"efficiency_{name}"] = float(matrix[i, i])
         res.tables["confusion_matrix"] = {"classes": names, "matrix": matrix.tolist()}
+        for i, name in enumerate(
+            names
+        ):  # per species: events and identification efficiency with its interval
+            right = predicted[true == i] == i
+            lo, hi = pm.wilson_interval(right.sum(), len(right))
+            res.scalars[f"events/{name}"] = float(len(right))
+            res.scalars[f"efficiency_{name}/low"], res.scalars[f"efficiency_{name}/high"] = (
+                float(lo),
+                float(hi),
+            )
+        for var, _, short in EFFICIENCY_VARIABLES:
+            if var in self.edges:
+                x = np.asarray(run.get(var)).reshape(-1)
+                res.tables[f"identification_vs_{short}"] = {
+                    name: _jsonable(
+                        pm.binned_efficiency(x[true == i], predicted[true == i] == i, self.edges[var])
+                    )
+                    for i, name in enumerate(names)
+                }
         wp = float(self.options.get("working_point", 0.9))
         for a, b in self.pairs(run):
             key = f"{names[a]}_vs_{names[b]}"
@@ -121,8 +160,10 @@ class ClassificationEvaluator(Evaluator):
                 )
                 for i, (r, res) in enumerate(zip(runs, results))
             ]
+            n_background = [int(np.sum(~res.curves[key]["signal"])) for res in results]
+            efficiencies = [float(e) for e in self.options.get("efficiencies", (0.9, 0.95, 0.99))]
             sink.save(
-                plot_roc(series, f"{section}: {label}"),
+                plot_roc(series, f"{section}: {label}", n_background, efficiencies),
                 section,
                 f"roc_{key}",
                 f"ROC, {label} (signal {names[a]})",
@@ -174,6 +215,30 @@ class ClassificationEvaluator(Evaluator):
                     f"Efficiency vs {xlabel.split(' [')[0]}, {label}",
                     caption=f"cut on the discriminant giving {percent(wp)}% {names[a]} efficiency overall",
                 )
+        for _, xlabel, short in EFFICIENCY_VARIABLES:
+            table = f"identification_vs_{short}"
+            if not all(table in res.tables for res in results):
+                continue
+            species = {
+                name: [
+                    _series(r.label, res.tables[table][name], i)
+                    for i, (r, res) in enumerate(zip(runs, results))
+                ]
+                for name in names
+            }
+            sink.save(
+                plot_species(
+                    species,
+                    xlabel,
+                    "fraction identified as its species",
+                    f"{section}: identification per species",
+                    ylim=(0, 1.05),
+                ),
+                section,
+                f"identification_vs_{short}",
+                f"Identification efficiency per species vs {xlabel.split(' [')[0]}",
+                caption="fraction of each true species whose highest probability is its class (Wilson 68.3%)",
+            )
         matrices = [
             (r.label, np.asarray(res.tables["confusion_matrix"]["matrix"])) for r, res in zip(runs, results)
         ]

@@ -20,6 +20,8 @@ class HitClassificationEvaluator(Evaluator):
     """Options: ``hit_threshold`` (the working point; default the task's ``threshold``, else 0.5)."""
 
     required = (SCORE, TRUTH)
+    probabilities = (SCORE,)
+    flags = (TRUTH,)
     main_metric = "auc"
     higher_is_better = True
 

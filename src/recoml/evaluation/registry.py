@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from recoml.errors import ConfigError
+from recoml.evaluation.checks import check_binary, check_finite, check_probabilities
 from recoml.plotting import save_figure
 from recoml.prediction.reader import SectionData
 
@@ -77,6 +78,10 @@ class Evaluator:
     kind: ClassVar[str] = ""
     #: Fields (un-prefixed, see :class:`~recoml.prediction.reader.SectionData`) every run must have.
     required: ClassVar[tuple[str, ...]] = ()
+    #: Required fields that are probabilities (finite, in [0, 1]) and truth flags (0 or 1); every other
+    #: required field must be finite.
+    probabilities: ClassVar[tuple[str, ...]] = ()
+    flags: ClassVar[tuple[str, ...]] = ()
     #: The one number quoted for this kind (e.g. when int8 quantization is checked) and its direction.
     main_metric: ClassVar[str] = ""
     higher_is_better: ClassVar[bool] = True
@@ -85,9 +90,15 @@ class Evaluator:
         self.options = dict(options or {})
 
     def check(self, run: SectionData) -> None:
-        """DataError naming the file and field when a required field is missing."""
+        """DataError naming the file and field when a required field is missing or holds values no metric
+        can be computed from (NaN/inf, probabilities outside [0, 1], flags other than 0/1)."""
         for name in self.required:
-            run.get(name)
+            if name in self.probabilities:
+                check_probabilities(run, name)
+            elif name in self.flags:
+                check_binary(run, name)
+            else:
+                check_finite(run, name)
 
     def prepare(self, runs: Sequence[SectionData]) -> None:
         """Called once with every run before :meth:`evaluate` (e.g. to share bin edges)."""

@@ -10,12 +10,16 @@ from typing import Any
 
 from recoml.evaluation.registry import FigureRecord, SectionResult
 from recoml.io.atomic import write_text
+from recoml.metrics.physics import LowerLimit
 
 DEFINITIONS = {
     "selection": "an event (hit) is selected when its score >= the cut",
     "roc": "signal efficiency vs background efficiency over all cuts; AUC = trapezoidal area",
     "pair_discriminant": "p_signal / (p_signal + p_background), on events whose truth is one of the pair",
-    "rejection@X%": "1 / background efficiency at the tightest cut keeping >= X% of the signal",
+    "rejection@X%": (
+        "1 / background efficiency at the tightest cut keeping >= X% of the signal; '> N+1' (a lower limit, "
+        "listed in lower_limits) when none of the N background events passes"
+    ),
     "working_point": "cut on the discriminant that keeps the configured signal efficiency overall",
     "resolution": "68% quantile of |residual|",
     "bias": "mean of the signed residual",
@@ -41,6 +45,8 @@ DEFINITIONS = {
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, LowerLimit):
+        return str(value)
     if isinstance(value, float):
         if math.isnan(value):
             return "n/a"
@@ -82,6 +88,10 @@ def write_metrics_json(
                 "kind": s["kind"],
                 "metrics": {label: res.scalars for label, res in s["results"].items()},
                 "tables": {label: res.tables for label, res in s["results"].items()},
+                "lower_limits": {
+                    label: [k for k, v in res.scalars.items() if isinstance(v, LowerLimit)]
+                    for label, res in s["results"].items()
+                },
             }
             for name, s in sections.items()
         },

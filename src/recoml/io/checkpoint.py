@@ -6,7 +6,8 @@ read (a URL would go through loaders without that restriction). The model a chec
 Hydra-instantiated from the config it carries, so every ``_target_`` in that config, however deeply
 nested (``_args_``, ``_partial_`` factories, lists), must be on an allowlist before anything is built:
 recoml's own classes, the targets the shipped config groups name, and what the user passes in ``trust``
-on the command line. The file itself can never widen the list.
+on the command line. The file itself can never widen the list. A model may read another checkpoint while
+it is built (a tracking stage's frozen embedding); :func:`trusting` hands the user's list on to that read.
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ import inspect
 import pickle
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from recoml.conf import CONF_DIR
 from recoml.errors import ConfigError, DataError
@@ -28,6 +33,20 @@ from recoml.errors import ConfigError, DataError
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TARGET_IN_YAML = re.compile(r"_target_\s*[:=]\s*['\"]?([A-Za-z_][\w.]*)")
 _UNSUPPORTED = re.compile(r"Unsupported (?:global|operand)[^\n]*")
+#: The targets the user trusts for the checkpoint reads of the current build (see :func:`trusting`).
+_TRUSTED: ContextVar[frozenset[str]] = ContextVar("recoml_trusted_targets", default=frozenset())
+
+
+@contextmanager
+def trusting(trust: Iterable[str] = ()) -> Iterator[None]:
+    """Inside this block every :func:`check_targets` also allows ``trust`` (the user's ``trust=[...]``): the
+    checkpoints a model reads while it is built (a tracking stage's embedding) get the same list as the one
+    the user opened. Only callers holding the command line's list enter it; a file never does."""
+    token = _TRUSTED.set(_TRUSTED.get() | {str(t) for t in trust or ()})
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -97,7 +116,7 @@ def iter_targets(node: Any, where: str = "") -> Iterator[tuple[str, Any]]:
 
 def check_targets(config: dict[str, Any], source: str | Path, trust: Iterable[str] = ()) -> None:
     """ConfigError naming the first ``_target_`` of ``config`` that is not allowed to be built."""
-    trusted = {str(t) for t in trust or ()}
+    trusted = {str(t) for t in trust or ()} | _TRUSTED.get()
     for where, target in iter_targets(config):
         if isinstance(target, str) and (
             target in trusted or target in shipped_targets() or _is_recoml_class(target)
@@ -129,3 +148,59 @@ def _is_recoml_class(target: str) -> bool:
     except Exception:
         return False
     return inspect.isclass(obj) and (obj.__module__ or "").split(".")[0] == "recoml"
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
+    (``checkpoint["recoml"]``) and the ``state_dict``; ``trust``: the extra targets the user allowed when
+    opening it, also allowed for the checkpoints its model reads while it is built."""
+
+    path: Path
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
+    trust: tuple[str, ...] = ()
+
+    @property
+    def cfg(self) -> DictConfig:
+        return OmegaConf.create(self.config)
+
+    def name_of(self, group: str) -> str | None:
+        return (self.config.get(group) or {}).get("name")
+
+    def describe(self) -> str:
+        return f"checkpoint {self.path} (model={self.name_of('model')}, task={self.name_of('task')}, " + (
+            f"detector={self.name_of('detector')})"
+        )
+
+
+def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
+    """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
+    (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
+    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s)."""
+    if path in (None, "", "???"):
+        raise ConfigError(
+            "ckpt_path: give the checkpoint to use, "
+            "e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
+        )
+    raw = read_checkpoint(str(path))
+    path = Path(str(path))
+    config = stored_config(raw, path)
+    check_targets(config, path, trust)
+    if not isinstance(raw["state_dict"], dict):
+        raise DataError(f"{path}: not a recoml checkpoint ('state_dict' is not a dict of tensors)")
+    state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
+    provenance = raw.get("recoml")
+    events = raw.get("recoml_events") or {}
+    keys = events.get("train_keys") if isinstance(events, dict) else None
+    train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
+    return Checkpoint(
+        path.resolve(),
+        config,
+        dict(provenance) if isinstance(provenance, dict) else {},
+        state,
+        train_keys,
+        tuple(str(t) for t in trust or ()),
+    )

@@ -7,7 +7,9 @@ two detector configurations) are always compared with the same definitions:
 * **ROC**: signal efficiency (true-positive rate) against background efficiency (false-positive rate),
   one point per distinct score; **AUC** is the trapezoidal area under it.
 * **Background rejection** at a signal efficiency ``e``: ``1 / background efficiency`` at the tightest cut
-  that keeps at least a fraction ``e`` of the signal (``inf`` when no background passes).
+  that keeps at least a fraction ``e`` of the signal. When no background passes it is a
+  :class:`LowerLimit`, ``N_bkg + 1``: the inverse of the Wilson 68.3% upper bound on the background
+  efficiency, ``1 / (N_bkg + 1)`` for 0 of ``N_bkg`` (never ``inf``).
 * **Pair discriminant** for signal class ``a`` against background class ``b``: ``p_a / (p_a + p_b)``
   on events whose truth is ``a`` or ``b`` (the other classes' probabilities do not enter).
 * **Resolution**: the 68% quantile of ``|residual|`` (numpy's linear interpolation), for signed residuals
@@ -29,6 +31,7 @@ from numpy.typing import ArrayLike
 
 __all__ = [
     "RESOLUTION_QUANTILE",
+    "LowerLimit",
     "angle_between",
     "auc",
     "binned_efficiency",
@@ -52,6 +55,16 @@ __all__ = [
 
 #: The fraction of events inside the resolution: 68% (one Gaussian sigma).
 RESOLUTION_QUANTILE = 0.68
+
+
+class LowerLimit(float):
+    """A number known only to be at least this value (e.g. a background rejection when no background event
+    passes). Behaves as a float; tables print it as ``> value``."""
+
+    def __repr__(self) -> str:
+        return f"> {float(self):.4g}"
+
+    __str__ = __repr__
 
 
 def _binary(scores: np.ndarray, is_signal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -115,14 +128,17 @@ def rejection_at_efficiency(scores: np.ndarray, is_signal: np.ndarray, efficienc
     """Background rejection ``1 / eps_bkg`` at the tightest cut keeping ``>= efficiency`` of the signal.
 
     Returns ``threshold``, the achieved ``signal_efficiency``, ``background_efficiency`` and ``rejection``
-    (``inf`` when no background event passes).
+    (a :class:`LowerLimit` ``N_bkg + 1`` when no background event passes; NaN without background).
     """
     scores, is_signal = _binary(scores, is_signal)
     sig, bkg = scores[is_signal], scores[~is_signal]
     t = threshold_at_efficiency(sig, efficiency)
     eps_s = float(np.mean(sig >= t)) if len(sig) else float("nan")
     eps_b = float(np.mean(bkg >= t)) if len(bkg) else float("nan")
-    rejection = float("inf") if eps_b == 0 else (1.0 / eps_b if eps_b == eps_b else float("nan"))
+    if eps_b == 0:
+        rejection: float = LowerLimit(1.0 / float(wilson_interval(0, len(bkg))[1]))
+    else:
+        rejection = 1.0 / eps_b if eps_b == eps_b else float("nan")
     return {
         "threshold": t,
         "signal_efficiency": eps_s,
@@ -217,7 +233,7 @@ def _bin_of(x: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return idx
 
 
-def wilson_interval(k: np.ndarray, n: np.ndarray, z: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def wilson_interval(k: ArrayLike, n: ArrayLike, z: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval of a binomial efficiency ``k / n`` (``z = 1``: 68.3%); NaN where ``n = 0``.
 
     Unlike ``sqrt(e (1 - e) / n)`` it does not collapse to zero width at efficiencies of 0 or 1.
@@ -278,6 +294,7 @@ def binned_resolution(x: np.ndarray, residual: np.ndarray, edges: ArrayLike) -> 
         out["resolution_error"][b] = quantile_error(np.abs(r))
         out["bias"][b] = r.mean()
         out["bias_error"][b] = r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan
+    out["edges"] = bins
     out["centers"] = (bins[1:] + bins[:-1]) / 2
     return out
 

@@ -8,85 +8,19 @@ a recoml checkpoint, data from another detector, a store that lacks the fields t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
 
 from recoml.data.identity import Fingerprint, check_store_detector, detector_fingerprint, store_identity
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
-from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config
+from recoml.io.checkpoint import Checkpoint, load_checkpoint
 from recoml.prediction.schema import AUX_SOURCES
-from recoml.tasks.module import RecoModule
+from recoml.tasks.module import build_module
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Checkpoint:
-    """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
-    (``checkpoint["recoml"]``) and the ``state_dict``."""
-
-    path: Path
-    config: dict[str, Any]
-    provenance: dict[str, Any]
-    state_dict: dict[str, torch.Tensor]
-    train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
-
-    @property
-    def cfg(self) -> DictConfig:
-        return OmegaConf.create(self.config)
-
-    def name_of(self, group: str) -> str | None:
-        return (self.config.get(group) or {}).get("name")
-
-    def describe(self) -> str:
-        return f"checkpoint {self.path} (model={self.name_of('model')}, task={self.name_of('task')}, " + (
-            f"detector={self.name_of('detector')})"
-        )
-
-
-def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
-    """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
-    (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
-    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s)."""
-    if path in (None, "", "???"):
-        raise ConfigError(
-            "ckpt_path: give the checkpoint to use, "
-            "e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
-        )
-    raw = read_checkpoint(str(path))
-    path = Path(str(path))
-    config = stored_config(raw, path)
-    check_targets(config, path, trust)
-    if not isinstance(raw["state_dict"], dict):
-        raise DataError(f"{path}: not a recoml checkpoint ('state_dict' is not a dict of tensors)")
-    state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
-    provenance = raw.get("recoml")
-    events = raw.get("recoml_events") or {}
-    keys = events.get("train_keys") if isinstance(events, dict) else None
-    train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
-    return Checkpoint(
-        path.resolve(), config, dict(provenance) if isinstance(provenance, dict) else {}, state, train_keys
-    )
-
-
-def build_module(ckpt: Checkpoint):
-    """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
-
-    module = RecoModule(ckpt.config, ckpt.provenance)
-    missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
-    if missing or unexpected:
-        raise DataError(
-            f"{ckpt.path}: the state dict does not fit the model its config builds "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    return module.eval()
+__all__ = ["Checkpoint", "build_module", "load_checkpoint"]
 
 
 def resolve_data_path(path: str, ckpt: Checkpoint) -> Path:

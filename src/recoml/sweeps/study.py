@@ -230,7 +230,7 @@ def write_reports(
     table = report.trials_table(study, objective)
     report.write_table(table, study_dir / "trials", title=f"Study {study.study_name} ({where})")
     if hpo.get("plots", True):
-        report.write_plots(study, study_dir, objective)
+        report.write_plots(study, study_dir, objective, hpo.get("plot_style"))
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     states = table["state"].value_counts().to_dict()
     if not complete:

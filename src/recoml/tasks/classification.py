@@ -70,7 +70,13 @@ class ClassificationTask(Task):
         }
 
     def classes_of(self, labels: torch.Tensor) -> torch.Tensor:
-        """Stored labels -> class indices; refuses labels that are not a class of this task."""
+        """Stored labels -> class indices; refuses labels that are not a class of this task, and float or
+        bool labels (never cast: 1.7 would silently become class 1)."""
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise DataError(
+                f"task {self.name}: field '{self.target}' holds {str(labels.dtype).removeprefix('torch.')} "
+                f"values; expected integer labels among the task's label_values {self.label_values}"
+            )
         labels = labels.long().flatten()
         inside = (labels >= 0) & (labels < len(self.lookup))
         classes = torch.full_like(labels, -1)

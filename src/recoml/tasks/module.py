@@ -1,7 +1,7 @@
 """The one LightningModule: representation (on the device) -> model -> task, with metrics and optimizers
 from the config. Every part is built from the resolved config stored in the checkpoint, so
-``RecoModule.load_from_checkpoint(path)`` (or :func:`recoml.load_model`) rebuilds the trained model
-from the checkpoint alone.
+``RecoModule.load_from_checkpoint(path)`` (the same as :func:`recoml.load_model`: the safe loader, not
+Lightning's) rebuilds the trained model from the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
 from recoml.contracts.task import Task
 from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
-from recoml.errors import ConfigError, RecomlError
+from recoml.errors import ConfigError, DataError, RecomlError
+from recoml.io.checkpoint import Checkpoint, load_checkpoint, trusting
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,24 @@ class RecoModule(pl.LightningModule):
         # Keys of the events trained on (recoml.data.identity.event_keys), kept in the checkpoint so that
         # prediction can refuse to score them; not a buffer: older checkpoints load without it.
         self.train_event_keys: torch.Tensor | None = None
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = "cpu",
+        *args: Any,
+        trust: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> RecoModule:
+        """:func:`recoml.load_model`: Lightning's loader would build the stored config unchecked (code could
+        run from the file), so the one safe loader is used. Lightning's other options are refused."""
+        if args or kwargs:
+            raise ConfigError(
+                f"RecoModule.load_from_checkpoint takes checkpoint_path, map_location and trust only, got "
+                f"{[*map(repr, args), *kwargs]}: the model is rebuilt from the checkpoint's own config"
+            )
+        return build_module(load_checkpoint(str(checkpoint_path), trust)).to(map_location)
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
@@ -348,3 +367,17 @@ def build_net(cfg: DictConfig, representation: Representation, task: Task) -> nn
             )
         kwargs["node_level"] = True
     return factory(**kwargs)
+
+
+def build_module(ckpt: Checkpoint) -> RecoModule:
+    """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
+
+    with trusting(ckpt.trust):  # checkpoints read while building (a tracking stage's embedding) get `trust`
+        module = RecoModule(ckpt.config, ckpt.provenance)
+    missing, unexpected = module.load_state_dict(ckpt.state_dict, strict=False)
+    if missing or unexpected:
+        raise DataError(
+            f"{ckpt.path}: the state dict does not fit the model its config builds "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    return module.eval()

@@ -13,13 +13,16 @@ from omegaconf import OmegaConf
 
 from recoml import load_model
 from recoml.data.store import open_store, write_store
-from recoml.errors import ConfigError, DataError
+from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.families.tracking.pipeline import TrackingPipeline
 from recoml.families.tracking.report import evaluate_checkpoint
 from recoml.families.tracking.simulation import simulate_tracker_to_store
+from recoml.prediction.run import predict
 from recoml.training import train
 from tests.conftest import CONF_DIR
+from tests.evaluation_helpers import compose_verb
 from tests.helpers import make_cfg
+from tests.hostile_helpers import config_payload, pickle_payload, savetxt
 
 TINY_TRACKING = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "dataset.batch_size=2")
 
@@ -94,6 +97,102 @@ def test_metric_learning_feeds_the_edge_classifier(
     ]
     with pytest.raises(ConfigError, match="metric_learning"):
         train(make_cfg(tmp_path / "bad", tracker_data, [*wrong, *TINY_TRACKING]))
+    _hostile_embedding_checkpoints_run_nothing(tmp_path, tracker_data, ckpt, chain, tmp_path / "ec" / "run")
+
+
+def _hostile_embedding_checkpoints_run_nothing(
+    tmp_path: Path, tracker_data: Path, ml_ckpt: Path, chain: list[str], ec_run: Path
+) -> None:
+    """The metric-learning checkpoint an edge classifier reads while it is built goes through the safe
+    loader: in training and when the edge classifier is loaded; ``trust`` from the command line reaches it."""
+    marker = tmp_path / "ran"
+    pickled = pickle_payload(ml_ckpt, tmp_path / "evil_ml.ckpt", marker)
+    payload = config_payload(ml_ckpt, tmp_path / "cfg_ml.ckpt", "task.label_smoothing", savetxt(marker))
+    for bad, error in ((pickled, "refused: the checkpoint holds Python objects"), (payload, "numpy.savetxt")):
+        stage = [*chain[:2], f"model.representation.constructors.embedding.checkpoint={bad}"]
+        with pytest.raises(RecomlError, match=error):
+            train(make_cfg(tmp_path / f"t_{bad.stem}", tracker_data, [*stage, *chain[3:]]))
+    # An edge classifier whose stored config points its embedding at a hostile file.
+    ec = ec_run / "checkpoints" / "last.ckpt"
+    place = "model.representation.constructors.embedding.checkpoint"
+    for bad, error in ((pickled, "refused: the checkpoint holds Python objects"), (payload, "numpy.savetxt")):
+        pointing = config_payload(ec, tmp_path / f"ec_to_{bad.stem}.ckpt", place, str(bad))
+        with pytest.raises(RecomlError, match=error):
+            load_model(str(pointing))
+        with pytest.raises(RecomlError, match=error):
+            evaluate_checkpoint(pointing, tracker_data / "toy_toy_tracker.h5", tmp_path / "report")
+    assert not marker.exists() and not (tmp_path / "report").exists()
+    # A target the user trusts, named by the embedding's checkpoint: refused unless trust= names it.
+    plugin = config_payload(
+        ml_ckpt, tmp_path / "plugin_ml.ckpt", "metrics.unused", {"_target_": "collections.OrderedDict"}
+    )
+    ec_plugin = config_payload(ec, tmp_path / "ec_plugin.ckpt", place, str(plugin))
+    with pytest.raises(ConfigError, match=r"plugin_ml.ckpt: refused to build 'collections.OrderedDict'"):
+        load_model(str(ec_plugin))
+    assert load_model(str(ec_plugin), trust=["collections.OrderedDict"]).fitted
+    run = predict(
+        compose_verb(
+            "predict",
+            tmp_path / "pred",
+            [f"ckpt_path={ec_plugin}", "trust=[collections.OrderedDict]", "batch_size=1"],
+        )
+    )
+    assert run.is_file()
+    stage = [*chain[:2], f"model.representation.constructors.embedding.checkpoint={plugin}"]
+    with pytest.raises(ConfigError, match="collections.OrderedDict"):
+        train(make_cfg(tmp_path / "t_plugin", tracker_data, [*stage, *chain[3:]]))
+
+
+@pytest.mark.parametrize("payload", ["pickle", "config"])
+def test_hostile_edge_classifier_checkpoint_runs_nothing_in_the_tracking_pipeline(
+    edge_run: Path, tracker_data: Path, tmp_path: Path, payload: str
+) -> None:
+    """TrackingPipeline.from_checkpoint and evaluate_checkpoint read through the safe loader: a pickle
+    payload or a config ``_target_`` payload is one sentence and the marker it would write never appears."""
+    ckpt = edge_run / "checkpoints" / "last.ckpt"
+    marker = tmp_path / "ran"
+    if payload == "pickle":
+        bad = pickle_payload(ckpt, tmp_path / "evil.ckpt", marker)
+        error: type[RecomlError] = DataError
+        match = r"evil.ckpt: refused: the checkpoint holds Python objects other than tensors"
+    else:
+        bad = config_payload(ckpt, tmp_path / "evil.ckpt", "task.label_smoothing", savetxt(marker))
+        error, match = ConfigError, r"evil.ckpt: refused to build 'numpy.savetxt'"
+    with pytest.raises(error, match=match):
+        TrackingPipeline.from_checkpoint(bad)
+    with pytest.raises(error, match=match):
+        evaluate_checkpoint(bad, tracker_data / "toy_toy_tracker.h5", tmp_path / "report")
+    assert not marker.exists() and not (tmp_path / "report").exists()
+
+
+def test_the_tracking_pipeline_builds_a_trusted_target_only_when_told(
+    edge_run: Path, tracker_data: Path, tmp_path: Path
+) -> None:
+    ckpt = config_payload(
+        edge_run / "checkpoints" / "last.ckpt",
+        tmp_path / "plugin.ckpt",
+        "metrics.unused",
+        {"_target_": "collections.OrderedDict"},
+    )
+    with pytest.raises(ConfigError, match=r"pass trust=\[collections.OrderedDict\]"):
+        TrackingPipeline.from_checkpoint(ckpt)
+    metrics = evaluate_checkpoint(
+        ckpt, tracker_data / "toy_toy_tracker.h5", tmp_path / "report", trust=["collections.OrderedDict"]
+    )
+    assert metrics["n_events"] == 1
+
+
+def test_lightnings_load_from_checkpoint_is_the_safe_loader(edge_run: Path, tmp_path: Path) -> None:
+    """Lightning's ``RecoModule.load_from_checkpoint`` would build the stored config unchecked."""
+    from recoml.tasks.module import RecoModule
+
+    marker = tmp_path / "ran"
+    ckpt = edge_run / "checkpoints" / "last.ckpt"
+    bad = config_payload(ckpt, tmp_path / "evil.ckpt", "task.label_smoothing", savetxt(marker))
+    with pytest.raises(ConfigError, match="refused to build 'numpy.savetxt'"):
+        RecoModule.load_from_checkpoint(bad)
+    assert not marker.exists()
+    assert type(RecoModule.load_from_checkpoint(ckpt).net).__name__ == "EdgeClassifier"
 
 
 def test_hit_classification_on_tracker_events(tracker_data: Path, tmp_path: Path) -> None:

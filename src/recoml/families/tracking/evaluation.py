@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from recoml.errors import ConfigError, DataError
+from recoml.evaluation.checks import check_binary
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
 from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
 from recoml.families.tracking.matching import match_tracks, tracking_metrics
@@ -131,6 +132,7 @@ class EdgeClassificationEvaluator(Evaluator):
     ``min_track_hits``, ``walk_min``, ``walk_add``, ``matching_fraction`` (ATLAS), ``purities``."""
 
     required = ("edge_src", "edge_dst", "edge_score")
+    probabilities = ("edge_score",)
     main_metric = "edge_auc"
     higher_is_better = True
 
@@ -145,6 +147,8 @@ class EdgeClassificationEvaluator(Evaluator):
                 "evaluation needs the truth of the hits (predict on a store with hit_particle_id, "
                 "hit_tpx/tpy/tpz)"
             )
+        for name in ("edge_truth", "edge_target"):
+            check_binary(run, name)
 
     def evaluate(self, run: SectionData) -> SectionResult:
 

@@ -94,10 +94,18 @@ class TrackingPipeline(nn.Module):
         self.config: dict[str, Any] = {}
 
     @classmethod
-    def from_checkpoint(cls, ckpt_path: str | os.PathLike, map_location: str = "cpu", **options: Any):
-        """The pipeline of an edge-classifier run (``experiment=tracking/edge_classifier``)."""
+    def from_checkpoint(
+        cls,
+        ckpt_path: str | os.PathLike,
+        map_location: str = "cpu",
+        trust: Sequence[str] = (),
+        **options: Any,
+    ):
+        """The pipeline of an edge-classifier run (``experiment=tracking/edge_classifier``), read by the safe
+        loader: nothing in the file runs; ``trust`` lists the extra ``_target_``s the user allows (also for
+        the metric-learning checkpoint the model reads)."""
 
-        module = load_model(str(ckpt_path), map_location=map_location)
+        module = load_model(str(ckpt_path), map_location=map_location, trust=list(trust))
         if not isinstance(module.net, EdgeClassifier) or not isinstance(
             module.representation, TrackGraphBuilder
         ):

@@ -194,18 +194,21 @@ def evaluate_checkpoint(
     score_cut: float | None = None,
     overwrite: bool = False,
     device: str = "cpu",
+    trust: Sequence[str] = (),
     **pipeline_options: Any,
 ) -> dict[str, Any]:
     """Edge-classifier checkpoint + event store -> tracks, metrics and the report in ``directory``.
 
-    ``pipeline_options`` go to :class:`~recoml.families.tracking.pipeline.TrackingPipeline` (``walk_min``,
-    ``walk_add``, ``min_hits``, ``cc_backend``).
+    The checkpoint is read by the safe loader (nothing in it runs); ``trust`` lists the extra ``_target_``s
+    the user allows, as ``trust=`` does for ``recoml.predict``. ``pipeline_options`` go to
+    :class:`~recoml.families.tracking.pipeline.TrackingPipeline` (``walk_min``, ``walk_add``, ``min_hits``,
+    ``cc_backend``).
     """
 
     options: dict[str, Any] = {"method": method, **pipeline_options}
     if score_cut is not None:
         options["score_cut"] = score_cut
-    pipeline = TrackingPipeline.from_checkpoint(ckpt_path, map_location=device, **options)
+    pipeline = TrackingPipeline.from_checkpoint(ckpt_path, map_location=device, trust=trust, **options)
     # Splits as the run made them when this is its own store (same fractions, seed and split file).
     trained_on = pipeline.config.get("dataset") or {}
     same_store = Path(str(trained_on.get("path", ""))).resolve() == Path(data).resolve()
