@@ -25,6 +25,10 @@ class Representation(nn.Module):
     builds: ClassVar[str]
     #: Store hit fields it reads (water Cherenkov: sensor id, charge, time).
     hit_fields: ClassVar[tuple[str, ...]] = ("hit_pmt", "hit_charge", "hit_time")
+    #: What hit times are measured from before they become features: "none" (as stored), "first" or
+    #: "median" hit of the event. Anything but "none" makes the model independent of the store's time
+    #: origin (see :mod:`recoml.data.identity`).
+    time_reference: str = "none"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
