@@ -126,7 +126,7 @@ def data_identity(store: Any, train_rows: Any, detector: Any, split_path: Any) -
     ident = store_identity(store.attrs)
     return {
         "store": str(Path(store.path).resolve()),
-        "detector": getattr(detector, "name", None),
+        "detector": detector.name,
         "fingerprint": fp.as_attr() if fp else None,
         "time_origin": ident["time_origin"],
         "energy_kind": ident["energy_kind"],

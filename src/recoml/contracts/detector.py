@@ -27,6 +27,9 @@ class Detector(ABC):
     simulator_target: ClassVar[str]
 
     name: str
+    #: Import path of the module that draws this family's events (``figures()`` and ``interactive()``,
+    #: used by ``recoml display`` and the evaluation report); ``None``: no event display.
+    event_display: ClassVar[str | None] = None
 
     # Read-only for the type checker; at run time a subclass holds them as dataclass fields or properties.
     if TYPE_CHECKING:

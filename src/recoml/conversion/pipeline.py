@@ -210,7 +210,7 @@ def conversion_identity(mapping: RootMapping, detector: Any) -> dict[str, Any]:
         out["energy_kind"] = mapping.energy_kind
     if detector is not None:
         fp = detector_fingerprint(detector)
-        out["detector"] = getattr(detector, "name", None)
+        out["detector"] = detector.name
         if fp is not None:
             out[FINGERPRINT_ATTR], out["n_pmts"] = fp.as_attr(), fp.n_sensors
     return out

@@ -85,7 +85,7 @@ def detector_fingerprint(detector: Any) -> Fingerprint | None:
 def describe_detector(detector: Any) -> str:
     """``detector=<name> (<fingerprint>)`` for messages."""
     fp = detector_fingerprint(detector)
-    name = getattr(detector, "name", "?")
+    name = detector.name
     return f"detector={name}" + (f" ({fp})" if fp else "")
 
 
@@ -94,7 +94,7 @@ def identity_attrs(
 ) -> dict[str, Any]:
     """The attributes a store writer adds so that readers can check what the store belongs to."""
     check_conventions(time_origin, energy_kind, "store attributes")
-    out: dict[str, Any] = {"detector": getattr(detector, "name", None), "time_origin": time_origin}
+    out: dict[str, Any] = {"detector": detector.name, "time_origin": time_origin}
     out["energy_kind"] = energy_kind
     fp = detector_fingerprint(detector)
     if fp is not None:
@@ -144,7 +144,7 @@ def check_store_detector(
                 "use the store made for this geometry (or simulate one: each geometry gets its own file)"
             )
         return
-    name = getattr(detector, "name", None)
+    name = detector.name
     if ident["detector"] and name and ident["detector"] != name:
         raise DataError(
             f"{path} holds {ident['detector']} events (its 'detector' attribute) but {detector_label} "

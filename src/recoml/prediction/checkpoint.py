@@ -65,7 +65,7 @@ def check_identity(store: EventStore, module, ckpt: Checkpoint) -> None:
         )
     mine = store_identity(store.attrs)
     # Energies are converted by the task (adopt_conventions); times only a per-event reference absorbs.
-    keys = ["time_origin"] if getattr(module.representation, "time_reference", "none") == "none" else []
+    keys = ["time_origin"] if module.representation.time_reference == "none" else []
     for key in keys:
         theirs = recorded.get(key)
         if theirs and mine[key] and theirs != mine[key]:
@@ -88,7 +88,7 @@ def check_store(
     check_store_detector(store.path, store.attrs, detector, ckpt.describe())
     check_identity(store, module, ckpt)
     module.task.adopt_conventions(store.attrs)
-    detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
+    detector_pmts = detector.n_sensors
     task = module.task
     needed = [*hit_fields, *task.hit_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]

@@ -107,7 +107,7 @@ class RecoModule(pl.LightningModule):
                 self.detector,
                 self.normalizer.feature_names,
                 sorted(self.normalizer.log_features),
-                time_reference=getattr(self.representation, "time_reference", "none"),
+                time_reference=self.representation.time_reference,
             )
             self.normalizer.load_state_dict(fitted.state_dict())
         # What the builder learns itself (e.g. a tracker's layer pairs); nothing for most.
@@ -204,7 +204,7 @@ class RecoModule(pl.LightningModule):
         names = [n for n in norm.feature_names if n in batch.hits]
         if not names or batch.n_events == 0:
             return None
-        reference = getattr(self.representation, "time_reference", "none")
+        reference = self.representation.time_reference
         z2 = torch.zeros_like(batch.hits[names[0]], dtype=torch.float32)
         for name in names:
             value = batch.hits[name].float()
