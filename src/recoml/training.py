@@ -39,7 +39,7 @@ from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.io import provenance
-from recoml.io.checkpoint import check_targets, read_checkpoint, stored_config, trusting
+from recoml.io.checkpoint import check_targets, iter_targets, read_checkpoint, stored_config, trusting
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict
@@ -99,10 +99,12 @@ def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
 def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None) -> None:
     """A checkpoint from another task, model or detector cannot resume this run: say so before loading it.
     Its stored config is never built here, but one naming a target outside the allowlist (a hostile file)
-    is refused as everywhere else, unless the run's ``trust`` names it."""
+    is refused as everywhere else, unless the run's ``trust`` names it or this run's own config (the
+    user's command line and files, not the checkpoint) builds it anyway, e.g. a user callback on resume."""
     raw = read_checkpoint(path)  # the safe loader: tensors and plain values only; nothing is built
     saved = stored_config(raw, path)
-    check_targets(saved, path, cfg.get("trust") or ())
+    own = [str(target) for _, target in iter_targets(config_dict(cfg))]
+    check_targets(saved, path, [*(cfg.get("trust") or ()), *own])
     for group in ("task", "model", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:

@@ -102,6 +102,7 @@ def test_the_dispatcher_takes_the_drawing_module_from_the_detector_class(wcte) -
 
     class NoDisplay:
         name = "bare"
+        event_display = None  # the Detector contract's default
 
     with pytest.raises(ConfigError, match="names no event display"):
         display_module(NoDisplay())

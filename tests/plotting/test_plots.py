@@ -250,3 +250,14 @@ def test_hpo_plots_in_the_same_style_integer_trials_and_an_importance_warning(
         "parallel_coordinate.png",
     }
     assert (tmp_path / "parallel_coordinate.pdf").is_file()
+
+
+def test_roc_without_background_events_renders_and_says_why(tmp_path) -> None:
+    """A test split with no background event of the pair (fpr undefined): no empty log axis (which
+    matplotlib cannot draw), a note instead; the ROC panel is still drawn."""
+    fig = plot_roc([Series("cnn", np.array([np.nan, np.nan]), np.array([0.0, 1.0]))], "e vs mu", [0], [0.9])
+    right = fig.axes[1]
+    assert right.get_yscale() == "linear"
+    assert any("no background events" in t.get_text() for t in right.texts)
+    fig.savefig(tmp_path / "roc.png")
+    plt.close(fig)

@@ -43,8 +43,10 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path: Path, toy_da
     train(first)
     last = tmp_path / "parts" / "run" / "checkpoints" / "last.ckpt"
     assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 0
+    # The stored config names the test's callback, which the resumed run no longer builds: trusted by name.
+    trust = "trust=[tests.user_plugins.StopAfterEpochs]"
     resumed = make_cfg(
-        tmp_path / "parts", toy_data, [*DETERMINISTIC, "trainer.max_epochs=2", "ckpt_path=last"]
+        tmp_path / "parts", toy_data, [*DETERMINISTIC, "trainer.max_epochs=2", "ckpt_path=last", trust]
     )
     train(resumed)
 
@@ -65,7 +67,19 @@ def test_resume_restores_optimizer_scheduler_and_epoch(tmp_path: Path, toy_data:
     assert {"torch", "numpy", "python"} <= saved["rng_states"].keys()
 
     spy = ["+callbacks.spy._target_=tests.user_plugins.TrainerSpy"]
-    train(make_cfg(tmp_path, toy_data, [*DETERMINISTIC, "trainer.max_epochs=3", "ckpt_path=last", *spy]))
+    train(
+        make_cfg(
+            tmp_path,
+            toy_data,
+            [
+                *DETERMINISTIC,
+                "trainer.max_epochs=3",
+                "ckpt_path=last",
+                *spy,
+                "trust=[tests.user_plugins.StopAfterEpochs]",
+            ],
+        )
+    )
     from tests.user_plugins import TrainerSpy
 
     trainer = TrainerSpy.trainer
@@ -153,7 +167,9 @@ def test_signal_saves_a_checkpoint_that_resumes(tmp_path: Path, toy_data: Path, 
     assert saved["global_step"] >= 2 and saved["epoch"] == 0
 
     resumed = subprocess.run(
-        _train_command(tmp_path, toy_data, *common, "ckpt_path=last"),
+        _train_command(
+            tmp_path, toy_data, *common, "ckpt_path=last", "trust=[tests.user_plugins.BatchMarker]"
+        ),
         cwd=REPO,
         env=_env(),
         capture_output=True,
