@@ -115,7 +115,7 @@ def test_evaluate_reports_edge_and_track_metrics_like_the_tracking_report(
     tables = payload["sections"]["edge_classification"]["tables"]["run"]
     assert "efficiency_vs_pt" in tables["tracks"]["atlas"]
 
-    # The same split through the checkpoint-only path: identical graph, scores and tracks.
+    # evaluate_checkpoint is the same road in one call: identical graph, scores and tracks.
     direct = evaluate_checkpoint(edge_ckpt, tracker_data / "toy_toy_tracker.h5", tmp_path / "direct")
     for key in ("efficiency", "purity", "target_purity", "graph_efficiency", "edges_per_event"):
         assert s[f"edge_{key}" if not key.startswith(("graph", "edges")) else key] == pytest.approx(

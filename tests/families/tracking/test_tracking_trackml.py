@@ -51,7 +51,8 @@ def test_trackml_event_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
     assert metrics["tracks"]["n_target_particles"] > 40
     for style in ("double_majority", "atlas"):
         assert 0.0 <= metrics["tracks"][style]["efficiency"] <= 1.0
-    assert (out / "tracking_report.md").exists() and (out / "efficiency_vs_pt.png").exists()
+    assert (out / "evaluation" / "report.md").is_file()
+    assert (out / "evaluation" / "plots" / "edge_classification_efficiency_vs_pt.png").is_file()
 
 
 def test_trackml_file_with_a_missing_column_is_named(real_data: Path, tmp_path: Path) -> None:

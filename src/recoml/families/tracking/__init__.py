@@ -6,7 +6,8 @@ The pieces, in the order a batch of tracker events meets them (docs/tracking.md)
 weights), the Interaction Network (:mod:`.models.interaction_network`), :func:`~.building.build_tracks_cc` /
 :func:`~.building.build_tracks_walkthrough`, :func:`~.matching.match_tracks` and
 :func:`~.matching.tracking_metrics`; :class:`~.pipeline.TrackingPipeline` chains them and
-:func:`~.report.evaluate_checkpoint` writes the report (all in :mod:`recoml.families.tracking`).
+:func:`~.report.evaluate_checkpoint` predicts and evaluates in one call (all in
+:mod:`recoml.families.tracking`).
 """
 
 from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough, connected_components
@@ -22,7 +23,7 @@ from recoml.families.tracking.hits import TrackerGeometry, TrackHits
 from recoml.families.tracking.matching import TrackMatch, match_tracks, tracking_metrics
 from recoml.families.tracking.metric_learning import EmbeddingConstructor
 from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking, iterate_store
-from recoml.families.tracking.report import evaluate_checkpoint, write_tracking_report
+from recoml.families.tracking.report import evaluate_checkpoint
 from recoml.families.tracking.truth import EdgeWeighting, edge_truth, hit_truth
 
 __all__ = [
@@ -49,5 +50,4 @@ __all__ = [
     "layer_pairs_from_geometry",
     "match_tracks",
     "tracking_metrics",
-    "write_tracking_report",
 ]

@@ -6,7 +6,7 @@ graph efficiency, purity and size, and the best efficiency at fixed purities. Tr
 edges (connected components or walkthrough at the score cut), matched to particles with the double-majority
 and ATLAS definitions: efficiency, fake rate and duplicate rate, overall and vs pT and eta. Every definition
 is :mod:`recoml.families.tracking`'s (metrics, building, matching) and the figures are
-:func:`recoml.families.tracking.report.tracking_figures`, so this report and ``tracking_report.md`` agree.
+:func:`recoml.families.tracking.report.tracking_figures`.
 """
 
 from __future__ import annotations

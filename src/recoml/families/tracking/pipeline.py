@@ -4,7 +4,7 @@
 :meth:`TrackingPipeline.from_checkpoint` takes everything from an edge-classifier checkpoint (detector,
 graph builder with its constructor, Interaction Network, score cut), so a trained run is evaluated from its
 checkpoint alone; :func:`evaluate_tracking` runs it over a store split and returns metrics that
-:func:`recoml.families.tracking.report.write_tracking_report` turns into JSON and plots.
+``recoml.evaluate`` reports from a predictions file.
 """
 
 from __future__ import annotations

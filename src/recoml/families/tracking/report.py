@@ -1,11 +1,9 @@
-"""Tracking evaluation report: ``tracking_metrics.json``, plots (PNG + PDF) and ``tracking_report.md``.
+"""Tracking figures and headline rows of the ``edge_classification`` evaluator of ``recoml.evaluate``
+(:mod:`recoml.families.tracking.evaluation`), and :func:`evaluate_checkpoint`: checkpoint -> predict ->
+evaluate in one call (the one evaluation road).
 
 Plots: track efficiency vs pT and vs eta (double majority and ATLAS matching overlaid), fake rate and
-duplicate rate vs eta, and the edge-score distributions of target and false edges. Every file is written
-under a temporary name and renamed; an existing report directory is refused unless ``overwrite``.
-
-:func:`tracking_figures` and :func:`metric_rows` are shared with the ``edge_classification`` evaluator of
-``recoml.evaluate`` (:mod:`recoml.families.tracking.evaluation`), which overlays several runs with them.
+duplicate rate vs eta, and the edge-score distributions of target and false edges.
 """
 
 from __future__ import annotations
@@ -18,19 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from recoml.errors import DataError
+from recoml.evaluation import evaluate
 from recoml.families.tracking.matching import MATCHING_STYLES
-from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking, iterate_store
-from recoml.io.atomic import write_text
-from recoml.io.provenance import write_json
-from recoml.plotting import Series, apply_style, figure, plot_lines, save_figure
+from recoml.plotting import Series, figure, plot_lines
+from recoml.prediction import predict
+from recoml.utils.cli import compose_entry
 
-__all__ = ["evaluate_checkpoint", "metric_rows", "tracking_figures", "write_tracking_report"]
+__all__ = ["evaluate_checkpoint", "metric_rows", "tracking_figures"]
 
 log = logging.getLogger(__name__)
 
 _LABELS = {"double_majority": "double majority", "atlas": "ATLAS (purity)"}
-METRICS_FILE = "tracking_metrics.json"
 
 
 #: Binned track metrics plotted: (key, x label (``{pt_min}`` filled in), y label, options of plot_lines).
@@ -105,16 +101,6 @@ def tracking_figures(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[s
     return out
 
 
-def _plots(metrics: dict[str, Any], directory: Path) -> list[str]:
-
-    apply_style(None)
-    written: list[str] = []
-    for name, fig, _ in tracking_figures([("", metrics)]):
-        save_figure(fig, directory, name)
-        written.append(name)
-    return written
-
-
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, float]]:
     """``(key, stage, metric, value)`` of the headline numbers: graph construction, edge classification at
     the cut and at fixed purities, tracks per matching definition. ``key`` is a flat metric name
@@ -143,88 +129,50 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, float]]:
     return rows
 
 
-def _markdown(metrics: dict[str, Any], plots: list[str]) -> str:
-    lines = [
-        "# Tracking evaluation",
-        "",
-        f"{metrics['n_events']} events, {metrics['hits_per_event']:.0f} hits per event; target particles: "
-        f"pT > {metrics['pt_min']} GeV with >= 3 hits; score cut {metrics['score_cut']}, track building "
-        f"'{metrics['track_building']}'.",
-        "",
-        "| stage | metric | value |",
-        "|---|---|---|",
-    ]
-    for key, stage, name, value in metric_rows(metrics):
-        lines.append(
-            f"| {stage} | {name} | {value:.0f} |"
-            if key == "edges_per_event"
-            else f"| {stage} | {name} | {value:.4f} |"
-        )
-    lines += ["", "| stage | seconds per event |", "|---|---|"]
-    lines += [f"| {k.replace('_', ' ')} | {v:.3f} |" for k, v in metrics["timing"].items()]
-    lines += ["", *[f"![{p}]({p}.png)" for p in plots], ""]
-    return "\n".join(lines)
-
-
-def write_tracking_report(
-    metrics: dict[str, Any], directory: str | os.PathLike, overwrite: bool = False, plots: bool = True
-) -> Path:
-    """Write ``metrics`` (from :func:`~recoml.families.tracking.pipeline.evaluate_tracking`) into
-    ``directory``."""
-
-    directory = Path(directory)
-    if (directory / METRICS_FILE).exists() and not overwrite:
-        raise DataError(f"{directory / METRICS_FILE} already exists; set overwrite=true to replace it")
-    directory.mkdir(parents=True, exist_ok=True)
-    written = _plots(metrics, directory) if plots else []
-    write_json(directory / METRICS_FILE, metrics)
-    write_text(directory / "tracking_report.md", _markdown(metrics, written))
-    log.info("tracking report: %s", directory)
-    return directory / METRICS_FILE
-
-
 def evaluate_checkpoint(
     ckpt_path: str | os.PathLike,
     data: str | os.PathLike,
     directory: str | os.PathLike,
     split: str = "test",
-    batch_size: int = 1,
-    max_events: int | None = None,
     method: str = "cc",
     score_cut: float | None = None,
     overwrite: bool = False,
     device: str = "cpu",
     trust: Sequence[str] = (),
-    **pipeline_options: Any,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Edge-classifier checkpoint + event store -> tracks, metrics and the report in ``directory``.
+    """Edge-classifier checkpoint + event store -> ``directory/predictions.h5`` (``recoml.predict``) -> the
+    ``recoml.evaluate`` report in ``directory/evaluation``: the entry points' one road, as one call.
 
-    The checkpoint is read by the safe loader (nothing in it runs); ``trust`` lists the extra ``_target_``s
-    the user allows, as ``trust=`` does for ``recoml.predict``. ``pipeline_options`` go to
-    :class:`~recoml.families.tracking.pipeline.TrackingPipeline` (``walk_min``, ``walk_add``, ``min_hits``,
-    ``cc_backend``).
+    Returns the tracking metrics (``edges``, ``tracks``, ``n_events``, ``hits_per_event`` ...). The
+    checkpoint is read by the safe loader; ``trust`` lists the extra ``_target_``s the user allows, as
+    ``trust=`` does for ``recoml.predict``. ``options`` are the evaluation's (``walk_min``, ``walk_add``,
+    ``min_track_hits``, ``matching_fraction``, ``purities``).
     """
-
-    options: dict[str, Any] = {"method": method, **pipeline_options}
-    if score_cut is not None:
-        options["score_cut"] = score_cut
-    pipeline = TrackingPipeline.from_checkpoint(ckpt_path, map_location=device, trust=trust, **options)
-    # Splits as the run made them when this is its own store (same fractions, seed and split file).
-    trained_on = pipeline.config.get("dataset") or {}
-    same_store = Path(str(trained_on.get("path", ""))).resolve() == Path(data).resolve()
-    split_options: dict[str, Any] = (
-        {
-            "split_path": trained_on.get("split_path"),
-            "fractions": tuple(trained_on.get("fractions", (0.8, 0.1, 0.1))),
-            "seed": int(trained_on.get("split_seed", 0)),
-        }
-        if same_store
-        else {}
+    directory = Path(directory)
+    flag = f"overwrite={str(bool(overwrite)).lower()}"
+    predict_overrides = [
+        f"ckpt_path={Path(ckpt_path).resolve()}",
+        f"split={split}",
+        "dataset=from_file",
+        f"dataset.path={Path(data).resolve()}",
+        "dataset.num_workers=0",
+        "dataset.pin_memory=false",
+        "batch_size=1",
+        f"trust=[{','.join(trust)}]",
+        flag,
+    ]
+    if device != "cpu":
+        predict_overrides.append("trainer=gpu")
+    predictions = predict(compose_entry("predict", directory, predict_overrides))
+    settings = {"track_method": method, **options} | ({} if score_cut is None else {"score_cut": score_cut})
+    evaluation = evaluate(
+        compose_entry(
+            "evaluate",
+            directory / "evaluation",
+            [f"predictions={predictions}", flag, *(f"options.{k}={v}" for k, v in settings.items())],
+        )
     )
-    batches = iterate_store(data, split=split, batch_size=batch_size, max_events=max_events, **split_options)
-    metrics, _ = evaluate_tracking(pipeline, batches)
-    metrics["checkpoint"] = str(ckpt_path)
-    metrics["data"] = str(data)
-    metrics["split"] = split
-    write_tracking_report(metrics, directory, overwrite=overwrite)
-    return metrics
+    section = next(iter(evaluation.sections.values()))
+    metrics: dict[str, Any] = next(iter(section["results"].values())).curves["metrics"]
+    return metrics | {"checkpoint": str(ckpt_path), "data": str(data), "split": split}
