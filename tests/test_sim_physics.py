@@ -503,6 +503,36 @@ def test_pmt_transit_time_models_match_wcsim():
     assert PMT_TYPES["BoxandLine20inchHQE"].time_smear(np.full(10_000, 100.0), rng).std() < 0.8
 
 
+def test_detection_efficiency_follows_the_pmt_type(hk):
+    """WCSim's QE tables (WCSimPMTObject.cc: PMT20inch, and BoxandLine20inchHQE = the HQE R3600 table x
+    1 / 0.73) averaged with the Frank-Tamm weight 1 / lambda^2 over 300-600 nm give the PMT types' QE;
+    the same events then carry (0.276 x CE 0.95) / (0.135 x CE 1.0) = 1.94 times more charge on
+    box-and-line PMTs than on SK's R3600."""
+    from recoml.sim.water_cherenkov import PMT_TYPES
+
+    wavelength = np.arange(280.0, 661.0, 20.0)
+    qe_sk = [0, 0.0139, 0.0854, 0.169, 0.203, 0.206, 0.211, 0.202, 0.188, 0.167, 0.140, 0.116, 0.0806]
+    qe_sk += [0.0432, 0.0265, 0.0146, 0.00756, 0.00508, 0.00158, 0]
+    qe_hqe = [0, 0.0008, 0.1255, 0.254962, 0.2930, 0.3127, 0.3130, 0.2994, 0.2791, 0.2491, 0.2070]
+    qe_hqe += [0.1758, 0.1384, 0.0779, 0.0473, 0.0288, 0.0149, 0.0062, 0.0002, 0.0001]
+    x = np.linspace(300.0, 600.0, 3001)
+
+    def averaged(qe: list[float]) -> float:
+        return float(np.trapezoid(np.interp(x, wavelength, qe) / x**2, x) / np.trapezoid(1 / x**2, x))
+
+    bl, sk = PMT_TYPES["BoxandLine20inchHQE"], PMT_TYPES["R3600"]
+    assert bl.quantum_efficiency == pytest.approx(averaged(qe_hqe) / 0.73, abs=0.001)
+    assert sk.quantum_efficiency == pytest.approx(averaged(qe_sk), abs=0.001)
+    assert (bl.collection_efficiency, sk.collection_efficiency) == (0.95, 1.0)
+    box_and_line, _, _ = _single(hk, "e-", 500.0, 6)
+    r3600, _, _ = _single(
+        hk, "e-", 500.0, 6, physics=PhysicsConfig(dark_rate=0.0, pmt_type="R3600", **DIRECT)
+    )
+    expected = bl.quantum_efficiency * bl.collection_efficiency / sk.quantum_efficiency
+    ratio = box_and_line["hit_charge"].sum() / r3600["hit_charge"].sum()
+    assert ratio == pytest.approx(expected, rel=0.05)
+
+
 @pytest.mark.parametrize(("name", "rate"), [("wcte", 1000.0), ("hk", 4200.0)])
 def test_default_dark_rate_follows_the_pmt_type(wcte, hk, name, rate):
     """No light: every hit is dark noise at the PMT type's rate over the 1,350 ns readout window."""

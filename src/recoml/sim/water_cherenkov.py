@@ -101,9 +101,10 @@ class PhysicsConfig:
     # Frank-Tamm photons per cm per unit sin^2(theta) in the 300-600 nm band PMTs see:
     # 2 pi alpha (1/300 nm - 1/600 nm) = 764/cm (about 330/cm for a beta = 1 particle in water).
     frank_tamm_photons_per_cm: float = 764.0
-    # Quantum efficiency x collection efficiency, folded into the number of photons traced.
-    quantum_efficiency: float = 0.24
-    collection_efficiency: float = 0.9
+    # Quantum efficiency x collection efficiency, folded into the number of photons traced; None: the PMT
+    # type's (wavelength-averaged over the Frank-Tamm spectrum, see PMT_TYPES).
+    quantum_efficiency: float | None = None
+    collection_efficiency: float | None = None
     # Wavelength-averaged lengths of pure water: absorbed photons are lost; Rayleigh-scattered photons
     # change direction (1 + cos^2 phase function) and are traced on to the wall (one scatter).
     attenuation_length: float = 8000.0  # cm, absorption length
@@ -175,16 +176,17 @@ class PhysicsConfig:
             raise ConfigError(f"physics.dark_rate must be >= 0, got {self.dark_rate}")
         if self.time_jitter is not None and self.time_jitter < 0:
             raise ConfigError(f"physics.time_jitter must be >= 0, got {self.time_jitter}")
-        eff = self.quantum_efficiency * self.collection_efficiency
-        if not 0.0 <= eff <= 1.0:
-            raise ConfigError(
-                f"physics.quantum_efficiency x collection_efficiency must be in [0, 1], got {eff}"
-            )
+        for name in ("quantum_efficiency", "collection_efficiency"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"physics.{name} must be in [0, 1], got {value}")
 
-    @property
-    def detected_photons_per_cm(self) -> float:
+    def detected_photons_per_cm(self, detector: WCDetector) -> float:
         """Photons per cm (per unit sin^2 theta) that survive QE and collection, i.e. that are traced."""
-        return self.frank_tamm_photons_per_cm * self.quantum_efficiency * self.collection_efficiency
+        pmt = self.pmt(detector)
+        qe = pmt.quantum_efficiency if self.quantum_efficiency is None else self.quantum_efficiency
+        ce = pmt.collection_efficiency if self.collection_efficiency is None else self.collection_efficiency
+        return self.frank_tamm_photons_per_cm * qe * ce
 
     @property
     def conversion_length(self) -> float:
@@ -217,6 +219,8 @@ class PMTType:
     name: str
     dark_rate: float  # Hz
     timing: str
+    quantum_efficiency: float  # averaged over the Frank-Tamm spectrum (~1 / lambda^2) in 300-600 nm
+    collection_efficiency: float
     sigma: float = 0.0
 
     def time_smear(self, npe: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -240,10 +244,29 @@ _BL_LAMBDA = (0.4113, 0.07827)
 #: Dark rates: 20-inch 4.2 kHz (SK-I in SKDetSim and WCSim's PMT20inch; real WCSim Hyper-K events show
 #: ~110 dark hits per 1.35 us on 19,994 PMTs = 4.1 kHz); 3-inch R14374 1 kHz (order of the datasheet's
 #: dark count; WCTE's measured rates vary per channel). Timing: WCSim's models (see PMTType).
+#: Detection efficiency: WCSim's QE tables (WCSimPMTObject.cc, 280-660 nm in 20 nm steps) averaged with
+#: the Frank-Tamm weight 1 / lambda^2 over 300-600 nm, and WCSim's collection efficiency: box-and-line
+#: (HQE R3600 table x 1 / 0.73, WCSim's factor for the B&L photon detection) 0.276 x CE 0.95; SK 20-inch
+#: R3600 (PMT20inch) 0.135 x CE 1.0. The 3-inch R14374 keeps the toy's WCTE values 0.24 x 0.9.
 PMT_TYPES: dict[str, PMTType] = {
-    "R14374": PMTType("R14374", dark_rate=1000.0, timing="constant", sigma=0.6),
-    "BoxandLine20inchHQE": PMTType("BoxandLine20inchHQE", dark_rate=4200.0, timing="box_and_line"),
-    "R3600": PMTType("R3600", dark_rate=4200.0, timing="sk"),
+    "R14374": PMTType(
+        "R14374",
+        dark_rate=1000.0,
+        timing="constant",
+        quantum_efficiency=0.24,
+        collection_efficiency=0.9,
+        sigma=0.6,
+    ),
+    "BoxandLine20inchHQE": PMTType(
+        "BoxandLine20inchHQE",
+        dark_rate=4200.0,
+        timing="box_and_line",
+        quantum_efficiency=0.276,
+        collection_efficiency=0.95,
+    ),
+    "R3600": PMTType(
+        "R3600", dark_rate=4200.0, timing="sk", quantum_efficiency=0.135, collection_efficiency=1.0
+    ),
 }
 
 
@@ -429,7 +452,7 @@ def _make_sources(
     sin2max = np.full(m, 1.0 - 1.0 / n_idx**2)
     highland = np.zeros(m)
     mean = np.zeros(m)
-    yield_cm = physics.detected_photons_per_cm
+    yield_cm = physics.detected_photons_per_cm(detector)
 
     is_gamma = kind == KIND_GAMMA
     start[is_gamma] = rng.exponential(physics.conversion_length, int(is_gamma.sum()))
