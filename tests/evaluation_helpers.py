@@ -86,11 +86,13 @@ def _outputs(
     raise ValueError(kind)
 
 
-def write_predictions(path: Path, kind: str, n: int = 400, seed: int = 0, quality: float = 2.0) -> Path:
+def write_predictions(
+    path: Path, kind: str, n: int = 400, seed: int = 0, quality: float = 2.0, replace: dict | None = None
+) -> Path:
     """A predictions file as recoml.predict writes it, with synthetic outputs of a given quality.
 
     ``kind``: classification, energy, vertex, direction, hit_classification, or multi (pid + energy +
-    direction).
+    direction). ``replace``: arrays written instead of the generated ones (hand-computed cases).
     """
     rng = np.random.default_rng(seed)
     truth = _truth(rng, n)
@@ -126,6 +128,7 @@ def write_predictions(path: Path, kind: str, n: int = 400, seed: int = 0, qualit
         "split": "test",
         "checkpoint": "none",
     }
+    arrays |= replace or {}
     write_store(path, arrays, attrs=attrs, overwrite=True)
     return path
 

@@ -1,4 +1,4 @@
-"""Logger factories that need more than Lightning's constructors."""
+"""Logger factories that need more than Lightning's constructors, and figures handed to the loggers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
 
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_warn
@@ -105,3 +105,51 @@ class AppendingCSVLogger(CSVLogger):
             self._experiment = _AppendingWriter(log_dir=self.log_dir)
         # Lightning types the attribute with fabric's writer base; ours is the pytorch subclass.
         return cast(ExperimentWriter, self._experiment)
+
+
+def log_figures(
+    loggers: Sequence[Logger], figures: dict[str, Path], files: Sequence[Path] = (), step: int = 0
+) -> None:
+    """Hand PNG ``figures`` (name -> path) and other ``files`` (a report) to every logger that keeps them:
+    TensorBoard as images (``add_image``) and text, Weights & Biases as ``wandb.Image`` and saved files,
+    MLflow as artifacts. The CSV logger has nothing to do: the files are in the run directory already."""
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            _to_tensorboard(logger, figures, files, step)
+        elif isinstance(logger, WandbLogger):
+            _to_wandb(logger, figures, files)
+        elif isinstance(logger, MLFlowLogger):
+            for path in [*figures.values(), *files]:
+                logger.experiment.log_artifact(logger.run_id, str(path), artifact_path="figures")
+        else:
+            continue
+        logger.save()
+        log.info("%d figures and %d files logged to %s", len(figures), len(files), type(logger).__name__)
+
+
+def _rgb(path: Path):
+    """A PNG as an HxWx3 uint8 array (what TensorBoard's add_image takes with dataformats='HWC')."""
+    import matplotlib.image
+    import numpy as np
+
+    image = matplotlib.image.imread(path)[..., :3]
+    return (image * 255).round().astype(np.uint8) if image.dtype != np.uint8 else image
+
+
+def _to_tensorboard(logger: TensorBoardLogger, figures: dict[str, Path], files: Sequence[Path], step: int):
+    writer = logger.experiment
+    for name, path in figures.items():
+        writer.add_image(name, _rgb(path), global_step=step, dataformats="HWC")
+    for path in files:
+        if path.suffix == ".md":
+            writer.add_text(path.stem, path.read_text(), global_step=step)
+    writer.flush()
+
+
+def _to_wandb(logger: WandbLogger, figures: dict[str, Path], files: Sequence[Path]) -> None:
+    import wandb
+
+    run = logger.experiment
+    run.log({name: wandb.Image(str(path)) for name, path in figures.items()})
+    for path in files:
+        run.save(str(path), base_path=str(path.parent), policy="now")

@@ -41,18 +41,11 @@ from recoml.errors import ConfigError
 from recoml.io import provenance
 from recoml.io.checkpoint import check_targets, iter_targets, read_checkpoint, stored_config, trusting
 from recoml.tasks.module import RecoModule
-from recoml.utils.cli import save_config
-from recoml.utils.config import config_dict
+from recoml.utils.cli import save_config, tidy_logging
+from recoml.utils.config import config_dict, instantiate_group
 from recoml.utils.config_checks import check_config_values
 
 log = logging.getLogger(__name__)
-
-
-def instantiate_group(group: DictConfig | None) -> list[Any]:
-    """Callbacks or loggers: each non-null entry with a ``_target_``."""
-    if not group:
-        return []
-    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
 
 
 #: Config entries two runs must share for one to resume the other's checkpoint.
@@ -187,6 +180,7 @@ def claim_run_dir(out_dir: Path) -> Iterator[None]:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics as floats."""
+    tidy_logging()  # Lightning, imported by now, added a second handler of its own
     check_config_values(cfg)
     with claim_run_dir(Path(cfg.paths.output_dir)):
         return _train(cfg)

@@ -35,7 +35,12 @@ EXPECTED = {
     ],
     "energy": [
         "residual_fractional",
-        *(f"resolution_vs_{axis}_fractional" for axis in ("energy", "dwall", "towall")),
+        "residual_momentum",
+        *(
+            f"resolution_vs_{axis}_{r}"
+            for r in ("fractional", "momentum")
+            for axis in ("energy", "dwall", "towall")
+        ),
         "resolution_vs_energy_by_species_fractional",
         "reco_vs_true_energy",
     ],
@@ -95,6 +100,40 @@ def test_metrics_of_synthetic_predictions_have_the_expected_values(tmp_path: Pat
     scal = evaluate_files([energy], tmp_path / "eval_e", labels=["run"]).scalars("energy", "run")
     assert scal["resolution_fractional"] == pytest.approx(0.30 * 0.9945, rel=0.03)
     assert abs(scal["bias_fractional"]) < 0.01
+
+
+def test_energy_resolution_per_species_and_momentum_hand_computed(tmp_path: Path) -> None:
+    """Electrons overestimated by exactly 10 %, muons by 20 % at T = 300 MeV: per-species resolutions are
+    0.1 and 0.2; the muon momentum residual is p(360)/p(300) - 1 with p = sqrt(T^2 + 2 T m_mu)."""
+    n = 40
+    label = np.array([1, 2] * (n // 2), dtype=np.int32)
+    true = np.full(n, 300.0, dtype=np.float32)
+    pred = np.where(label == 1, 330.0, 360.0).astype(np.float32)
+    path = write_predictions(
+        tmp_path / "e.h5",
+        "energy",
+        n=n,
+        replace={"aux_label": label, "aux_energy": true, "true_energy": true, "pred_energy": pred},
+    )
+    scal = evaluate_files([path], tmp_path / "eval", labels=["run"]).scalars("energy", "run")
+    assert scal["resolution_fractional/e"] == pytest.approx(0.1, rel=1e-5)
+    assert scal["resolution_fractional/mu"] == pytest.approx(0.2, rel=1e-5)
+    m_mu, m_e = 105.6583755, 0.51099895
+    p = lambda t, m: np.sqrt(t * t + 2 * t * m)  # noqa: E731
+    assert scal["bias_momentum/mu"] == pytest.approx(p(360, m_mu) / p(300, m_mu) - 1, rel=1e-5)
+    assert scal["bias_momentum/e"] == pytest.approx(p(330, m_e) / p(300, m_e) - 1, rel=1e-5)
+    assert "resolution_fractional/gamma" not in scal
+
+
+def test_vertex_resolution_is_binned_in_distance_to_wall(tmp_path: Path) -> None:
+    path = write_predictions(tmp_path / "v.h5", "vertex", n=2000)
+    result = evaluate_files([path], tmp_path / "eval", labels=["run"])
+    metrics = load_json(tmp_path / "eval" / "metrics.json")
+    table = metrics["sections"]["vertex"]["tables"]["run"]["total_vs_dwall"]
+    assert sum(table["count"]) == 2000 and len(table["centers"]) == 10
+    assert {"resolution_total_cm/gamma", "resolution_total_cm/e", "resolution_total_cm/mu"} <= set(
+        result.scalars("vertex", "run")
+    )
 
 
 def test_compare_overlays_runs_on_the_same_plots_and_tables(tmp_path: Path) -> None:
@@ -247,3 +286,18 @@ def test_cli_without_options_uses_the_evaluators_defaults(tmp_path: Path, option
     overrides = [f"predictions=[{pred}]", f"paths.root_dir={tmp_path}", options]
     result = evaluate(compose_verb("evaluate", tmp_path / "run", overrides))
     assert result.report.is_file()
+
+
+def test_a_run_directory_stands_for_its_predictions_file(tmp_path: Path) -> None:
+    pred = write_predictions(tmp_path / "predict_run" / "predictions.h5", "energy")
+    result = evaluate_files([tmp_path / "predict_run"], tmp_path / "eval")
+    run = load_json(result.metrics)["runs"][0]
+    assert run["label"] == "predict_run" and run["path"] == str(pred.resolve()) and run["n_events"] == 400
+    train_run = tmp_path / "train_run"
+    (train_run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(DataError, match="train_run is a training run without predictions.h5; make it first"):
+        evaluate_files([train_run], tmp_path / "eval2")
+    write_predictions(tmp_path / "multi" / "0" / "predictions.h5", "energy")
+    write_predictions(tmp_path / "multi" / "1" / "predictions.h5", "energy")
+    with pytest.raises(DataError, match="holds 2 predictions files"):
+        evaluate_files([tmp_path / "multi"], tmp_path / "eval3")

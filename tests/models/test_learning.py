@@ -9,7 +9,7 @@ import pytest
 
 from recoml.data.store import open_store
 from recoml.training import train
-from tests.helpers import CONF_DIR, make_cfg
+from tests.helpers import CONF_DIR, make_cfg, toy_store_dir
 
 FAST = [
     "trainer.limit_train_batches=null",
@@ -40,14 +40,24 @@ def _pid(tmp_path: Path, data: Path, model: list[str], epochs: int) -> dict[str,
     return metrics
 
 
-def test_cnn_learns_particle_id(tmp_path: Path, toy_data: Path) -> None:
-    metrics = _pid(tmp_path, toy_data, ["model.net.width=16", "optimizer.lr=3e-3"], epochs=6)
+@pytest.fixture(scope="session")
+def pid_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1,500 toy WCTE events (gamma, e, mu): on the issue-13 toy (sharp-edged electron rings, muon
+    scattering and delta rays, Rayleigh-scattered light) 480 training events overfit before e and mu
+    separate (best validation loss at epoch 2, 3-class test accuracy 0.43); more events, fewer epochs."""
+    return toy_store_dir(tmp_path_factory.mktemp("pid"), n_events=1500)
+
+
+def test_cnn_learns_particle_id(tmp_path: Path, pid_events: Path) -> None:
+    metrics = _pid(tmp_path, pid_events, ["model.net.width=16", "optimizer.lr=3e-3"], epochs=4)
+    # Measured on the issue-13 toy: 3-class 0.57, e/mu 0.83 (the full `make train`: 0.66 / 0.92).
     assert metrics["test/acc"] > 0.5  # chance is 1/3 for gamma/e/mu
     assert metrics["test/acc_e_mu"] > 0.8  # chance is 1/2
 
 
-def test_gnn_learns_particle_id(tmp_path: Path, toy_data: Path) -> None:
-    metrics = _pid(tmp_path, toy_data, ["model=gnn", "model.net.hidden=32", "optimizer.lr=3e-3"], epochs=5)
+def test_gnn_learns_particle_id(tmp_path: Path, pid_events: Path) -> None:
+    metrics = _pid(tmp_path, pid_events, ["model=gnn", "model.net.hidden=32", "optimizer.lr=3e-3"], epochs=3)
+    # Measured on the issue-13 toy: 3-class 0.65, e/mu 0.92.
     assert metrics["test/acc"] > 0.45
     assert metrics["test/acc_e_mu"] > 0.75
 
@@ -99,7 +109,7 @@ def test_vertex_regression_beats_a_constant(tmp_path: Path, electrons: Path) -> 
         [
             *FAST,
             "task=vertex",
-            "trainer.max_epochs=6",
+            "trainer.max_epochs=12",
             "model.net.width=16",
             "optimizer.lr=2e-3",
             "model.representation.geometry_channels=true",
@@ -109,8 +119,12 @@ def test_vertex_regression_beats_a_constant(tmp_path: Path, electrons: Path) -> 
     metrics = train(cfg)
     train_v, test_v = _split_truth(electrons, "positions")
     constant_resolution = np.quantile(np.linalg.norm(test_v - train_v.mean(0), axis=1), 0.68)
-    # Measured: 54 cm against ~108 cm for the constant (the PMT-position channels give the CNN the geometry).
-    assert metrics["test/resolution_cm"] < 0.75 * constant_resolution
+    # Measured on the issue-13 toy: 89 cm (12 epochs; 92 cm after 6) against 106 cm for the constant. Hit
+    # times are relative to the trigger, so the vertex time is unknown and the vertex is no longer read off
+    # the times (issue 13, item 5): on the earlier toy (times from the vertex at t = 0) it reached 54 cm and
+    # this bound was 0.75. The point-source time-of-flight fit, which fits the vertex time too, gets 57 cm
+    # on toy WCTE electrons (docs/physics.md): the CNN is above chance, not yet at the classical baseline.
+    assert metrics["test/resolution_cm"] < 0.9 * constant_resolution
 
 
 def test_direction_regression_beats_isotropic_guess(tmp_path: Path, electrons: Path) -> None:

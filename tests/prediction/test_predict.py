@@ -195,3 +195,22 @@ def test_bad_checkpoint_or_split(tmp_path: Path, pid_ckpt: Path) -> None:
         _predict(tmp_path / "b", junk)
     with pytest.raises(ConfigError, match="split must be one of"):
         _predict(tmp_path / "c", pid_ckpt, "split=validation")
+
+
+def test_a_training_run_directory_stands_for_its_best_checkpoint(
+    tmp_path: Path, pid_ckpt: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    run_dir = pid_ckpt.parent.parent
+    best = torch.load(pid_ckpt, weights_only=False)["callbacks"]
+    (recorded,) = [s["best_model_path"] for s in best.values() if s.get("monitor") == "val/loss"]
+    assert Path(recorded).name != "last.ckpt"
+    with caplog.at_level(logging.INFO, logger="recoml.prediction.checkpoint"):
+        out = _predict(tmp_path, run_dir)
+    assert Predictions(out).attrs["checkpoint"] == str(Path(recorded).resolve())
+    assert f"the best checkpoint {recorded} (val/loss = " in caplog.text
+    empty = tmp_path / "empty_run"
+    (empty / "checkpoints").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds no checkpoints and no record of the best"):
+        _predict(tmp_path / "b", empty)

@@ -11,7 +11,7 @@ import torch
 from recoml import load_model
 from recoml.errors import ConfigError, DataError
 from recoml.training import train
-from tests.helpers import make_cfg
+from tests.helpers import REPO, make_cfg
 
 
 def test_default_config_trains_one_step_and_writes_run_directory(tmp_path: Path, toy_data: Path) -> None:
@@ -125,3 +125,46 @@ def test_unknown_option_lists_the_available_ones() -> None:
         compose_train(["model=resnet_nope"])
     message = str(err.value)
     assert "Available options" in message and "resnet18" in message and "gnn" in message
+
+
+def readme_recipe(command: str) -> list[str]:
+    """The overrides of the README's first line starting with ``command`` (up to its comment)."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith(command))
+    return line.split("#", 1)[0].split()[2:]  # drop `recoml train`
+
+
+def test_readme_custom_model_recipe_trains_a_net_that_declares_only_its_inputs(
+    tmp_path: Path, toy_data: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    package = tmp_path / "plugins" / "mypackage"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "import torch\n"
+        "from torch import nn\n\n\n"
+        "class MyNet(nn.Module):\n"
+        "    def __init__(self, in_channels: int, out_dim: int) -> None:\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)\n"
+        "        self.head = nn.Linear(8, out_dim)\n\n"
+        "    def forward(self, x: torch.Tensor) -> torch.Tensor:\n"
+        "        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))\n"
+    )
+    monkeypatch.syspath_prepend(str(package.parent))
+    recipe = readme_recipe("recoml train model.net._target_=mypackage.MyNet ")
+    assert recipe == ["model.net._target_=mypackage.MyNet"]
+    spy = ["+callbacks.spy._target_=tests.user_plugins.TrainerSpy"]
+    with caplog.at_level(logging.WARNING, logger="recoml.tasks.module"):
+        metrics = train(make_cfg(tmp_path, toy_data, [*recipe, *spy]))
+    assert metrics["test/loss"] > 0
+    from tests.user_plugins import TrainerSpy
+
+    assert type(TrainerSpy.trainer.lightning_module.net).__name__ == "MyNet"
+    assert "MyNet does not declare circular_padding, dropout, fourier_scales, stem, stem_kernel, width" in (
+        caplog.text
+    )
+    trust = ["mypackage.MyNet", "tests.user_plugins.TrainerSpy"]
+    model = load_model(str(tmp_path / "run" / "checkpoints" / "last.ckpt"), trust=trust)
+    assert type(model.net).__name__ == "MyNet"

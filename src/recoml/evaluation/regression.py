@@ -1,5 +1,12 @@
 """Energy, vertex and direction regression: residual distributions, resolution (68% of |residual|) and
-bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`."""
+bias vs true energy, with the definitions of :mod:`recoml.metrics.physics`.
+
+For tables comparable with WatChMaL / Hyper-K: every resolution (and bias) is also reported per species of
+the true label (``resolution_<name>/<species>``: gamma, e, mu, pi0), the energy evaluator adds the fractional
+momentum residual (``|p|`` from the energy and the true species' mass; option ``energy``: ``kinetic``
+(default, the toy's and a particle gun's convention) or ``total``), and resolutions are binned in the true
+distance to the wall (dwall, towall) as well as in energy.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +28,7 @@ AXES = (
     ("towall", "true distance to wall along the track [cm]", ("aux_towall",)),
 )
 #: Stored particle labels of ``aux_label`` (docs/architecture.md), for per-species results.
-SPECIES = {0: "gamma", 1: "e", 2: "mu", 3: "pi0"}
+SPECIES = {label: name for label, (name, _) in pm.SPECIES.items()}
 
 
 def _axis(run: SectionData, fields: tuple[str, ...]) -> np.ndarray | None:
@@ -100,6 +107,8 @@ class _Regression(Evaluator):
                 res.scalars[f"bias_{name}{suffix}"] = pm.bias(values)
             for sp, mask in species.items():
                 res.scalars[f"resolution_{name}{suffix}/{sp}"] = pm.resolution(values[mask])
+                if signed:
+                    res.scalars[f"bias_{name}{suffix}/{sp}"] = pm.bias(values[mask])
                 res.scalars[f"events/{sp}"] = float(mask.sum())
             res.curves[name] = values
             for axis, _, fields in AXES:
@@ -221,16 +230,24 @@ class _Regression(Evaluator):
 
 @register("energy")
 class EnergyEvaluator(_Regression):
-    """Fractional energy residual ``(E_pred - E_true) / E_true``."""
+    """Fractional energy residual ``(E_pred - E_true) / E_true``; with the true species (``aux_label``) the
+    fractional momentum residual ``(p_pred - p_true) / p_true`` too, both momenta from the true mass."""
 
     required = ("pred_energy", "true_energy")
     main_metric = "resolution_fractional"
-    labels = {"fractional": "(E_pred - E_true) / E_true"}
+    labels = {"fractional": "(E_pred - E_true) / E_true", "momentum": "(p_pred - p_true) / p_true"}
 
     def residuals(self, run: SectionData) -> dict[str, tuple[np.ndarray, str, bool]]:
-        return {
-            "fractional": (pm.fractional_residual(run.get("pred_energy"), run.get("true_energy")), "", True)
-        }
+        pred, true = run.get("pred_energy"), run.get("true_energy")
+        out = {"fractional": (pm.fractional_residual(pred, true), "", True)}
+        if run.has("aux_label"):
+            kinetic = str(self.options.get("energy", "kinetic")) == "kinetic"
+            labels = np.asarray(run.get("aux_label")).reshape(-1)
+            mass = np.array([pm.SPECIES.get(int(label), ("", 0.0))[1] for label in labels])
+            p_pred = pm.momentum_from_energy(pred, mass, kinetic)
+            p_true = pm.momentum_from_energy(true, mass, kinetic)
+            out["momentum"] = (pm.fractional_residual(p_pred, p_true), "", True)
+        return out
 
     def reco_vs_true(self, run: SectionData) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
         true, pred = (

@@ -27,11 +27,12 @@ from recoml.evaluation.displays import detector_for, event_views
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
 from recoml.io.atomic import atomic_output
+from recoml.loggers import log_figures
 from recoml.plotting import apply_style
 from recoml.plotting.events import draw_event
-from recoml.prediction.reader import Predictions
+from recoml.prediction.reader import Predictions, predictions_file
 from recoml.utils.cli import save_config
-from recoml.utils.config import config_dict
+from recoml.utils.config import config_dict, instantiate_group
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def evaluate_files(
 ) -> Evaluation:
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
 
-    files = [Path(str(p)) for p in paths]
+    files = [predictions_file(str(p)) for p in paths]  # a run directory stands for its predictions.h5
     if not files:
         raise ConfigError("predictions: give at least one predictions file")
     labels = list(labels) if labels else default_labels(files)
@@ -143,6 +144,7 @@ def evaluate_files(
         )
     if dict(options or {}).get("displays", True):
         draw_highlights(preds[0], highlights, sink)
+    add_training_curves(preds, sink)
     runs_meta = [
         {
             "label": p.label,
@@ -225,6 +227,41 @@ def draw_highlights(pred: Predictions, highlights: Sequence[tuple[int, str]], si
         log.warning("no event displays in the report: %s", exc)
 
 
+def training_curves_of(pred: Predictions) -> Path | None:
+    """``training_curves.png`` of the training run whose checkpoint made ``pred``, when it is still there."""
+    checkpoint = pred.attrs.get("checkpoint")
+    if not checkpoint:
+        return None
+    curves = Path(str(checkpoint)).parent.parent / "training_curves.png"
+    return curves if curves.is_file() else None
+
+
+def add_training_curves(preds: Sequence[Predictions], sink: PlotSink) -> None:
+    """Each run's training curves (drawn during training in its run directory), copied into ``plots/``
+    and recorded for the report's ``training`` section."""
+    for pred in preds:
+        png = training_curves_of(pred)
+        if png is None:
+            continue
+        files = {}
+        for fmt in ("png", "pdf"):
+            src = png.with_suffix(f".{fmt}")
+            if src.is_file():
+                files[fmt] = sink.directory / f"training_{pred.label}_curves.{fmt}"
+                with atomic_output(files[fmt]) as tmp:
+                    shutil.copyfile(src, tmp)
+        run_dir = png.parent
+        sink.figures.append(
+            FigureRecord(
+                "training",
+                f"training_{pred.label}_curves",
+                f"{pred.label}: loss and metrics vs epoch",
+                f"from {run_dir}/csv/metrics.csv",
+                files,
+            )
+        )
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -266,7 +303,18 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         style=cfg.get("plot_style"),
         require_same_events=bool(cfg.get("require_same_events", True)),
     )
+    loggers = instantiate_group(cfg.get("logger"))
+    if loggers:
+        log_figures(loggers, logged_figures(result), [result.report, result.metrics])
+        for logger in loggers:
+            logger.finalize("success")
     if output:
         copy_outputs(out_dir, Path(output), bool(cfg.get("overwrite", False)))
         log.info("copied the evaluation to %s", output)
     return result
+
+
+def logged_figures(result: Evaluation) -> dict[str, Path]:
+    """The evaluation's PNG figures by a name unique in the run (``<section>/<figure>``)."""
+    root = result.directory / "plots"
+    return {png.relative_to(root).with_suffix("").as_posix(): png for png in sorted(root.rglob("*.png"))}

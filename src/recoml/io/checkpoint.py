@@ -13,6 +13,7 @@ it is built (a tracking stage's frozen embedding); :func:`trusting` hands the us
 from __future__ import annotations
 
 import inspect
+import logging
 import pickle
 import re
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoml.conf import CONF_DIR
 from recoml.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TARGET_IN_YAML = re.compile(r"_target_\s*[:=]\s*['\"]?([A-Za-z_][\w.]*)")
@@ -176,17 +179,53 @@ class Checkpoint:
         )
 
 
+def best_checkpoint(run_dir: str | Path) -> Path:
+    """The best checkpoint of a training run directory (or of its ``checkpoints/``): the one the
+    monitored-metric ModelCheckpoint recorded in ``last.ckpt``, which is the checkpoint training's test
+    metrics come from; a run with a single other checkpoint needs no record."""
+    run_dir = Path(run_dir)
+    ckdir = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    last = ckdir / "last.ckpt"
+    if last.is_file():
+        for state in (read_checkpoint(last).get("callbacks") or {}).values():
+            best = state.get("best_model_path") if isinstance(state, dict) and state.get("monitor") else None
+            if best and (ckdir / Path(best).name).is_file():
+                score = state.get("best_model_score")
+                log.info(
+                    "ckpt_path=%s: the best checkpoint %s (%s = %.4g; training's test metrics come from it)",
+                    run_dir,
+                    ckdir / Path(best).name,
+                    state["monitor"],
+                    float(score) if score is not None else float("nan"),
+                )
+                return ckdir / Path(best).name
+    others = sorted(p for p in ckdir.glob("*.ckpt") if p.name != "last.ckpt")
+    if len(others) == 1:
+        log.info("ckpt_path=%s: the best checkpoint %s", run_dir, others[0])
+        return others[0]
+    if not others and last.is_file():
+        log.info("ckpt_path=%s: no monitored best checkpoint in the run; using %s", run_dir, last)
+        return last
+    raise ConfigError(
+        f"ckpt_path: {run_dir} holds {len(others) or 'no'} checkpoints and no record of the best; "
+        "give the .ckpt file"
+    )
+
+
 def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
     """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
     (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
-    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s)."""
+    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s). A training run
+    directory stands for its best checkpoint (:func:`best_checkpoint`)."""
     if path in (None, "", "???"):
         raise ConfigError(
-            "ckpt_path: give the checkpoint to use, "
-            "e.g. ckpt_path=outputs/train/runs/<time>/checkpoints/last.ckpt"
+            "ckpt_path: give the training run directory (its best checkpoint is used) or a checkpoint, "
+            "e.g. ckpt_path=outputs/train/runs/<time>"
         )
+    path = best_checkpoint(str(path)) if Path(str(path)).is_dir() else Path(str(path))
     raw = read_checkpoint(str(path))
-    path = Path(str(path))
+    if path.name == "last.ckpt":
+        log.info("checkpoint %s (the last epoch's; the run directory stands for its best)", path)
     config = stored_config(raw, path)
     check_targets(config, path, trust)
     if not isinstance(raw["state_dict"], dict):

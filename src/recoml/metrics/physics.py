@@ -29,6 +29,27 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+#: Particle masses (MeV, PDG 2024) and the species of the event store's labels (gamma 0, e 1, mu 2, pi0 3).
+ELECTRON_MASS = 0.51099895
+MUON_MASS = 105.6583755
+PI0_MASS = 134.9768
+SPECIES: dict[int, tuple[str, float]] = {
+    0: ("gamma", 0.0),
+    1: ("e", ELECTRON_MASS),
+    2: ("mu", MUON_MASS),
+    3: ("pi0", PI0_MASS),
+}
+
+
+def momentum_from_energy(energy: np.ndarray, mass: np.ndarray, kinetic: bool = True) -> np.ndarray:
+    """|p| (MeV) from kinetic (``p = sqrt(T^2 + 2 T m)``) or total (``p = sqrt(E^2 - m^2)``) energy; an
+    energy below the mass gives 0."""
+    e = np.asarray(energy, dtype=np.float64).reshape(-1)
+    m = np.asarray(mass, dtype=np.float64).reshape(-1)
+    p2 = e * e + 2 * e * m if kinetic else e * e - m * m
+    return np.sqrt(np.clip(p2, 0.0, None))
+
+
 __all__ = [
     "RESOLUTION_QUANTILE",
     "LowerLimit",

@@ -14,13 +14,13 @@ from typing import Any
 from recoml.data.identity import Fingerprint, check_store_detector, detector_fingerprint, store_identity
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
-from recoml.io.checkpoint import Checkpoint, load_checkpoint
+from recoml.io.checkpoint import Checkpoint, best_checkpoint, load_checkpoint
 from recoml.prediction.schema import AUX_SOURCES
 from recoml.tasks.module import build_module
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Checkpoint", "build_module", "load_checkpoint"]
+__all__ = ["Checkpoint", "best_checkpoint", "build_module", "load_checkpoint"]
 
 
 def resolve_data_path(path: str, ckpt: Checkpoint) -> Path:

@@ -17,7 +17,7 @@ import numpy as np
 from recoml.data.store import decode_attr
 from recoml.data.validate import field_prefix
 from recoml.errors import DataError
-from recoml.prediction.schema import AUX, HIT, PRED, TRUE
+from recoml.prediction.schema import AUX, FILE_NAME, HIT, PRED, TRUE
 
 
 @dataclass
@@ -91,6 +91,31 @@ class SectionData:
             if name.startswith(kind):
                 return f"{kind}{prefix}{name[len(kind) :]}"
         return name
+
+
+def predictions_file(path: str | os.PathLike) -> Path:
+    """``path`` itself, or the predictions file of a run directory (``<dir>/predictions.h5``); a training
+    run without one, or a directory holding several, is refused in one sentence saying what to give."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if (path / FILE_NAME).is_file():
+        return path / FILE_NAME
+    found = sorted(path.glob(f"**/{FILE_NAME}"))
+    if len(found) == 1:
+        return found[0]
+    if found:
+        listed = ", ".join(str(p.parent.relative_to(path)) for p in found[:5]) + (", ..." * (len(found) > 5))
+        raise DataError(
+            f"predictions: {path} holds {len(found)} predictions files ({listed}); "
+            "give one of them, or several as predictions=[a,b]"
+        )
+    if (path / "checkpoints").is_dir():
+        raise DataError(
+            f"predictions: {path} is a training run without {FILE_NAME}; make it first with "
+            f"`recoml predict ckpt_path={path}`"
+        )
+    raise DataError(f"predictions: {path} is a directory without {FILE_NAME}")
 
 
 class Predictions:

@@ -36,7 +36,7 @@ from recoml.prediction.checkpoint import (
 )
 from recoml.prediction.schema import FILE_NAME, PRED, TRUE
 from recoml.prediction.writer import PredictionWriter
-from recoml.utils.cli import save_config
+from recoml.utils.cli import save_config, tidy_logging
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
@@ -172,6 +172,7 @@ def warn_out_of_distribution(path: Path, threshold: float) -> float:
 
 def predict(cfg: DictConfig) -> Path | None:
     """Predict as configured; returns the predictions file on rank zero (``None`` on other ranks)."""
+    tidy_logging()  # Lightning, imported by now, added a second handler of its own
     split = cfg.get("split", "test")
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {list(SPLITS)}, got '{split}'")

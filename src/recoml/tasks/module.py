@@ -6,6 +6,8 @@ Lightning's) rebuilds the trained model from the checkpoint alone.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
@@ -343,9 +345,38 @@ def representation_normalizer(representation: nn.Module) -> FeatureNormalizer | 
     return None
 
 
+def declared_options(factory: Any, model_name: str) -> Any:
+    """The net's partial with only the config options its constructor declares.
+
+    ``model.net._target_=mypackage.MyNet`` keeps the chosen model's other options (resnet18's ``width``,
+    ``stem``, ...), which MyNet never asked for: they are left out, in one warning, unless the
+    constructor takes ``**kwargs``. Hydra's struct mode already refuses a misspelt key (it needs ``+``).
+    """
+    if not isinstance(factory, functools.partial):
+        return factory
+    try:
+        params = inspect.signature(factory.func).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: pass everything
+        return factory
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return factory
+    unknown = sorted(set(factory.keywords) - set(params))
+    if not unknown:
+        return factory
+    name = getattr(factory.func, "__qualname__", str(factory.func))
+    log.warning(
+        "model.net: %s does not declare %s (options of model=%s); they are not passed",
+        name,
+        ", ".join(unknown),
+        model_name,
+    )
+    kept = {k: v for k, v in factory.keywords.items() if k in params}
+    return functools.partial(factory.func, *factory.args, **kept)
+
+
 def build_net(cfg: DictConfig, representation: Representation, task: Task) -> nn.Module:
     """Instantiate the network with its input width from the representation and output width from the task."""
-    factory = instantiate(cfg.model.net)
+    factory = declared_options(instantiate(cfg.model.net), cfg.model.name)
     cls = getattr(factory, "func", factory)
     wants = getattr(cls, "accepts", None)
     if not isinstance(wants, str):

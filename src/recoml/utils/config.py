@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -14,3 +15,10 @@ def config_dict(cfg: DictConfig, resolve: bool = True, throw_on_missing: bool = 
     if not isinstance(container, dict):
         raise TypeError(f"expected a mapping config node, got {type(container).__name__}")
     return {str(k): v for k, v in container.items()}
+
+
+def instantiate_group(group: DictConfig | None) -> list[Any]:
+    """Callbacks or loggers: each non-null entry with a ``_target_``."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]

@@ -22,11 +22,13 @@ from recoml.families.tracking.detector import (
 )
 from recoml.families.tracking.simulation import (
     TrackerSimConfig,
+    highland,
     propagate,
     simulate_tracker,
     simulate_tracker_event,
     simulate_tracker_to_store,
 )
+from recoml.families.tracking.trackml import read_trackml_event
 from recoml.utils.cli import recoml_cause
 from tests.conftest import CONF_DIR
 
@@ -118,7 +120,7 @@ def test_simulation_is_deterministic_and_chunk_independent(toy: TrackerDetector)
 
 
 def test_event_content_and_smearing(toy: TrackerDetector) -> None:
-    cfg = TrackerSimConfig(n_particles=400, noise_fraction=0.2, pt_range=(1.0, 10.0))
+    cfg = TrackerSimConfig(n_particles=400, noise_fraction=0.2, pt_range=(1.0, 10.0), double_hit_fraction=0.0)
     ev = simulate_tracker_event(toy, cfg, np.random.default_rng(1))
     pid = ev["hit_particle_id"]
     assert 0.15 < (pid == 0).mean() < 0.25
@@ -220,3 +222,61 @@ def test_simulate_entry_point_for_a_tracker(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(cfg)
     assert exit_info.value.code == 2
+
+
+# -- issue 13: multiple scattering, double hits, noise at TrackML's rates ------------------------------------
+def _extra_hit_fraction(pid: np.ndarray, layer: np.ndarray) -> float:
+    """Particle hits beyond the first of their (particle, layer): the overlap double hits."""
+    real = pid > 0
+    pairs = np.unique(np.stack([pid[real], layer[real]], 1), axis=0)
+    return 1.0 - len(pairs) / int(real.sum())
+
+
+def test_highland_angle_hand_computed() -> None:
+    # 1 GeV through 2% X0: 13.6 MeV / 1 GeV x sqrt(0.02) x (1 + 0.038 ln 0.02) = 1.637 mrad.
+    assert highland(np.array([1.0]), 0.02)[0] == pytest.approx(0.0136 * math.sqrt(0.02) * 0.851339, rel=1e-5)
+    assert highland(np.array([2.0]), 0.02)[0] == pytest.approx(highland(np.array([1.0]), 0.02)[0] / 2)
+    assert highland(np.array([1.0]), 0.0)[0] == 0.0
+
+
+def test_multiple_scattering_displaces_later_hits_as_highland_says(toy: TrackerDetector) -> None:
+    """1 GeV central particles: the rms displacement of each hit from the exact helix is theta0 x
+    sqrt(sum over earlier layers of (L - L_i)^2) per plane (L the path length); none without material."""
+    base = {"n_particles": 300, "pt_range": (1.0, 1.0), "eta_range": (-0.3, 0.3), "noise_fraction": 0.0,
+            "double_hit_fraction": 0.0, "resolution_scale": 0.0, "vertex_sigma": (0.0, 0.0, 0.0)}  # fmt: skip
+    exact = simulate_tracker_event(toy, TrackerSimConfig(**base, layer_x0=0.0), np.random.default_rng(3))
+    ms = simulate_tracker_event(toy, TrackerSimConfig(**base, layer_x0=0.02), np.random.default_rng(3))
+    ordered = []
+    for e in (exact, ms):
+        o = np.lexsort((np.hypot(e["hit_x"], e["hit_y"]), e["hit_particle_id"]))
+        ordered.append(np.stack([e["hit_x"][o], e["hit_y"][o], e["hit_z"][o]], 1).astype(np.float64))
+    assert len(ordered[0]) == len(ordered[1])
+    r = np.hypot(ordered[0][:, 0], ordered[0][:, 1])
+    shift = np.linalg.norm(ordered[1] - ordered[0], axis=1)
+    radii = np.unique(np.round(r, 1))
+    outer = np.isclose(r, radii[-1], atol=0.5)
+    # Path lengths from the beam line (eta ~ 0, R = 1 GeV / (0.3 x 2 T) = 1.67 m: nearly straight).
+    theta0 = highland(np.array([1.0]), 0.02)[0]
+    expected = theta0 * math.sqrt(2 * np.sum((radii[-1] - radii[:-1]) ** 2))
+    assert np.sqrt(np.mean(shift[outer] ** 2)) == pytest.approx(expected, rel=0.2)
+    assert shift[np.isclose(r, radii[0], atol=0.5)].max() < 1e-3  # the first layer sees no kink yet
+
+
+def test_double_hits_and_noise_at_the_real_trackml_rates(toy: TrackerDetector) -> None:
+    """The real TrackML event (tests/data/trackml) has ~24 % of its particle hits as second hits on the
+    same layer and ~15 % noise; the toy's defaults reproduce both."""
+    real = read_trackml_event(Path(__file__).parent / "data" / "trackml", "event000000001")
+    real_layer = real["hit_volume_id"].astype(np.int64) * 100 + real["hit_layer_id"]
+    real_extra = _extra_hit_fraction(real["hit_particle_id"], real_layer)
+    real_noise = float(np.mean(real["hit_particle_id"] == 0))
+    ev = simulate_tracker_event(toy, TrackerSimConfig(n_particles=600), np.random.default_rng(0))
+    layer = toy.layer_index(ev["hit_volume_id"], ev["hit_layer_id"])
+    toy_extra = _extra_hit_fraction(ev["hit_particle_id"], layer)
+    toy_noise = float(np.mean(ev["hit_particle_id"] == 0))
+    assert toy_extra == pytest.approx(real_extra, abs=0.04), (toy_extra, real_extra)
+    assert toy_noise == pytest.approx(real_noise, abs=0.03), (toy_noise, real_noise)
+    single = simulate_tracker_event(
+        toy, TrackerSimConfig(n_particles=300, double_hit_fraction=0.0), np.random.default_rng(0)
+    )
+    single_layer = toy.layer_index(single["hit_volume_id"], single["hit_layer_id"])
+    assert _extra_hit_fraction(single["hit_particle_id"], single_layer) == 0.0

@@ -102,8 +102,14 @@ def test_unknown_layer_is_a_geometry_error(toy: TrackerDetector) -> None:
 
 # -- graph construction -----------------------------------------------------------------------------------
 def test_graph_construction_on_straight_tracks_is_fully_efficient(toy: TrackerDetector, constructor) -> None:
+    # Ideal straight tracks: no material, no overlap double hits, no noise.
     cfg = TrackerSimConfig(
-        n_particles=300, pt_range=(1000.0, 1000.0), eta_range=(-3.5, 3.5), noise_fraction=0
+        n_particles=300,
+        pt_range=(1000.0, 1000.0),
+        eta_range=(-3.5, 3.5),
+        noise_fraction=0,
+        layer_x0=0.0,
+        double_hit_fraction=0.0,
     )
     ev = simulate_tracker(toy, 2, cfg, seed=3)
     graph = TrackGraphBuilder(toy, constructor=constructor)(to_batch(ev))
@@ -193,8 +199,11 @@ def test_double_majority_and_atlas_matching_differ_where_they_should() -> None:
     res = tracking_metrics(m)
     dm, atlas = res["double_majority"], res["atlas"]
     assert dm["efficiency"] == 0.5 and atlas["efficiency"] == 1.0
-    assert dm["fake_rate_all_tracks"] == 0.75 and atlas["fake_rate_all_tracks"] == 0.25
-    assert dm["duplicate_rate"] == 0.0 and atlas["duplicate_rate"] == pytest.approx(1 / 3)
+    # acorn: fake rate over all tracks; duplicates (3 matched target tracks - 2 reconstructed targets) over
+    # the 2 reconstructed targets; the old variant divides by the 3 matched tracks.
+    assert dm["fake_rate"] == 0.75 and atlas["fake_rate"] == 0.25
+    assert dm["duplicate_rate"] == 0.0 and atlas["duplicate_rate"] == pytest.approx(1 / 2)
+    assert atlas["duplicate_rate_over_matched_tracks"] == pytest.approx(1 / 3)
     assert res["n_target_particles"] == 2 and res["n_tracks"] == 4
 
 
@@ -230,7 +239,9 @@ def test_perfect_scores_give_full_efficiency(toy: TrackerDetector, constructor) 
     metrics, _ = evaluate_tracking(pipeline, [to_batch(ev)])
     assert metrics["edges"]["efficiency"] == 1.0 and metrics["edges"]["purity"] == 1.0
     assert metrics["tracks"]["double_majority"]["efficiency"] >= 0.99
-    assert metrics["tracks"]["atlas"]["fake_rate_all_tracks"] == 0.0
+    assert metrics["tracks"]["atlas"]["fake_rate"] == 0.0
+    # The graph is built for pT > 1 GeV: low-pT particles (weight 0.2 each in the score) are partly lost.
+    assert 0.3 < metrics["tracks"]["trackml_score"] <= 1.0
     assert set(metrics["timing"]) == {"graph_construction", "edge_classification", "track_building"}
 
 

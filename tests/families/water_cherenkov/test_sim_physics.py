@@ -26,12 +26,21 @@ from recoml.families.water_cherenkov import (
     simulate,
     simulate_particles,
 )
-from recoml.families.water_cherenkov.particles import MUON_MASS, PI0_MASS, isotropic_directions
+from recoml.families.water_cherenkov.particles import ELECTRON_MASS, MUON_MASS, PI0_MASS, isotropic_directions
 
 CONF = CONF_DIR / "detector"
 C = 29.9792458  # cm/ns
-N_WATER = 1.33
-NO_DARK = PhysicsConfig(dark_rate=0.0)
+N_WATER = 1.33  # phase index: Cherenkov angle
+N_GROUP = 1.38  # group index: photon speed
+#: The geometric tests below look at direct light in the vertex frame: no trigger, no scattering, muons
+#: without multiple scattering and delta rays.
+DIRECT = {
+    "trigger": False,
+    "scattering_length": float("inf"),
+    "muon_multiple_scattering": False,
+    "muon_delta_fraction": 0.0,
+}
+NO_DARK = PhysicsConfig(dark_rate=0.0, **DIRECT)
 
 
 def _detector(name: str):
@@ -69,12 +78,15 @@ def _track_geometry(p: np.ndarray, v: np.ndarray, w: np.ndarray) -> tuple[np.nda
     return a, b
 
 
-def _earliest_light(p: np.ndarray, v: np.ndarray, w: np.ndarray, theta: float) -> np.ndarray:
-    """Earliest arrival (ns) at p of light from a beta = 1 track starting at v along w at t = 0."""
+def _earliest_light(
+    p: np.ndarray, v: np.ndarray, w: np.ndarray, theta: float, n: float = N_GROUP
+) -> np.ndarray:
+    """Arrival (ns) at p of light emitted at angle theta from a beta = 1 track starting at v along w at
+    t = 0 and travelling at c / n (for theta = arccos(1 / n) the earliest any light can arrive)."""
     a, b = _track_geometry(p, v, w)
     s_star = a - b / np.tan(theta)
-    t_cone = s_star / C + b / np.sin(theta) * N_WATER / C
-    t_vertex = np.linalg.norm(p - v, axis=1) * N_WATER / C
+    t_cone = s_star / C + b / np.sin(theta) * n / C
+    t_vertex = np.linalg.norm(p - v, axis=1) * n / C
     return np.where(s_star > 0, t_cone, t_vertex)
 
 
@@ -125,7 +137,7 @@ def test_muon_light_comes_from_the_track_at_the_cherenkov_angle(hk):
     e = kinetic + MUON_MASS - 2.0 * s
     theta_s = np.degrees(np.arccos(np.minimum(e / (N_WATER * np.sqrt(e * e - MUON_MASS**2)), 1.0)))
     for sigma, tol, frac in ((0.0, 1.0, 0.95), (2.0, 5.0, 0.95)):
-        phys = PhysicsConfig(dark_rate=0.0, muon_angle_sigma=sigma)
+        phys = PhysicsConfig(dark_rate=0.0, **(DIRECT | {"muon_angle_sigma": sigma}))
         hits, v, w = _single(hk, "mu-", kinetic, 10, physics=phys)
         ev = _events(hits)
         a, b = _track_geometry(hk.pmt_positions[hits["hit_pmt"]], v[ev], w[ev])
@@ -177,17 +189,23 @@ def test_no_light_below_cherenkov_threshold(wcte):
 # ---------------------------------------------------------------------------------------------- time
 
 
-def test_muon_hit_times_follow_light_travel_in_water(wcte):
-    """Hit time = time along the track + distance / (c/n) from the Cherenkov emission point."""
-    jitter = 1.0
-    phys = PhysicsConfig(dark_rate=0.0, time_jitter=jitter)
-    hits, v, w = _single(wcte, "mu-", 1000.0, 50, physics=phys, direction=(1.0, 0.0, 0.0))
+def _muon_cone_residuals(detector, n: int, jitter: float, indices: tuple[float, ...]) -> list[np.ndarray]:
+    """Hit time minus the cone-light expectation, for 1 GeV muons from the centre along x, per
+    travel index (light on the Cherenkov cone of the phase index)."""
+    phys = PhysicsConfig(dark_rate=0.0, time_jitter=jitter, **DIRECT)
+    hits, v, w = _single(detector, "mu-", 1000.0, n, physics=phys, direction=(1.0, 0.0, 0.0))
     ev = _events(hits)
-    p = wcte.pmt_positions[hits["hit_pmt"]]
+    p = detector.pmt_positions[hits["hit_pmt"]]
     a, b = _track_geometry(p, v[ev], w[ev])
     theta = _cherenkov_angle(1000.0, MUON_MASS)
     on_cone = a - b / np.tan(theta) > 0
-    residual = (hits["hit_time"] - _earliest_light(p, v[ev], w[ev], theta))[on_cone]
+    return [(hits["hit_time"] - _earliest_light(p, v[ev], w[ev], theta, k))[on_cone] for k in indices]
+
+
+def test_muon_hit_times_follow_light_travel_in_water(wcte):
+    """Hit time = time along the track + distance / (c/n_g) from the Cherenkov emission point."""
+    jitter = 1.0
+    (residual,) = _muon_cone_residuals(wcte, 50, jitter, (N_GROUP,))
     assert abs(np.median(residual)) < 0.15
     assert 0.85 * jitter < np.std(residual) < 1.2 * jitter
 
@@ -195,11 +213,11 @@ def test_muon_hit_times_follow_light_travel_in_water(wcte):
 @pytest.mark.parametrize("kind", ["e-", "mu-", "gamma"])
 def test_no_hit_earlier_than_light_allows(wcte, kind):
     """Causality: without jitter no hit comes before the earliest light from the track (Fermat)."""
-    phys = PhysicsConfig(dark_rate=0.0, time_jitter=0.0)
+    phys = PhysicsConfig(dark_rate=0.0, time_jitter=0.0, **DIRECT)
     hits, v, w = _single(wcte, kind, 600.0, 40, physics=phys)
     ev = _events(hits)
     p = wcte.pmt_positions[hits["hit_pmt"]]
-    earliest = _earliest_light(p, v[ev], w[ev], np.arccos(1.0 / N_WATER))
+    earliest = _earliest_light(p, v[ev], w[ev], np.arccos(1.0 / N_GROUP))
     # tolerance: PMT collection radius (4 cm ~ 0.2 ns) and float32
     assert np.all(hits["hit_time"] >= earliest - 0.25)
 
@@ -311,6 +329,10 @@ def test_event_arrays_shapes_and_dtypes(wcte, events):
         "hit_parent": ((h,), np.int32),
         "labels": ((n,), np.int32),
         "energies": ((n, 1), np.float32),
+        "total_energies": ((n, 1), np.float32),
+        "momenta": ((n, 1), np.float32),
+        "vertex_times": ((n,), np.float32),
+        "triggered": ((n,), np.int8),
         "positions": ((n, 1, 3), np.float32),
         "directions": ((n, 1, 3), np.float32),
         "angles": ((n, 2), np.float32),
@@ -347,6 +369,11 @@ def test_vertices_directions_energies(wcte, events):
     assert np.all(np.abs(pos[:, 1]) <= wcte.half_height - 50.0)
     e = events["energies"][:, 0]
     assert np.all((e >= 100.0) & (e <= 1000.0))
+    # Truth of issue 13: total energy and momentum from the kinetic energy and the mass.
+    mass = np.array([0.0, ELECTRON_MASS, MUON_MASS, PI0_MASS])[events["labels"]]
+    np.testing.assert_allclose(events["total_energies"][:, 0], e + mass, rtol=1e-6)
+    np.testing.assert_allclose(events["momenta"][:, 0], np.sqrt(e * (e + 2 * mass)), rtol=1e-5)
+    assert events["vertex_times"].shape == (len(e),) and np.all(events["vertex_times"] <= 0)
 
 
 def test_same_seed_same_bytes_other_seed_differs(wcte, events):
@@ -415,8 +442,12 @@ def test_wall_lookup_finds_every_pmt_at_its_position(name, wcte, hk):
 def test_attenuation_scales_charge_with_path_length(hk):
     """Charge with a finite attenuation length / charge without = mean exp(-d / lambda) over the light."""
     lam = 4000.0
-    clear, v, w = _single(hk, "e-", 600.0, 10, physics=PhysicsConfig(dark_rate=0.0, attenuation_length=1e12))
-    murky, _, _ = _single(hk, "e-", 600.0, 10, physics=PhysicsConfig(dark_rate=0.0, attenuation_length=lam))
+    clear, v, w = _single(
+        hk, "e-", 600.0, 10, physics=PhysicsConfig(dark_rate=0.0, attenuation_length=1e12, **DIRECT)
+    )
+    murky, _, _ = _single(
+        hk, "e-", 600.0, 10, physics=PhysicsConfig(dark_rate=0.0, attenuation_length=lam, **DIRECT)
+    )
     ev = _events(clear)
     d = np.linalg.norm(hk.pmt_positions[clear["hit_pmt"]] - v[ev], axis=1)
     expected = np.average(np.exp(-d / lam), weights=clear["hit_charge"])  # ~0.45
@@ -428,7 +459,7 @@ def test_solid_angle_spreads_the_same_light(hk):
     """Without attenuation, a muon ring on the top cap carries the same light from 4 m or 16 m away
     (all photons reach the wall, the cap's coverage is uniform) but spreads it over ~(16/4)^2 more
     area: more PMTs hit, fewer p.e. each -- the solid angle of each PMT falls as 1/d^2."""
-    phys = PhysicsConfig(dark_rate=0.0, attenuation_length=1e12)
+    phys = PhysicsConfig(dark_rate=0.0, attenuation_length=1e12, **DIRECT)
     result = {}
     for dist in (400.0, 1600.0):
         vertex = (0.0, hk.half_height - dist, 0.0)
@@ -437,3 +468,124 @@ def test_solid_angle_spreads_the_same_light(hk):
     (q_near, n_near), (q_far, n_far) = result[400.0], result[1600.0]
     assert abs(q_far / q_near - 1.0) < 0.1, result
     assert n_far > 2.0 * n_near, result
+
+
+# ---------------------------------------------------------------------------------------------- issue 13
+# Light transport, PMT response and trigger: each test fails when its effect is switched off.
+
+
+def test_hit_times_travel_at_the_group_velocity(hk):
+    """Photons leave at the phase-velocity Cherenkov angle but travel at c / n_g (n_g = 1.38): over HK's
+    ~30 m the hit times match the group index and miss the phase index by ~ L (n_g - n) / c ~ 5 ns."""
+    group, phase = _muon_cone_residuals(hk, 20, 0.0, (N_GROUP, N_WATER))
+    # (the muon's 2 deg angular smear and the 25 cm PMTs shift the median by a few tenths of a ns)
+    assert abs(np.median(group)) < 1.0
+    assert np.median(phase) - np.median(group) > 3.0
+
+
+def test_pmt_transit_time_models_match_wcsim():
+    """WCSim's models at 1 p.e.: R14374 Gaussian sigma 0.6 ns; SK 20-inch sigma 0.33 + sqrt(10) = 3.49 ns;
+    box-and-line: N(-0.2, 0.6314 (e^-0.0626 + 0.5711)) + Exp(mean 1 / (0.4113 + 0.07827)): mean 1.843 ns,
+    sigma sqrt(0.954^2 + 2.043^2) = 2.254 ns."""
+    from recoml.families.water_cherenkov.simulation import PMT_TYPES
+
+    rng = np.random.default_rng(0)
+    one = np.ones(200_000)
+    t = PMT_TYPES["R14374"].time_smear(one, rng)
+    assert abs(t.std() - 0.6) < 0.01 and abs(t.mean()) < 0.01
+    assert abs(PMT_TYPES["R3600"].time_smear(one, rng).std() - (0.33 + np.sqrt(10.0))) < 0.03
+    bl = PMT_TYPES["BoxandLine20inchHQE"].time_smear(one, rng)
+    sigma = 0.6314 * (np.exp(-0.0626) + 0.5711)
+    tail = 1.0 / (0.4113 + 0.07827)
+    assert abs(bl.mean() - (-0.2 + tail)) < 0.02
+    assert abs(bl.std() - np.hypot(sigma, tail)) < 0.02
+    # More light, sharper time: 100 p.e. on a box-and-line PMT.
+    assert PMT_TYPES["BoxandLine20inchHQE"].time_smear(np.full(10_000, 100.0), rng).std() < 0.8
+
+
+def test_detection_efficiency_follows_the_pmt_type(hk):
+    """WCSim's QE tables (WCSimPMTObject.cc: PMT20inch, and BoxandLine20inchHQE = the HQE R3600 table x
+    1 / 0.73) averaged with the Frank-Tamm weight 1 / lambda^2 over 300-600 nm give the PMT types' QE;
+    the same events then carry (0.276 x CE 0.95) / (0.135 x CE 1.0) = 1.94 times more charge on
+    box-and-line PMTs than on SK's R3600."""
+    from recoml.families.water_cherenkov.simulation import PMT_TYPES
+
+    wavelength = np.arange(280.0, 661.0, 20.0)
+    qe_sk = [0, 0.0139, 0.0854, 0.169, 0.203, 0.206, 0.211, 0.202, 0.188, 0.167, 0.140, 0.116, 0.0806]
+    qe_sk += [0.0432, 0.0265, 0.0146, 0.00756, 0.00508, 0.00158, 0]
+    qe_hqe = [0, 0.0008, 0.1255, 0.254962, 0.2930, 0.3127, 0.3130, 0.2994, 0.2791, 0.2491, 0.2070]
+    qe_hqe += [0.1758, 0.1384, 0.0779, 0.0473, 0.0288, 0.0149, 0.0062, 0.0002, 0.0001]
+    x = np.linspace(300.0, 600.0, 3001)
+
+    def averaged(qe: list[float]) -> float:
+        return float(np.trapezoid(np.interp(x, wavelength, qe) / x**2, x) / np.trapezoid(1 / x**2, x))
+
+    bl, sk = PMT_TYPES["BoxandLine20inchHQE"], PMT_TYPES["R3600"]
+    assert bl.quantum_efficiency == pytest.approx(averaged(qe_hqe) / 0.73, abs=0.001)
+    assert sk.quantum_efficiency == pytest.approx(averaged(qe_sk), abs=0.001)
+    assert (bl.collection_efficiency, sk.collection_efficiency) == (0.95, 1.0)
+    box_and_line, _, _ = _single(hk, "e-", 500.0, 6)
+    r3600, _, _ = _single(
+        hk, "e-", 500.0, 6, physics=PhysicsConfig(dark_rate=0.0, pmt_type="R3600", **DIRECT)
+    )
+    expected = bl.quantum_efficiency * bl.collection_efficiency / sk.quantum_efficiency
+    ratio = box_and_line["hit_charge"].sum() / r3600["hit_charge"].sum()
+    assert ratio == pytest.approx(expected, rel=0.05)
+
+
+@pytest.mark.parametrize(("name", "rate"), [("wcte", 1000.0), ("hk", 4200.0)])
+def test_default_dark_rate_follows_the_pmt_type(wcte, hk, name, rate):
+    """No light: every hit is dark noise at the PMT type's rate over the 1,350 ns readout window."""
+    det = {"wcte": wcte, "hk": hk}[name]
+    n = 200
+    hits, _, _ = _single(det, "e-", 300.0, n, physics=PhysicsConfig(quantum_efficiency=0.0))
+    lam = det.n_pmts * rate * 1350e-9
+    assert abs(len(hits["hit_pmt"]) / n - lam) < 4 * np.sqrt(lam / n) + 0.2
+    assert PhysicsConfig().dark_rate_of(det) == rate
+
+
+def test_times_are_relative_to_the_ndigits_trigger(hk):
+    """t = 0 is when the 25th signal hit within 200 ns arrives (no earlier window holds 25), and the
+    vertex time is stored relative to it: negative, varying with the geometry."""
+    phys = PhysicsConfig(dark_rate=0.0)
+    n = 20
+    rng = np.random.default_rng(5)
+    v = rng.uniform(-1000, 1000, (n, 3))
+    w = isotropic_directions(n, rng)
+    hits = simulate_particles(hk, ["e-"] * n, np.full(n, 400.0), v, w, rng, phys)
+    ev = _events(hits)
+    assert hits["triggered"].all()
+    assert np.all(hits["vertex_times"] < 0) and np.std(hits["vertex_times"]) > 5.0
+    for e in range(n):
+        t = np.sort(hits["hit_time"][ev == e]).astype(np.float64)
+        windows = t[24:] - t[:-24]
+        first = int(np.flatnonzero(windows <= 200.0)[0])
+        assert abs(t[first + 24]) < 1e-3
+    # Without the trigger, the vertex is t = 0.
+    hits = simulate_particles(hk, ["e-"] * n, np.full(n, 400.0), v, w, rng, NO_DARK)
+    assert np.all(hits["vertex_times"] == 0) and hits["hit_time"].min() > 0
+
+
+def test_rayleigh_scattering_angles_and_late_light(hk):
+    """<cos^2> of the 1 + cos^2 phase function is (2/3 + 2/5) / (8/3) = 0.4, <cos> = 0; scattered photons
+    arrive late: with a 20 m scattering length over 10 % of the HK charge comes > 10 ns after direct
+    light, without scattering hardly any does."""
+    from recoml.families.water_cherenkov.simulation import rayleigh_cosines
+
+    mu = rayleigh_cosines(np.random.default_rng(0).random(400_000))
+    assert abs(np.mean(mu**2) - 0.4) < 0.003 and abs(np.mean(mu)) < 0.005 and np.abs(mu).max() <= 1 + 1e-9
+
+    def late_fraction(scattering_length: float) -> float:
+        phys = PhysicsConfig(
+            dark_rate=0.0, time_jitter=0.0, trigger=False, scattering_length=scattering_length
+        )
+        hits, v, w = _single(hk, "mu-", 800.0, 10, physics=phys, direction=(1.0, 0.0, 0.0))
+        ev = _events(hits)
+        p = hk.pmt_positions[hits["hit_pmt"]]
+        earliest = _earliest_light(p, v[ev], w[ev], np.arccos(1.0 / N_GROUP))
+        late = hits["hit_time"] - earliest > 10.0
+        return float(hits["hit_charge"][late].sum() / hits["hit_charge"].sum())
+
+    direct = late_fraction(float("inf"))  # only the slowing muon's last metres are late
+    assert direct < 0.02
+    assert late_fraction(2000.0) > max(0.1, 5 * direct)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,12 @@ from recoml.errors import ConfigError, DataError
 from recoml.evaluation.checks import check_binary
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
 from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
-from recoml.families.tracking.matching import match_tracks, tracking_metrics
+from recoml.families.tracking.matching import TargetSelection, match_tracks, tracking_metrics
 from recoml.families.tracking.metrics import edge_classification_metrics
 from recoml.families.tracking.pipeline import working_points
 from recoml.families.tracking.predictions import hit_pt_eta
 from recoml.families.tracking.report import metric_rows, tracking_figures
+from recoml.families.tracking.trackml_score import trackml_hit_weights, trackml_score
 from recoml.metrics import physics as pm
 from recoml.plotting import Series, plot_roc
 from recoml.prediction.reader import SectionData
@@ -86,11 +88,15 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
         "false": np.histogram(score[~y], HIST_BINS)[0],
     }
     edges |= working_points(hist, HIST_BINS, tuple(opts.get("purities", (0.9, 0.95))))
-    # The exact AUC of the evaluation's definition (0, as every tracking ratio, when a class is empty).
+    # The exact AUCs of the evaluation's definitions (0, as every tracking ratio, when a class is empty):
+    # every true edge against false edges (headline), and target edges against false edges.
+    auc = pm.roc_auc(score, y) if y.any() and (~y).any() else 0.0
     keep = target | ~y
-    auc = pm.roc_auc(score[keep], target[keep]) if target.any() and (~y).any() else 0.0
     edges["auroc"] = float(auc)
-    fpr, tpr, _ = pm.roc_curve(score[keep], target[keep]) if auc else (np.zeros(0), np.zeros(0), None)
+    edges["auroc_target"] = float(
+        pm.roc_auc(score[keep], target[keep]) if target.any() and (~y).any() else 0.0
+    )
+    fpr, tpr, _ = pm.roc_curve(score, y) if auc else (np.zeros(0), np.zeros(0), None)
 
     t0 = time.perf_counter()
     edge_index = torch.from_numpy(np.stack([src, dst])) if len(src) else torch.zeros(2, 0, dtype=torch.int64)
@@ -99,8 +105,10 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
     hits = {k: np.asarray(run.get(k)) for k in ("hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz")}
     hit_pt, hit_eta = hit_pt_eta(hits)
     pos = np.stack([run.get(k) for k in HIT_POSITIONS], 1) if all(run.has(k) for k in HIT_POSITIONS) else None
+    hit_event = np.repeat(np.arange(n_events), np.diff(h_off))
+    selection = TargetSelection.from_options(opts, pt_min, int(run.info.get("min_hits", 3)))
     match = match_tracks(
-        np.repeat(np.arange(n_events), np.diff(h_off)),
+        hit_event,
         hits["hit_particle_id"],
         tracks,
         hit_pt,
@@ -111,7 +119,18 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
         min_track_hits=int(opts.get("min_track_hits", 3)),
         fraction=float(opts.get("matching_fraction", 0.5)),
         bfield=float(run.info.get("bfield", 2.0)),
+        selection=selection,
     )
+    if run.has("hit_weight"):
+        weight = np.asarray(run.get("hit_weight"), float)
+    else:
+        distance = np.linalg.norm(pos, axis=1) if pos is not None else np.zeros(n_hits)
+        weight = trackml_hit_weights(hit_event, hits["hit_particle_id"], hit_pt, distance)
+    track_metrics = tracking_metrics(match, pt_min=pt_min)
+    track_metrics["trackml_score"] = trackml_score(hit_event, hits["hit_particle_id"], tracks, weight)[
+        "score"
+    ]
+    track_metrics["target_selection"] = asdict(selection)
     return {
         "n_events": n_events,
         "hits_per_event": n_hits / max(n_events, 1),
@@ -119,7 +138,7 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
         "track_building": method,
         "pt_min": pt_min,
         "edges": edges,
-        "tracks": tracking_metrics(match, pt_min=pt_min),
+        "tracks": track_metrics,
         "timing": {"track_building": seconds / max(n_events, 1)},
         "score_histograms": {"edges": HIST_BINS.tolist(), **{k: v.tolist() for k, v in hist.items()}},
         "roc": {"background_efficiency": fpr, "signal_efficiency": tpr},
@@ -129,7 +148,9 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
 @register("edge_classification")
 class EdgeClassificationEvaluator(Evaluator):
     """Options: ``score_cut`` (default the task's threshold), ``track_method`` (``cc`` | ``walkthrough``),
-    ``min_track_hits``, ``walk_min``, ``walk_add``, ``matching_fraction`` (ATLAS), ``purities``."""
+    ``min_track_hits``, ``walk_min``, ``walk_add``, ``matching_fraction`` (ATLAS), ``purities``, and the
+    target selection (:class:`~recoml.families.tracking.matching.TargetSelection`): ``pt_min``,
+    ``min_particle_hits``, ``eta_max``, ``primary_only``, ``max_production_radius``, ``exclude_pdg``."""
 
     required = ("edge_src", "edge_dst", "edge_score")
     probabilities = ("edge_score",)

@@ -8,7 +8,8 @@ All are ratios of counts, 0 when the denominator is 0 (an empty graph reports ze
 * ``purity`` = true edges (any particle) above the cut / edges above the cut;
 * ``target_purity`` (acorn's masked purity) = target edges above the cut / (edges above the cut that are
   not true edges of non-target particles);
-* ``auroc``: target edges against false edges (true edges of non-target particles left out).
+* ``auroc``: true edges (of any particle) against false edges, every edge counted (acorn's edge AUC);
+* ``auroc_target``: target edges against false edges (true edges of non-target particles left out).
 
 The keyword names of ``update`` are shared so a ``MetricCollection`` routes each one what it needs.
 """
@@ -25,7 +26,7 @@ __all__ = [
     "EdgesPerEvent",
     "GraphEfficiency",
     "GraphPurity",
-    "MaskedAUROC",
+    "EdgeAUROC",
     "TargetPurity",
     "edge_classification_metrics",
     "graph_metrics",
@@ -98,28 +99,30 @@ class TargetPurity(_Thresholded):
         self._add((edge_target & positive).sum(), positive.sum() - masked.sum())
 
 
-class MaskedAUROC(BinaryAUROC):
-    """AUROC of target edges against false edges (binned, so memory stays bounded)."""
+class EdgeAUROC(BinaryAUROC):
+    """AUROC of true edges against false edges (binned, so memory stays bounded); ``target_only`` scores
+    target edges against false edges and leaves true edges of non-target particles out."""
 
     #: Metric states (added in __init__).
     n_pos: torch.Tensor
     n_neg: torch.Tensor
 
-    def __init__(self, thresholds: int = 200, **kwargs) -> None:
+    def __init__(self, thresholds: int = 200, target_only: bool = False, **kwargs) -> None:
         super().__init__(thresholds=thresholds, **kwargs)
+        self.target_only = target_only
         self.add_state("n_pos", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("n_neg", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, scores: torch.Tensor, edge_y: torch.Tensor, edge_target: torch.Tensor) -> None:  # type: ignore[override]
-        keep = edge_target | ~edge_y
-        target = edge_target[keep]
-        self.n_pos += target.sum()
-        self.n_neg += (~target).sum()
-        super().update(scores[keep].float(), target.long())
+        keep = (edge_target | ~edge_y) if self.target_only else torch.ones_like(edge_y)
+        positive = (edge_target if self.target_only else edge_y)[keep]
+        self.n_pos += positive.sum()
+        self.n_neg += (~positive).sum()
+        super().update(scores[keep].float(), positive.long())
 
     # torchmetrics' BinaryAUROC narrows its base's compute (a tuple) to a Tensor under its own ignore.
     def compute(self) -> torch.Tensor:  # type: ignore[override]
-        """0 until both target and false edges were seen (an empty graph reports 0, not NaN)."""
+        """0 until both positive and false edges were seen (an empty graph reports 0, not NaN)."""
         if not (self.n_pos > 0 and self.n_neg > 0):
             return torch.tensor(0.0)
         return super().compute()
@@ -139,7 +142,8 @@ def edge_classification_metrics(threshold: float = 0.5) -> MetricCollection:
             "efficiency": EdgeEfficiency(threshold),
             "purity": EdgePurity(threshold),
             "target_purity": TargetPurity(threshold),
-            "auroc": MaskedAUROC(),
+            "auroc": EdgeAUROC(),
+            "auroc_target": EdgeAUROC(target_only=True),
             **graph_metrics(),
         },
         compute_groups=False,

@@ -32,6 +32,7 @@ from recoml.families.tracking.hits import COORDINATE_FIELDS, TRUTH_FIELDS
 from recoml.families.tracking.matching import TrackMatch, match_tracks, tracking_metrics
 from recoml.families.tracking.metrics import edge_classification_metrics
 from recoml.families.tracking.models.interaction_network import EdgeClassifier
+from recoml.families.tracking.trackml_score import trackml_hit_weights, trackml_score
 
 __all__ = ["PipelineResult", "TrackingPipeline", "evaluate_tracking", "iterate_store"]
 
@@ -245,6 +246,7 @@ def evaluate_tracking(
     pt_min = pipeline.builder.pt_min if pt_min is None else float(pt_min)
     edge_metrics = edge_classification_metrics(pipeline.score_cut)
     matches: list[TrackMatch] = []
+    score_parts: list[tuple[np.ndarray, ...]] = []
     seconds: dict[str, float] = {}
     n_events = 0
     n_hits = 0
@@ -293,9 +295,20 @@ def evaluate_tracking(
                 bfield=pipeline.builder.geometry.bfield,
             )
         )
+        hit_event = hits.batch.cpu().numpy() + n_events
+        hit_pid = hits.particle_id.cpu().numpy()
+        if "weight" in batch.hits:
+            weight = batch.hits["weight"].double().cpu().numpy()
+        else:
+            distance = hits.pos.double().norm(dim=1).cpu().numpy()
+            weight = trackml_hit_weights(hit_event, hit_pid, graph.truth.particle_pt.cpu().numpy(), distance)
+        score_parts.append((hit_event, hit_pid, result.tracks.cpu().numpy(), weight))
         n_events += graph.num_graphs
         n_hits += graph.num_nodes
     match = TrackMatch.concat(matches)
+    track_metrics = tracking_metrics(match, pt_min=pt_min)
+    columns = [np.concatenate(c) for c in zip(*score_parts)] if score_parts else [np.zeros(0)] * 4
+    track_metrics["trackml_score"] = trackml_score(*columns)["score"]
     edges = {k: float(v) for k, v in edge_metrics.compute().items()}
     metrics: dict[str, Any] = {
         "n_events": n_events,
@@ -304,7 +317,7 @@ def evaluate_tracking(
         "track_building": pipeline.method,
         "pt_min": pt_min,
         "edges": edges | working_points(hist, hist_bins, purities),
-        "tracks": tracking_metrics(match, pt_min=pt_min),
+        "tracks": track_metrics,
         "timing": {k: v / max(n_events, 1) for k, v in seconds.items()},
         "score_histograms": {"edges": hist_bins.tolist(), **{k: v.tolist() for k, v in hist.items()}},
     }

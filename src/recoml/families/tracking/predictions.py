@@ -33,6 +33,7 @@ EDGE_HIT_FIELDS: tuple[str, ...] = (
     "hit_tpx",
     "hit_tpy",
     "hit_tpz",
+    "hit_weight",
 )
 #: Object types of an edge predictions file.
 EDGE_OBJECT_TYPES: tuple[str, ...] = ("hits", "edges", "particles")

@@ -113,7 +113,8 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, float]]:
         ("edge_efficiency", "edge classification", "efficiency", e["efficiency"]),
         ("edge_purity", "edge classification", "purity", e["purity"]),
         ("edge_target_purity", "edge classification", "target purity", e["target_purity"]),
-        ("edge_auc", "edge classification", "AUC", e["auroc"]),
+        ("edge_auc", "edge classification", "AUC (all true edges)", e["auroc"]),
+        ("edge_auc_target", "edge classification", "AUC (target edges)", e.get("auroc_target", 0.0)),
     ]
     for key in sorted(k for k in e if k.startswith("efficiency_at_purity_")):
         p = key.rsplit("_", 1)[-1]
@@ -122,10 +123,11 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str, float]]:
             (f"edge_{key}", "edge classification", f"efficiency at purity 0.{p[1:]} (cut {cut:.3f})", e[key])
         )
     for style in MATCHING_STYLES:
-        for k in ("efficiency", "fake_rate", "duplicate_rate"):
-            rows.append(
-                (f"track_{k}_{style}", f"tracks ({_LABELS[style]})", k.replace("_", " "), t[style][k])
-            )
+        for k in ("efficiency", "fake_rate", "duplicate_rate", "fake_rate_reco_pt_above_min"):
+            name = k.replace("_", " ").replace("reco pt above min", "(track pT > pt_min)")
+            rows.append((f"track_{k}_{style}", f"tracks ({_LABELS[style]})", name, t[style][k]))
+    if "trackml_score" in t:
+        rows.append(("trackml_score", "tracks", "TrackML score", t["trackml_score"]))
     return rows
 
 

@@ -3,10 +3,16 @@
 Every particle of an event is propagated at once (numpy arrays of shape (particles, layers)): the
 intersection of a helix with a cylinder or a plane is solved exactly, so the hits lie on the true circle
 of radius ``pT / (0.3 B)`` up to the smearing. Only the outgoing half-turn is followed (up to the point of
-largest transverse distance from the beam): loopers do not come back, there is no multiple scattering or
-energy loss. That keeps the truth simple (hits of a particle ordered by distance from the beam line)
-while graph construction, edge classification and track building see realistic occupancies, noise and
-TrackML-like geometry.
+largest transverse distance from the beam): loopers do not come back, there is no energy loss. That keeps
+the truth simple (hits of a particle ordered by distance from the beam line) while graph construction,
+edge classification and track building see realistic occupancies, noise and TrackML-like geometry.
+
+On top of the helix (issue 13, to look like the real TrackML event): multiple scattering in every layer
+crossed (Highland kinks of ``theta0 = 13.6 MeV / (beta p) sqrt(x/X0) (1 + 0.038 ln(x/X0))`` in two
+planes, PDG "Passage of particles through matter", displacing every later hit by ``kink x path length``),
+double hits where overlapping modules are both crossed (a second hit of the same particle on the same
+layer, a few mm further along the track; TrackML: ~24 % of particle hits are such extra hits) and noise
+at TrackML's ~15 % of all hits.
 
 Event ``e`` draws from ``numpy.random.default_rng([seed, e])``: a sample is the same whatever the chunking
 or the number of workers, and any event can be regenerated alone.
@@ -30,6 +36,7 @@ from recoml.families.tracking.detector import K_GEV_PER_T_MM, TrackerDetector
 __all__ = [
     "HelixHits",
     "TrackerSimConfig",
+    "highland",
     "propagate",
     "simulate_tracker",
     "simulate_tracker_event",
@@ -49,7 +56,10 @@ class TrackerSimConfig:
     pT (GeV) from ``dN/dpT ~ pT^-pt_power`` on ``pt_range`` (``pt_power=1``: flat in log pT); pseudorapidity
     flat on ``eta_range``; azimuth flat; charge +-1; vertex Gaussian with ``vertex_sigma`` (x, y, z; mm).
     Each crossing gives a hit with probability ``hit_efficiency``, smeared by the layer resolution times
-    ``resolution_scale``; noise hits, uniform on the layers' surfaces, make up ``noise_fraction`` of all hits.
+    ``resolution_scale``; noise hits, uniform on the layers' surfaces, make up ``noise_fraction`` of all hits
+    (TrackML: ~15 %). Every layer is ``layer_x0`` radiation lengths thick (multiple scattering; 0: none);
+    a fraction ``double_hit_fraction`` of the particle hits are second hits on an overlapping module
+    (at most 0.5: one per crossing), ``overlap_distance`` mm further out along the track.
     """
 
     n_particles: int = 1000
@@ -60,7 +70,10 @@ class TrackerSimConfig:
     vertex_sigma: tuple[float, float, float] = (0.015, 0.015, 55.0)
     hit_efficiency: float = 1.0
     resolution_scale: float = 1.0
-    noise_fraction: float = 0.1
+    noise_fraction: float = 0.15
+    layer_x0: float = 0.02
+    double_hit_fraction: float = 0.24
+    overlap_distance: float = 4.0
 
     def __post_init__(self) -> None:
         self.pt_range = tuple(float(v) for v in self.pt_range)  # type: ignore[assignment]
@@ -81,6 +94,12 @@ class TrackerSimConfig:
             raise ConfigError(f"tracker.hit_efficiency must be in [0, 1], got {self.hit_efficiency}")
         if not 0 <= self.noise_fraction < 1:
             raise ConfigError(f"tracker.noise_fraction must be in [0, 1), got {self.noise_fraction}")
+        if self.layer_x0 < 0 or self.overlap_distance < 0:
+            raise ConfigError("tracker.layer_x0 and tracker.overlap_distance must be >= 0")
+        if not 0 <= self.double_hit_fraction <= 1:
+            raise ConfigError(
+                f"tracker.double_hit_fraction must be in [0, 1], got {self.double_hit_fraction}"
+            )
         if self.resolution_scale < 0:
             raise ConfigError(f"tracker.resolution_scale must be >= 0, got {self.resolution_scale}")
 
@@ -233,6 +252,62 @@ def _smear(
     return r * np.cos(phi), r * np.sin(phi), z
 
 
+def highland(p: np.ndarray, x_over_x0: float, beta: float | np.ndarray = 1.0) -> np.ndarray:
+    """Highland's multiple-scattering angle (rad, one plane) of a unit-charge particle of momentum ``p``
+    (GeV) through ``x_over_x0`` radiation lengths (PDG, "Passage of particles through matter")."""
+    if x_over_x0 <= 0:
+        return np.zeros_like(np.asarray(p, dtype=np.float64))
+    return (
+        0.0136
+        / (beta * np.asarray(p, dtype=np.float64))
+        * np.sqrt(x_over_x0)
+        * (1.0 + 0.038 * math.log(x_over_x0))
+    )
+
+
+def _multiple_scattering(
+    rng: np.random.Generator,
+    detector: TrackerDetector,
+    hits: HelixHits,
+    radius: np.ndarray,
+    eta: np.ndarray,
+    x_over_x0: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hit positions displaced by the kinks of every earlier layer crossed: ``sum_i theta_i (L - L_i)`` in
+    the transverse (phi) direction and along the polar direction, with ``L = R t cosh(eta)`` the path
+    length and ``theta_i`` Highland angles (the particle momentum, beta = 1; hits ordered by particle then
+    turn, as :func:`propagate` returns them)."""
+    if x_over_x0 <= 0 or len(hits) == 0:
+        return hits.x, hits.y, hits.z
+    part = hits.particle
+    p = np.hypot(np.hypot(hits.tpx, hits.tpy), hits.tpz)
+    path = radius[part] * hits.turn * np.cosh(eta[part])
+    theta = highland(p, x_over_x0)[:, None] * rng.normal(size=(len(hits), 2))
+    first = np.ones(len(hits), dtype=bool)
+    first[1:] = part[1:] != part[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(hits)), 0))
+
+    def exclusive_cumsum(v: np.ndarray) -> np.ndarray:
+        c = np.cumsum(v, axis=0) - v
+        return c - c[start]
+
+    s_theta = exclusive_cumsum(theta)
+    s_theta_path = exclusive_cumsum(theta * path[:, None])
+    shift = path[:, None] * s_theta - s_theta_path  # (N, 2): transverse, polar
+    pt = np.maximum(np.hypot(hits.tpx, hits.tpy), 1e-12)
+    ux, uy = -hits.tpy / pt, hits.tpx / pt  # transverse, perpendicular to the momentum
+    pol = (
+        np.stack([hits.tpx * hits.tpz / pt, hits.tpy * hits.tpz / pt, -pt], 1) / np.maximum(p, 1e-12)[:, None]
+    )
+    x = hits.x + shift[:, 0] * ux + shift[:, 1] * pol[:, 0]
+    y = hits.y + shift[:, 0] * uy + shift[:, 1] * pol[:, 1]
+    z = hits.z + shift[:, 1] * pol[:, 2]
+    # Back onto the layer's surface (barrel radius, disk z): the hit is where the scattered track crosses.
+    disk = detector.is_disk[hits.layer]
+    scale = np.where(disk, 1.0, detector.layer_radius[hits.layer] / np.maximum(np.hypot(x, y), 1e-12))
+    return x * scale, y * scale, np.where(disk, detector.layer_z[hits.layer], z)
+
+
 def _noise(
     detector: TrackerDetector, rng: np.random.Generator, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -260,9 +335,43 @@ def simulate_tracker_event(
     charge = np.where(rng.random(n_part) < 0.5, -1, 1).astype(np.int64)
     vertex = rng.normal(size=(n_part, 3)) * np.asarray(c.vertex_sigma)
     hits = propagate(detector, vertex, pt, eta, phi, charge)
+    radius = pt / (K_GEV_PER_T_MM * detector.bfield)
+    if c.layer_x0 > 0:
+        hits.x, hits.y, hits.z = _multiple_scattering(rng, detector, hits, radius, eta, c.layer_x0)
     if c.hit_efficiency < 1:
         keep = rng.random(len(hits)) < c.hit_efficiency
         hits = HelixHits(*(getattr(hits, f.name)[keep] for f in fields(HelixHits)))
+    # double_hit_fraction of the particle hits are second hits: f / (1 - f) of the crossings get one.
+    p_twin = c.double_hit_fraction / (1.0 - c.double_hit_fraction)
+    twin = np.flatnonzero(rng.random(len(hits)) < p_twin) if c.double_hit_fraction else np.zeros(0, np.int64)
+    if len(twin):
+        # The overlapping module sits overlap_distance further out (radius for barrels, |z| for disks):
+        # the particle's second hit is where its (straight, over a few mm) track reaches it.
+        px, py, pz = hits.tpx[twin], hits.tpy[twin], hits.tpz[twin]
+        pt_t = np.maximum(np.hypot(px, py), 1e-12)
+        r_t = np.maximum(np.hypot(hits.x[twin], hits.y[twin]), 1e-12)
+        radial = (hits.x[twin] * px + hits.y[twin] * py) / (r_t * pt_t)
+        disk = detector.is_disk[hits.layer[twin]]
+        # path per unit of pT (barrel) or of |pz| (disk) to move overlap_distance outwards
+        step = np.where(
+            disk,
+            c.overlap_distance / np.maximum(np.abs(pz), 1e-12),
+            c.overlap_distance / (np.maximum(radial, 0.1) * pt_t),
+        )
+        extra = HelixHits(
+            particle=hits.particle[twin],
+            layer=hits.layer[twin],
+            x=hits.x[twin] + px * step,
+            y=hits.y[twin] + py * step,
+            z=hits.z[twin] + pz * step,
+            turn=hits.turn[twin],
+            tpx=px,
+            tpy=py,
+            tpz=pz,
+        )
+        hits = HelixHits(
+            *(np.concatenate([getattr(hits, f.name), getattr(extra, f.name)]) for f in fields(HelixHits))
+        )
     x, y, z = _smear(detector, rng, hits, c.resolution_scale)
     n_true = len(hits)
     n_noise = int(rng.poisson(c.noise_fraction / (1 - c.noise_fraction) * n_true)) if c.noise_fraction else 0

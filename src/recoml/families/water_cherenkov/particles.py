@@ -12,10 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recoml.errors import ConfigError
-
-ELECTRON_MASS = 0.51099895  # MeV
-MUON_MASS = 105.6583755  # MeV
-PI0_MASS = 134.9768  # MeV
+from recoml.metrics.physics import ELECTRON_MASS, MUON_MASS, PI0_MASS
 
 # How a particle makes light in the simulation.
 KIND_SHOWER = 0  # e-, e+ (and converted gammas): electromagnetic shower, fuzzy ring

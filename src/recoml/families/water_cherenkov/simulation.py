@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaincinv, ndtri
+from scipy.special import gammaincinv, ndtr, ndtri
 
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
@@ -95,27 +95,55 @@ class PhysicsConfig:
     readout_window dark hits (2 in WCTE, 20 in HK per event).
     """
 
+    # Phase index (Cherenkov angle, cos = 1 / (beta n)) and group index (photon speed c / n_g) of water,
+    # averaged over the detected spectrum (~400 nm): n = 1.33-1.34, n_g = n - lambda dn/dlambda = 1.38
+    # (a fit of real WCSim Hyper-K hit times gives 1.38).
     refractive_index: float = 1.33
+    group_index: float = 1.38
     # Frank-Tamm photons per cm per unit sin^2(theta) in the 300-600 nm band PMTs see:
     # 2 pi alpha (1/300 nm - 1/600 nm) = 764/cm (about 330/cm for a beta = 1 particle in water).
     frank_tamm_photons_per_cm: float = 764.0
-    # Quantum efficiency x collection efficiency, folded into the number of photons traced.
-    quantum_efficiency: float = 0.24
-    collection_efficiency: float = 0.9
-    attenuation_length: float = 8000.0  # cm, light absorption + scattering in pure water
+    # Quantum efficiency x collection efficiency, folded into the number of photons traced; None: the PMT
+    # type's (wavelength-averaged over the Frank-Tamm spectrum, see PMT_TYPES).
+    quantum_efficiency: float | None = None
+    collection_efficiency: float | None = None
+    # Wavelength-averaged lengths of pure water: absorbed photons are lost; Rayleigh-scattered photons
+    # change direction (1 + cos^2 phase function) and are traced on to the wall (one scatter).
+    attenuation_length: float = 8000.0  # cm, absorption length
+    scattering_length: float = 10000.0  # cm, Rayleigh scattering length (inf: no scattering)
     muon_dedx: float = 2.0  # MeV/cm, continuous energy loss of muons
     radiation_length: float = 36.0  # cm, X0 of water
     critical_energy: float = 78.0  # MeV, E_c of water, sets the shower maximum
     shower_b: float = 0.5  # longitudinal profile dE/dt ~ t^(a-1) exp(-b t), t in X0
     shower_cm_per_mev: float = 0.45  # total Cherenkov-radiating charged track length per MeV of a shower
-    shower_angle_sigma: float = 20.0  # deg, Gaussian spread of shower photon angles about the Cherenkov cone
-    muon_angle_sigma: float = 2.0  # deg, multiple-scattering spread of muon photon angles
-    time_jitter: float = 1.0  # ns, Gaussian PMT transit-time spread added to each hit's earliest photon
+    # Shower photon angles about the Cherenkov cone: a core of nearly axis-parallel charged particles (the
+    # sharp edge at the Cherenkov angle) plus a broad part from the many low-energy ones.
+    shower_core_fraction: float = 0.55
+    shower_core_sigma: float = 2.5  # deg
+    shower_angle_sigma: float = 25.0  # deg, the broad part
+    # Muons: Highland multiple scattering of the muon direction at each emission point, a constant extra
+    # smear, and a fraction of the light from delta rays (knock-on electrons: the shower's broad profile;
+    # in steps of 1/16).
+    muon_multiple_scattering: bool = True
+    muon_angle_sigma: float = 0.0  # deg
+    muon_delta_fraction: float = 0.0625
+    # PMT model (a key of PMT_TYPES): transit-time spread and dark rate. None: R14374 3-inch PMTs for
+    # mPMT detectors, the Hyper-K 20-inch box-and-line PMT otherwise.
+    pmt_type: str | None = None
+    # ns; None: the PMT type's charge-dependent transit-time spread; a number: one Gaussian of that sigma.
+    time_jitter: float | None = None
     gain_sigma: float = 0.3  # relative single-p.e. charge resolution
     min_charge: float = 0.1  # p.e., smallest recorded charge (clips the Gaussian gain smear)
-    dark_rate: float = 1000.0  # Hz per PMT
-    readout_window: float = 1000.0  # ns, length of the readout window
-    window_start: float = -100.0  # ns, start of the readout window (signal hits outside it are dropped)
+    dark_rate: float | None = None  # Hz per PMT; None: the PMT type's
+    # Trigger (WCSim's NDigits): the event time t = 0 is when trigger_hits signal hits first fall within
+    # trigger_window ns; hit times are relative to it, the readout window [window_start, window_start +
+    # readout_window) too (WCSim: -400 to +950 ns), and the vertex time is stored relative to it. An
+    # event that never triggers keeps its first hit as t = 0. trigger=False: t = 0 at the vertex.
+    trigger: bool = True
+    trigger_hits: int = 25
+    trigger_window: float = 200.0
+    readout_window: float = 1350.0  # ns, length of the readout window
+    window_start: float = -400.0  # ns, start of the readout window (signal hits outside it are dropped)
     acceptance_power: float = 0.5  # PMT response ~ cos(incidence vs facing)^power (0 behind the PMT)
     # Photon-capture radius on the wall around each PMT for mPMT detectors (3-inch PMTs, 3.6 cm
     # photocathode, plus the reflector cone); single-PMT detectors use the detector's pmt_radius.
@@ -124,25 +152,43 @@ class PhysicsConfig:
     def __post_init__(self) -> None:
         if self.refractive_index <= 1.0:
             raise ConfigError(f"physics.refractive_index must be > 1, got {self.refractive_index}")
-        for name in ("attenuation_length", "radiation_length", "critical_energy", "shower_b"):
+        for name in ("shower_core_fraction", "muon_delta_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"physics.{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.group_index < 1.0:
+            raise ConfigError(f"physics.group_index must be >= 1, got {self.group_index}")
+        if self.pmt_type is not None and self.pmt_type not in PMT_TYPES:
+            raise ConfigError(f"physics.pmt_type must be one of {sorted(PMT_TYPES)}, got '{self.pmt_type}'")
+        if self.trigger_hits < 1 or self.trigger_window <= 0:
+            raise ConfigError("physics.trigger_hits must be >= 1 and physics.trigger_window > 0")
+        for name in (
+            "attenuation_length",
+            "scattering_length",
+            "radiation_length",
+            "critical_energy",
+            "shower_b",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"physics.{name} must be > 0, got {getattr(self, name)}")
         if self.muon_dedx <= 0:
             raise ConfigError(f"physics.muon_dedx must be > 0, got {self.muon_dedx}")
         if self.readout_window <= 0:
             raise ConfigError(f"physics.readout_window must be > 0, got {self.readout_window}")
-        if self.dark_rate < 0:
+        if self.dark_rate is not None and self.dark_rate < 0:
             raise ConfigError(f"physics.dark_rate must be >= 0, got {self.dark_rate}")
-        eff = self.quantum_efficiency * self.collection_efficiency
-        if not 0.0 <= eff <= 1.0:
-            raise ConfigError(
-                f"physics.quantum_efficiency x collection_efficiency must be in [0, 1], got {eff}"
-            )
+        if self.time_jitter is not None and self.time_jitter < 0:
+            raise ConfigError(f"physics.time_jitter must be >= 0, got {self.time_jitter}")
+        for name in ("quantum_efficiency", "collection_efficiency"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"physics.{name} must be in [0, 1], got {value}")
 
-    @property
-    def detected_photons_per_cm(self) -> float:
+    def detected_photons_per_cm(self, detector: WCDetector) -> float:
         """Photons per cm (per unit sin^2 theta) that survive QE and collection, i.e. that are traced."""
-        return self.frank_tamm_photons_per_cm * self.quantum_efficiency * self.collection_efficiency
+        pmt = self.pmt(detector)
+        qe = pmt.quantum_efficiency if self.quantum_efficiency is None else self.quantum_efficiency
+        ce = pmt.collection_efficiency if self.collection_efficiency is None else self.collection_efficiency
+        return self.frank_tamm_photons_per_cm * qe * ce
 
     @property
     def conversion_length(self) -> float:
@@ -151,6 +197,79 @@ class PhysicsConfig:
 
     def collection_radius(self, detector: WCDetector) -> float:
         return self.mpmt_collection_radius if detector.pmts_per_module > 1 else float(detector.pmt_radius)
+
+    def pmt(self, detector: WCDetector) -> PMTType:
+        """The PMT model of ``detector`` (``pmt_type``, else by the detector's PMT size)."""
+        if self.pmt_type is not None:
+            return PMT_TYPES[self.pmt_type]
+        return PMT_TYPES["R14374" if detector.pmts_per_module > 1 else "BoxandLine20inchHQE"]
+
+    def dark_rate_of(self, detector: WCDetector) -> float:
+        return self.pmt(detector).dark_rate if self.dark_rate is None else float(self.dark_rate)
+
+
+@dataclass(frozen=True)
+class PMTType:
+    """A PMT model's timing and dark noise, as WCSim simulates it (WCSimPMTObject.cc, PMTResponse.cc).
+
+    ``timing``: ``constant`` (Gaussian of ``sigma`` ns), ``sk`` (Gaussian, sigma = max(0.58, 0.33 +
+    sqrt(10 / Q)) ns, WCSim PMT20inch from SK's 20-inch jitter) or ``box_and_line`` (WCSim
+    BoxandLine20inchHQE: Normal(-0.2, sigma(Q)) plus an exponential late tail of mean 1 / (0.4113 +
+    0.07827 Q) ns).
+    """
+
+    name: str
+    dark_rate: float  # Hz
+    timing: str
+    quantum_efficiency: float  # averaged over the Frank-Tamm spectrum (~1 / lambda^2) in 300-600 nm
+    collection_efficiency: float
+    sigma: float = 0.0
+
+    def time_smear(self, npe: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Transit-time smear (ns) of hits of ``npe`` photoelectrons."""
+        q = np.maximum(np.asarray(npe, dtype=np.float64), 0.5)
+        if self.timing == "constant":
+            return self.sigma * rng.standard_normal(len(q))
+        if self.timing == "sk":
+            return np.maximum(0.58, 0.33 + np.sqrt(10.0 / q)) * rng.standard_normal(len(q))
+        s0, s1, s2, s3 = _BL_SIGMA
+        low = s0 * (np.exp(-s1 * q) + s2)
+        high_a = 2 * s0 * s1 * s3 * np.sqrt(s3) * np.exp(-s1 * s3)
+        high_b = s0 * ((1 - 2 * s1 * s3) * np.exp(-s1 * s3) + s2)
+        sigma = np.where(q < s3, low, high_a / np.sqrt(q) + high_b)
+        lam = _BL_LAMBDA[0] + _BL_LAMBDA[1] * q
+        return -0.2 + sigma * rng.standard_normal(len(q)) + rng.exponential(1.0, len(q)) / lam
+
+
+_BL_SIGMA = (0.6314, 0.06260, 0.5711, 23.96)
+_BL_LAMBDA = (0.4113, 0.07827)
+#: Dark rates: 20-inch 4.2 kHz (SK-I in SKDetSim and WCSim's PMT20inch; real WCSim Hyper-K events show
+#: ~110 dark hits per 1.35 us on 19,994 PMTs = 4.1 kHz); 3-inch R14374 1 kHz (order of the datasheet's
+#: dark count; WCTE's measured rates vary per channel). Timing: WCSim's models (see PMTType).
+#: Detection efficiency: WCSim's QE tables (WCSimPMTObject.cc, 280-660 nm in 20 nm steps) averaged with
+#: the Frank-Tamm weight 1 / lambda^2 over 300-600 nm, and WCSim's collection efficiency: box-and-line
+#: (HQE R3600 table x 1 / 0.73, WCSim's factor for the B&L photon detection) 0.276 x CE 0.95; SK 20-inch
+#: R3600 (PMT20inch) 0.135 x CE 1.0. The 3-inch R14374 keeps the toy's WCTE values 0.24 x 0.9.
+PMT_TYPES: dict[str, PMTType] = {
+    "R14374": PMTType(
+        "R14374",
+        dark_rate=1000.0,
+        timing="constant",
+        quantum_efficiency=0.24,
+        collection_efficiency=0.9,
+        sigma=0.6,
+    ),
+    "BoxandLine20inchHQE": PMTType(
+        "BoxandLine20inchHQE",
+        dark_rate=4200.0,
+        timing="box_and_line",
+        quantum_efficiency=0.276,
+        collection_efficiency=0.95,
+    ),
+    "R3600": PMTType(
+        "R3600", dark_rate=4200.0, timing="sk", quantum_efficiency=0.135, collection_efficiency=1.0
+    ),
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,24 +292,30 @@ class _Tables:
     quantiles: np.ndarray  # flat (rows * _Q_BINS,)
     cos_phi: np.ndarray  # (_ANGLE_BINS,)
     sin_phi: np.ndarray
-    cos_smear: np.ndarray  # (2 * _ANGLE_BINS,): row 0 shower, row 1 muon; cos(sigma * z)
-    sin_smear: np.ndarray
+    smear: np.ndarray  # (2 * _ANGLE_BINS,) rad: row 0 shower profile quantiles, row 1 unit normal ones
+    exp_quantiles: np.ndarray  # (65536,): -ln(u) at the 16-bit quantiles u (exponential distances)
 
 
 @functools.lru_cache(maxsize=8)
 def _tables(physics: PhysicsConfig) -> _Tables:
     phi = 2.0 * np.pi * (np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS
-    z = ndtri((np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS)
-    delta = np.concatenate(
-        [np.deg2rad(physics.shower_angle_sigma) * z, np.deg2rad(physics.muon_angle_sigma) * z]
+    p = (np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS
+    z = ndtri(p)
+    # Quantiles of the shower mixture w N(0, s_core) + (1 - w) N(0, s_broad), by inverting its CDF.
+    grid = np.linspace(-6, 6, 20001) * max(physics.shower_angle_sigma, physics.shower_core_sigma)
+    w = physics.shower_core_fraction
+    cdf = w * ndtr(grid / max(physics.shower_core_sigma, 1e-9)) + (1 - w) * ndtr(
+        grid / max(physics.shower_angle_sigma, 1e-9)
     )
+    shower = np.interp(p, cdf, grid)
+    delta = np.deg2rad(np.concatenate([shower, z]))
     f32 = np.float32
     return _Tables(
         quantiles=_quantile_table(),
         cos_phi=np.cos(phi).astype(f32),
         sin_phi=np.sin(phi).astype(f32),
-        cos_smear=np.cos(delta).astype(f32),
-        sin_smear=np.sin(delta).astype(f32),
+        smear=delta.astype(f32),
+        exp_quantiles=(-np.log((np.arange(65536) + 0.5) / 65536)).astype(f32),
     )
 
 
@@ -233,6 +358,7 @@ class _Sources:
     m2: np.ndarray  # (M,) mass^2 (muon) or 0
     dedx: np.ndarray  # (M,) MeV/cm (muon) or 0
     sin2max: np.ndarray  # (M,) largest sin^2 of the Cherenkov angle along the track
+    highland: np.ndarray  # (M,) rad, 13.6 MeV / (beta p) at the vertex (muons; 0 otherwise)
     t_exit: np.ndarray  # (M,) cm from the vertex to the wall along the direction
     mean_photons: np.ndarray  # (M,) expected number of traced photons
 
@@ -326,8 +452,9 @@ def _make_sources(
     m2 = np.zeros(m)
     dedx = np.zeros(m)
     sin2max = np.full(m, 1.0 - 1.0 / n_idx**2)
+    highland = np.zeros(m)
     mean = np.zeros(m)
-    yield_cm = physics.detected_photons_per_cm
+    yield_cm = physics.detected_photons_per_cm(detector)
 
     is_gamma = kind == KIND_GAMMA
     start[is_gamma] = rng.exponential(physics.conversion_length, int(is_gamma.sum()))
@@ -356,6 +483,7 @@ def _make_sources(
         e0[muon], p0[muon], m2[muon], dedx[muon] = e_mu, p_mu, mass**2, physics.muon_dedx
         scale[muon] = length
         sin2max[muon] = s2
+        highland[muon] = 13.6 / (p_mu * p_mu / e_mu)  # 13.6 MeV / (beta p), beta p = p^2 / E
         mean[muon] = yield_cm * s2 * length
     frame_u, frame_v = orthonormal_frames(directions)
     return _Sources(
@@ -374,6 +502,7 @@ def _make_sources(
         m2=m2,
         dedx=dedx,
         sin2max=sin2max,
+        highland=highland,
         t_exit=t_exit,
         mean_photons=mean,
     )
@@ -431,11 +560,24 @@ def _trace_block(
     sin = cos * cos
     np.subtract(f32(1.0), sin, out=sin)
     np.sqrt(sin, out=sin)
-    # Gaussian smear of the polar angle about the particle direction (row 0 shower, row 1 muon).
+    # Smear of the polar angle about the particle direction: the shower profile (showers, and the delta-ray
+    # share of muon light), or for muons a normal deviate times the Highland angle at the emission point
+    # (theta0 = 13.6 MeV / (beta p) sqrt(x / X0) (1 + 0.038 ln(x / X0)), PDG eq. 34.15; the momentum at the
+    # vertex) combined with the constant muon_angle_sigma.
+    is_mu = rep((src.kind == KIND_MUON).astype(np.uint8), np.uint8).astype(bool)
+    muon_row = is_mu & ((k_sm & 15) >= np.uint16(round(16 * physics.muon_delta_fraction)))
     si = (k_sm >> 4).astype(np.intp)
-    si += rep((src.kind == KIND_MUON).astype(np.intp) * _ANGLE_BINS, np.intp)
-    cd = np.take(tables.cos_smear, si, mode="wrap")
-    sd = np.take(tables.sin_smear, si, mode="wrap")
+    si += muon_row.astype(np.intp) * _ANGLE_BINS
+    delta = np.take(tables.smear, si, mode="wrap")
+    if muon_row.any():
+        scale = np.full(nb, f32(np.deg2rad(physics.muon_angle_sigma)))
+        if physics.muon_multiple_scattering:
+            x = np.maximum(s - rep(src.start), f32(1e-3)) * f32(1.0 / physics.radiation_length)
+            highland = rep(src.highland) * np.sqrt(x) * np.maximum(1.0 + f32(0.038) * np.log(x), f32(0.0))
+            scale = np.sqrt(scale * scale + highland * highland)
+        delta = np.where(muon_row, delta * scale, delta)
+    cd = np.cos(delta)
+    sd = np.sin(delta)
     cos2 = cos * cd
     cos2 -= sin * sd
     sin2 = sin * cd
@@ -496,7 +638,11 @@ def _trace_block(
         fx0 = ox + f32(1.0 + r_tank)
         fy0 = oy + f32(1.0 + h_tank)
         fz0 = oz + f32(1.0 + r_tank)
-        lanes = []
+        lanes: list[tuple[np.ndarray, ...]] = []
+        scattered: list[tuple[np.ndarray, ...]] = []
+        scatter_cells = (
+            f32(physics.scattering_length / wall.cell) if np.isfinite(physics.scattering_length) else None
+        )
         for sign in (np.add, np.subtract):
             for k in range(4):
                 dx = sign(cx, pvec[0, k])
@@ -522,10 +668,34 @@ def _trace_block(
                 fz = dz * t
                 fz += fz0
                 pmt = wall.candidates(fx, fy, fz, barrel, dy < 0)
+                if scatter_cells is not None:
+                    # Rayleigh scattering before the wall: the photon goes on from the scattering point.
+                    d_s = np.take(
+                        tables.exp_quantiles, rng.bit_generator.random_raw((nb + 3) // 4).view(np.uint16)[:nb]
+                    )
+                    d_s *= scatter_cells
+                    sc = np.flatnonzero(d_s < t)
+                    if len(sc):
+                        pmt[sc] = -1
+                        ds = d_s[sc]
+                        scattered.append(
+                            (
+                                sc,
+                                ox[sc] + dx[sc] * ds,
+                                oy[sc] + dy[sc] * ds,
+                                oz[sc] + dz[sc] * ds,
+                                dx[sc],
+                                dy[sc],
+                                dz[sc],
+                                ds,
+                            )
+                        )
                 on = np.flatnonzero(pmt >= 0)
                 lanes.append(
                     (on, np.take(pmt, on), np.take(dx, on), np.take(dy, on), np.take(dz, on), np.take(t, on))
                 )
+    if scattered:
+        lanes.append(_trace_scattered(scattered, wall, rng))
     sample, pmt, dx_h, dy_h, dz_h, t_h = (np.concatenate(x) for x in zip(*lanes))
     pmt = pmt.astype(np.intp)
     pid = np.take(np.repeat(np.arange(sl.start, sl.stop, dtype=np.intp), bundles), sample)
@@ -566,8 +736,60 @@ def _trace_block(
     t_hit = np.take(src.e0.astype(f32), pid) + np.take(energy, sample)
     t_hit /= np.take(src.p0.astype(f32), pid) + np.take(mom, sample)
     t_hit *= s_h * f32(1.0 / C_LIGHT)
-    t_hit += path * f32(physics.refractive_index / C_LIGHT)
+    t_hit += path * f32(physics.group_index / C_LIGHT)
     return pid, pmt, t_hit
+
+
+def rayleigh_cosines(u: np.ndarray) -> np.ndarray:
+    """Cosines of Rayleigh scattering angles from uniform ``u``: the inverse of the CDF of
+    p(mu) ~ 1 + mu^2, i.e. the real root of mu^3 + 3 mu - (8 u - 4) = 0 (Cardano)."""
+    q = 8.0 * u - 4.0
+    root = np.sqrt(q * q / 4.0 + 1.0)
+    return np.cbrt(q / 2.0 + root) + np.cbrt(q / 2.0 - root)
+
+
+def _trace_scattered(
+    scattered: list[tuple[np.ndarray, ...]], wall: WallMap, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """Scattered photons (sample, point, old direction, path so far; wall-cell units) -> the lane tuple
+    (sample, PMT, new direction, total path) of those reaching a PMT. The new direction follows
+    Rayleigh's phase function 1 + cos^2 about the old one (inverse CDF: a cubic, solved by Cardano)."""
+    f32 = np.float32
+    sample, ox, oy, oz, dx, dy, dz, before = (np.concatenate(x) for x in zip(*scattered))
+    n = len(sample)
+    u = rng.random((2, n), dtype=f32)
+    mu = rayleigh_cosines(u[0])
+    sin_mu = np.sqrt(np.maximum(f32(1.0) - mu * mu, f32(0.0)))
+    phi = f32(2.0 * np.pi) * u[1]
+    # A frame (e1, e2) perpendicular to the old direction d: e1 = d x axis / |.|, axis x unless d ~ x.
+    along_x = np.abs(dx) > f32(0.9)
+    ax, ay = np.where(along_x, f32(0.0), f32(1.0)), np.where(along_x, f32(1.0), f32(0.0))
+    e1x, e1y, e1z = -dz * ay, dz * ax, dx * ay - dy * ax
+    norm = np.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
+    e1x, e1y, e1z = e1x / norm, e1y / norm, e1z / norm
+    e2x, e2y, e2z = dy * e1z - dz * e1y, dz * e1x - dx * e1z, dx * e1y - dy * e1x
+    c, s_ = sin_mu * np.cos(phi), sin_mu * np.sin(phi)
+    nx = mu * dx + c * e1x + s_ * e2x
+    ny = mu * dy + c * e1y + s_ * e2y
+    nz = mu * dz + c * e1z + s_ * e2z
+    r_tank, h_tank = f32(wall.radius / wall.cell), f32(wall.half_height / wall.cell)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        a = nx * nx + nz * nz
+        b = ox * nx + oz * nz
+        cc = ox * ox + oz * oz - r_tank * r_tank
+        t = (np.sqrt(np.maximum(b * b - a * cc, f32(0.0))) - b) / a
+        t_cap = (np.copysign(h_tank, ny) - oy) / ny
+        barrel = t < t_cap
+        t = np.fmin(t, t_cap)
+        pmt = wall.candidates(
+            nx * t + ox + f32(1.0) + r_tank,
+            ny * t + oy + f32(1.0) + h_tank,
+            nz * t + oz + f32(1.0) + r_tank,
+            barrel,
+            ny < 0,
+        )
+    on = np.flatnonzero(pmt >= 0)
+    return sample[on], pmt[on], nx[on], ny[on], nz[on], (before + t)[on]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -582,14 +804,19 @@ def _block_hits(
     n_ev: int,
     n_pmts: int,
     physics: PhysicsConfig,
+    pmt_model: PMTType,
+    dark_rate: float,
     rng: np.random.Generator,
     dark_noise: bool,
 ) -> tuple[np.ndarray, ...]:
-    """Photoelectrons -> hits (event, pmt, charge, time, parent) sorted by (event, PMT).
+    """Photoelectrons -> hits (event, pmt, charge, time, parent) sorted by (event, PMT), and per event the
+    trigger time (in the vertex frame) and whether the trigger fired.
 
     Charge: number of p.e. with a Gaussian gain smear (sigma * sqrt(n_pe)); time: earliest photon plus
-    one Gaussian transit-time jitter; parent: the particle of the earliest photon. Dark hits on a PMT
-    with light add their charge, may make the time earlier and keep the signal's parent.
+    the PMT's transit-time smear; parent: the particle of the earliest photon. With the trigger, times
+    become relative to the trigger time and signal hits outside the readout window are dropped. Dark hits
+    (uniform in the window) on a PMT with light add their charge, may make the time earlier and keep the
+    signal's parent.
     """
     f32 = np.float32
     n_bins = n_ev * n_pmts
@@ -603,10 +830,24 @@ def _block_hits(
     signal = np.flatnonzero(count)
     npe = count[signal].astype(f32)
     charge_sig = npe + f32(physics.gain_sigma) * np.sqrt(npe) * rng.standard_normal(len(npe), dtype=f32)
-    if physics.time_jitter > 0:
+    if physics.time_jitter is None:
+        tmin[signal] += pmt_model.time_smear(npe, rng).astype(f32)
+    elif physics.time_jitter > 0:
         tmin[signal] += f32(physics.time_jitter) * rng.standard_normal(len(signal), dtype=f32)
 
-    rate = n_pmts * physics.dark_rate * physics.readout_window * 1e-9
+    trigger_time = np.zeros(n_ev)
+    triggered = np.ones(n_ev, dtype=bool)
+    if physics.trigger:
+        trigger_time, triggered = _trigger_times(signal // n_pmts, tmin[signal], n_ev, physics)
+        tmin[signal] -= trigger_time[signal // n_pmts].astype(f32)
+        w_lo, w_hi = physics.window_start, physics.window_start + physics.readout_window
+        outside = signal[(tmin[signal] < w_lo) | (tmin[signal] >= w_hi)]
+        if len(outside):
+            tmin[outside] = np.inf
+            inside = np.isfinite(tmin[signal])
+            signal, charge_sig = signal[inside], charge_sig[inside]
+
+    rate = n_pmts * dark_rate * physics.readout_window * 1e-9
     if dark_noise and rate > 0:
         n_dark = rng.poisson(rate, n_ev)
         total = int(n_dark.sum())
@@ -632,7 +873,30 @@ def _block_hits(
         charge_out.astype(f32, copy=False),
         tmin[bins],
         first_parent[bins],
+        trigger_time,
+        triggered,
     )
+
+
+def _trigger_times(
+    event: np.ndarray, time: np.ndarray, n_ev: int, physics: PhysicsConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per event, the time the ``trigger_hits``-th hit within ``trigger_window`` ns arrives (WCSim's NDigits
+    trigger) and whether that happened; events that never trigger use their first hit (0 without hits)."""
+    order = np.lexsort((time, event))
+    ev, t = event[order], time[order].astype(np.float64)
+    n = physics.trigger_hits - 1
+    trig = np.full(n_ev, np.inf)
+    if len(ev) > n:
+        ok = (ev[n:] == ev[:-n] if n else np.ones(len(ev), bool)) & (
+            t[n:] - t[: len(t) - n] <= physics.trigger_window
+        )
+        np.minimum.at(trig, ev[n:][ok], t[n:][ok])
+    triggered = np.isfinite(trig)
+    first = np.full(n_ev, np.inf)
+    np.minimum.at(first, ev, t)
+    trig = np.where(triggered, trig, np.where(np.isfinite(first), first, 0.0))
+    return trig, triggered
 
 
 def simulate_particles(
@@ -654,7 +918,8 @@ def simulate_particles(
     decayed here. ``hit_parent`` is the index (within its event, pi0 counting as its two gammas) of the
     particle whose photon arrived first, or -1 for pure dark noise. Returns ``event_hits_index`` (int64
     offsets), ``hit_pmt`` (int32), ``hit_charge`` (float32 p.e.), ``hit_time`` (float32 ns),
-    ``hit_parent`` (int32); hits of an event are sorted by PMT.
+    ``hit_parent`` (int32); hits of an event are sorted by PMT. Per event: ``vertex_times`` (ns, the
+    particles' start relative to the trigger; 0 without trigger) and ``triggered``.
     """
     src = _make_sources(detector, kinds, energies, vertices, directions, rng, physics, event)
     if n_events is None:
@@ -675,16 +940,30 @@ def simulate_particles(
     part_edges = np.searchsorted(src.event, edges)
 
     w_lo, w_hi = physics.window_start, physics.window_start + physics.readout_window
+    pmt_model, dark_rate = physics.pmt(detector), physics.dark_rate_of(detector)
+    trigger_time, triggered = np.zeros(n_events), np.ones(n_events, dtype=bool)
     out: list[tuple[np.ndarray, ...]] = []
     for b in range(len(edges) - 1):
         e_lo, e_hi = int(edges[b]), int(edges[b + 1])
         p_lo, p_hi = int(part_edges[b]), int(part_edges[b + 1])
         pid, pmt, t_hit = _trace_block(src, slice(p_lo, p_hi), counts[p_lo:p_hi], wall, tables, physics, rng)
-        inside = (t_hit >= w_lo) & (t_hit < w_hi)
-        pid, pmt, t_hit = pid[inside], pmt[inside], t_hit[inside]
-        ev, hp, hq, ht, hpar = _block_hits(
-            src.event[pid] - e_lo, pmt, t_hit, src.parent[pid], e_hi - e_lo, n_pmts, physics, rng, dark_noise
+        if not physics.trigger:  # the window is in the vertex frame: cut photons now
+            inside = (t_hit >= w_lo) & (t_hit < w_hi)
+            pid, pmt, t_hit = pid[inside], pmt[inside], t_hit[inside]
+        ev, hp, hq, ht, hpar, trig, fired = _block_hits(
+            src.event[pid] - e_lo,
+            pmt,
+            t_hit,
+            src.parent[pid],
+            e_hi - e_lo,
+            n_pmts,
+            physics,
+            pmt_model,
+            dark_rate,
+            rng,
+            dark_noise,
         )
+        trigger_time[e_lo:e_hi], triggered[e_lo:e_hi] = trig, fired
         out.append((ev + e_lo, hp, hq, ht, hpar))
     if out:
         ev, hp, hq, ht, hpar = (np.concatenate(x) for x in zip(*out))
@@ -702,6 +981,8 @@ def simulate_particles(
         "hit_charge": hq.astype(np.float32, copy=False),
         "hit_time": ht.astype(np.float32, copy=False),
         "hit_parent": hpar.astype(np.int32, copy=False),
+        "vertex_times": (-trigger_time).astype(np.float32),
+        "triggered": triggered,
     }
 
 
@@ -733,6 +1014,10 @@ def _simulate_chunk(
     )
     hits["labels"] = np.array([PARTICLES[k].label for k in kinds], dtype=np.int32)
     hits["energies"] = energies.astype(np.float32)[:, None]
+    mass = np.array([PARTICLES[k].mass for k in kinds])
+    hits["total_energies"] = (energies + mass).astype(np.float32)[:, None]
+    hits["momenta"] = np.sqrt(energies * (energies + 2 * mass)).astype(np.float32)[:, None]
+    hits["triggered"] = hits["triggered"].astype(np.int8)
     hits["positions"] = vertices.astype(np.float32)[:, None, :]
     hits["directions"] = directions.astype(np.float32)[:, None, :]
     hits["angles"] = directions_to_angles(directions).astype(np.float32)
