@@ -68,8 +68,8 @@ def rate(
 
 
 def bench_case(name: str, overrides: list[str], batch_cpu: int, batch_gpu: int, hits: int, args, tmp: Path):
-    from recoml.data.representations import random_hit_batch
     from recoml.exporting import export_model, quantize_int8, session, write_onnx
+    from recoml.families.water_cherenkov.synthetic import random_hit_batch
 
     module = build_module(overrides)
     view = export_model(module)

@@ -55,14 +55,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    from recoml.data.batch import HitBatch
-    from recoml.models.interaction_network import EdgeClassifier
-    from recoml.models.metric_learning import HitEmbedding
-    from recoml.sim.tracker import TrackerSimConfig, simulate_tracker
-    from recoml.tracking.building import build_tracks_cc, build_tracks_walkthrough
-    from recoml.tracking.construction import GeometricConstructor
-    from recoml.tracking.graph import TrackGraphBuilder
-    from recoml.tracking.metric_learning import embedding_graph
+    from recoml.contracts.batch import HitBatch
+    from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
+    from recoml.families.tracking.construction import GeometricConstructor
+    from recoml.families.tracking.graph import TrackGraphBuilder
+    from recoml.families.tracking.metric_learning import embedding_graph
+    from recoml.families.tracking.models.interaction_network import EdgeClassifier
+    from recoml.families.tracking.models.metric_learning import HitEmbedding
+    from recoml.families.tracking.simulation import TrackerSimConfig, simulate_tracker
 
     det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "toy_tracker.yaml"))
     ev = simulate_tracker(det, 1, TrackerSimConfig(n_particles=args.particles), seed=args.seed)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import CONF_DIR, DATA_DIR, REPO, toy_store_dir
+from tests.helpers import CONF_DIR, DATA_DIR, REPO, toy_store_dir
 
 __all__ = ["CONF_DIR", "DATA_DIR", "REPO", "real_data", "toy_data"]
 
@@ -26,7 +26,7 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pid_ckpt(toy_data: Path) -> Path:
     """A PID checkpoint trained two steps on the toy store (for predict/export tests)."""
-    from .evaluation_helpers import trained_checkpoint
+    from tests.evaluation_helpers import trained_checkpoint
 
     return trained_checkpoint(toy_data.parent, "pid")
 
@@ -34,7 +34,7 @@ def pid_ckpt(toy_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def hits_ckpt(toy_data: Path) -> Path:
     """A hit-classification checkpoint trained two steps on the toy store."""
-    from .evaluation_helpers import HITS, trained_checkpoint
+    from tests.evaluation_helpers import HITS, trained_checkpoint
 
     return trained_checkpoint(toy_data.parent, "hits", HITS)
 

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from recoml.conf import CONFIG_MODULE
 from recoml.data.store import write_store
 from recoml.metrics.physics import distance_to_wall, towall
-
-from .helpers import make_cfg, toy_store_dir
+from recoml.utils.cli import compose_entry
+from tests.helpers import make_cfg, toy_store_dir
 
 #: The WCTE tank (conf/detector/wcte.yaml), for synthetic truth.
 RADIUS, HALF_HEIGHT = 155.26, 156.0
@@ -27,17 +21,8 @@ CLASSES = ["gamma", "e", "mu"]
 HITS = ("model=gnn", "task=hit_classification", "model.net.hidden=16", "+model.net.head_hidden=32")
 
 
-def compose_verb(config_name: str, run_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """The packaged ``<config_name>.yaml`` composed with ``overrides``, its run directory ``run_dir``."""
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run_dir)
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
+#: The packaged config of an entry point composed with overrides and a run directory.
+compose_verb = compose_entry
 
 
 @functools.cache

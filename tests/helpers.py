@@ -74,7 +74,7 @@ def toy_store_dir(root: Path, n_events: int = N_TOY) -> Path:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from recoml.sim.to_store import simulate_to_store
+    from recoml.families.water_cherenkov.to_store import simulate_to_store
 
     data_dir = Path(root) / f"toy_data_{n_events}"
     det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))

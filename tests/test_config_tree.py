@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from recoml.training import train
-
-from .helpers import CONF_DIR, DATA_DIR, compose_train, make_cfg
+from tests.helpers import CONF_DIR, DATA_DIR, compose_train, make_cfg
 
 #: Groups that only configure Hydra or the machine, or hold recipes for other entry points.
 NOT_RUN = {"hydra", "paths", "local", "convert"}

@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from .helpers import REPO
+from tests.helpers import REPO
 
 DOC = REPO / "docs" / "real-data.md"
 

@@ -15,9 +15,8 @@ import torch
 
 from recoml import load_model
 from recoml.errors import ConfigError, DataError, RecomlError
-
-from .evaluation_helpers import compose_verb
-from .hostile_helpers import config_payload, kill_while_writing, pickle_payload, raw_checkpoint, savetxt
+from tests.evaluation_helpers import compose_verb
+from tests.hostile_helpers import config_payload, kill_while_writing, pickle_payload, raw_checkpoint, savetxt
 
 
 def _config_payloads(marker: Path) -> dict[str, tuple[str, object]]:
@@ -112,8 +111,7 @@ def test_unusable_checkpoint_paths_are_one_sentence(tmp_path: Path, pid_ckpt: Pa
     elif kind == "not_recoml":
         torch.save({"weights": torch.zeros(3)}, path)
     from recoml.training import check_checkpoint_matches
-
-    from .helpers import compose_train
+    from tests.helpers import compose_train
 
     with pytest.raises(RecomlError) as info:
         load_model(str(path))
@@ -157,8 +155,7 @@ def test_resuming_from_a_checkpoint_of_another_width_is_one_sentence(
 ) -> None:
     """Same model name, other settings: Lightning's strict load used to raise a page of size mismatches."""
     from recoml.training import train
-
-    from .helpers import make_cfg
+    from tests.helpers import make_cfg
 
     cfg = make_cfg(tmp_path, toy_data, [f"ckpt_path={pid_ckpt}", "model.net.width=16"])
     with pytest.raises(
@@ -274,9 +271,8 @@ def _write_failure_command(verb: str, tmp_path: Path, pid_ckpt: Path) -> tuple[l
         return ["n_events=300", "chunk_size=100", f"output={out}"], [out, out.with_name("toy_splits.npz")]
     if verb == "convert":
         from recoml.conversion.synthetic import write_flat_wcsim
-        from recoml.detectors import load_geometry
-
-        from .helpers import DATA_DIR
+        from recoml.families.water_cherenkov import load_geometry
+        from tests.helpers import DATA_DIR
 
         det = load_geometry(DATA_DIR / "geometry" / "wcte_wcsim_geofile.txt")
         src = write_flat_wcsim(tmp_path / "flat.root", 400, mean_hits=40, pmt_positions=det.pmt_positions)
@@ -286,7 +282,7 @@ def _write_failure_command(verb: str, tmp_path: Path, pid_ckpt: Path) -> tuple[l
         out = tmp_path / "out" / "predictions.h5"
         return [f"ckpt_path={pid_ckpt}", "split=test", f"output={out}"], [out, tmp_path / "run" / out.name]
     if verb == "evaluate":
-        from .evaluation_helpers import write_predictions
+        from tests.evaluation_helpers import write_predictions
 
         pred = write_predictions(tmp_path / "cnn" / "predictions.h5", "classification")
         out = tmp_path / "out"
@@ -509,8 +505,7 @@ def test_a_bad_hit_in_the_middle_of_a_store_stops_training_and_prediction(
     )
     if verb == "train":
         from recoml.training import train
-
-        from .helpers import make_cfg
+        from tests.helpers import make_cfg
 
         with pytest.raises(DataError, match=message):
             train(make_cfg(tmp_path, bad.parent))
@@ -613,8 +608,7 @@ def test_a_store_that_is_not_a_regular_file_is_refused_without_hanging(tmp_path:
 )
 def test_invalid_config_values_are_one_sentence_before_any_work(override: str, message: str) -> None:
     from recoml.utils.config_checks import check_config_values
-
-    from .helpers import compose_train
+    from tests.helpers import compose_train
 
     cfg = compose_train([override], return_hydra_config=False)
     with pytest.raises(ConfigError) as info:
@@ -629,7 +623,7 @@ def test_infinite_values_are_handled_by_nan_policy(tmp_path: Path) -> None:
     import awkward as ak
     import numpy as np
 
-    from .test_convert import convert, write_tree
+    from tests.conversion.test_convert import convert, write_tree
 
     src = write_tree(
         tmp_path / "inf.root",
@@ -744,8 +738,7 @@ def test_a_mapping_name_cannot_escape_its_directory(name: str) -> None:
     from omegaconf import OmegaConf
 
     from recoml.conversion.mapping import parse_mapping
-
-    from .helpers import CONF_DIR
+    from tests.helpers import CONF_DIR
 
     raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "convert" / "flat_wcsim_tubes.yaml"))
     with pytest.raises(ConfigError, match=r"must be a plain file name"):
@@ -780,7 +773,7 @@ def test_run_directories_are_named_to_the_microsecond() -> None:
 
     from omegaconf import OmegaConf
 
-    from .helpers import compose_train
+    from tests.helpers import compose_train
 
     cfg = compose_train([])
     for key in ("hydra.run.dir", "hydra.sweep.dir"):
@@ -949,8 +942,7 @@ _BAD_PREDICTIONS = {
 @pytest.mark.parametrize("case", sorted(_BAD_PREDICTIONS))
 def test_evaluate_refuses_predictions_no_metric_can_be_computed_from(tmp_path: Path, case: str) -> None:
     from recoml.evaluation import evaluate_files
-
-    from .evaluation_helpers import write_predictions
+    from tests.evaluation_helpers import write_predictions
 
     kind, name, change, message = _BAD_PREDICTIONS[case]
     path = _spoil(write_predictions(tmp_path / "run" / "predictions.h5", kind), name, change)
@@ -963,8 +955,7 @@ def test_evaluate_refuses_predictions_no_metric_can_be_computed_from(tmp_path: P
 def test_evaluate_accepts_whole_float_labels(tmp_path: Path) -> None:
     """Class indices stored as whole floats (1.0) are indices; only non-integer values are refused."""
     from recoml.evaluation import evaluate_files
-
-    from .evaluation_helpers import write_predictions
+    from tests.evaluation_helpers import write_predictions
 
     path = write_predictions(tmp_path / "run" / "predictions.h5", "classification")
     _spoil(path, "true_labels", lambda v: v.astype(np.float32))
@@ -973,7 +964,7 @@ def test_evaluate_accepts_whole_float_labels(tmp_path: Path) -> None:
 
 
 def test_evaluate_entry_point_exits_2_on_nan_probabilities(tmp_path: Path) -> None:
-    from .evaluation_helpers import write_predictions
+    from tests.evaluation_helpers import write_predictions
 
     kind, name, change, message = _BAD_PREDICTIONS["nan_probability"]
     path = _spoil(write_predictions(tmp_path / "run" / "predictions.h5", kind), name, change)

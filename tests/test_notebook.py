@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO
+from tests.helpers import REPO
 
 NOTEBOOK = REPO / "notebooks" / "tutorial.ipynb"
 

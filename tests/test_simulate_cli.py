@@ -14,9 +14,8 @@ from omegaconf import OmegaConf
 
 from recoml.data.splits import load_splits
 from recoml.data.store import open_store
-from recoml.sim import to_store
-
-from .conftest import CONF_DIR, REPO
+from recoml.families.water_cherenkov import to_store
+from tests.conftest import CONF_DIR, REPO
 
 
 def run_simulate(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -59,7 +58,7 @@ def test_interrupted_simulation_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     detector = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
-    import recoml.sim as sim
+    import recoml.families.water_cherenkov.to_store as sim
 
     calls = {"n": 0}
     real = sim.simulate

@@ -12,7 +12,7 @@ import sysconfig
 import venv
 from pathlib import Path
 
-from .helpers import REPO
+from tests.helpers import REPO
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:

@@ -10,7 +10,7 @@ from torch import nn
 class TinyImageNet(nn.Module):
     """A user's own image model: any nn.Module taking (in_channels, out_dim)."""
 
-    representation = "image"
+    accepts = "image"
 
     def __init__(self, in_channels: int, out_dim: int, hidden: int = 8) -> None:
         super().__init__()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from recoml._version import __version__
 from recoml.utils.resolvers import register as _register_resolvers
 
-__version__ = "0.1.0"
 _register_resolvers()
 
 __all__ = ["__version__", "load_model"]
@@ -17,6 +17,7 @@ def load_model(ckpt_path: str, map_location: str = "cpu", trust: tuple[str, ...]
     Nothing in the file runs: tensors are read with ``weights_only=True`` and only allowlisted ``_target_``s
     are built (recoml's classes, the shipped configs' targets, and those listed in ``trust``); anything
     else raises a :class:`~recoml.errors.RecomlError` (see docs/reliability.md)."""
-    from recoml.prediction.checkpoint import build_module, load_checkpoint
+    from recoml.io.checkpoint import load_checkpoint
+    from recoml.tasks.module import build_module
 
     return build_module(load_checkpoint(ckpt_path, trust)).to(map_location)

@@ -39,7 +39,14 @@ from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
 from recoml.io import provenance
-from recoml.io.checkpoint import check_targets, read_checkpoint, state_mismatch, stored_config, trusting
+from recoml.io.checkpoint import (
+    check_targets,
+    iter_targets,
+    read_checkpoint,
+    state_mismatch,
+    stored_config,
+    trusting,
+)
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config, tidy_logging
 from recoml.utils.config import config_dict, instantiate_group
@@ -95,13 +102,15 @@ MODEL_GROUPS = ("detector", "task", "model", "augment", "metrics", "optimizer", 
 
 def check_checkpoint_matches(path: str, cfg: DictConfig, detector: Any = None, module: Any = None) -> None:
     """A checkpoint from another task, model or detector cannot resume this run: say so before loading it.
-    Its stored config is never built here, but a model config naming a target outside the allowlist (a
-    checkpoint ``load_model`` would refuse) is refused as well, unless the run's ``trust`` names it; the
-    run's own plugins (callbacks, loggers) stay out of that check."""
+    Its stored config is never built here, but a model config (:data:`MODEL_GROUPS`) naming a target
+    outside the allowlist (a checkpoint ``load_model`` would refuse) is refused as well, unless the run's
+    ``trust`` names it or this run's own config builds it anyway; the run's own plugins (callbacks,
+    loggers) stay out of that check."""
     raw = read_checkpoint(path)  # the safe loader: tensors and plain values only; nothing is built
     saved = stored_config(raw, path)
+    own = [str(target) for _, target in iter_targets(config_dict(cfg))]
     model_config = {group: saved[group] for group in MODEL_GROUPS if group in saved}
-    check_targets(model_config, path, cfg.get("trust") or ())
+    check_targets(model_config, path, [*(cfg.get("trust") or ()), *own])
     for group in ("task", "model", "detector"):
         mine, theirs = cfg[group].get("name"), (saved.get(group) or {}).get("name")
         if theirs is not None and mine != theirs:
@@ -131,7 +140,7 @@ def data_identity(store: Any, train_rows: Any, detector: Any, split_path: Any) -
     ident = store_identity(store.attrs)
     return {
         "store": str(Path(store.path).resolve()),
-        "detector": getattr(detector, "name", None),
+        "detector": detector.name,
         "fingerprint": fp.as_attr() if fp else None,
         "time_origin": ident["time_origin"],
         "energy_kind": ident["energy_kind"],
@@ -146,7 +155,7 @@ def validate_training_store(path: Path, module: RecoModule) -> None:
     """Every hit valid (PMT ids in range, finite values): a full vectorised scan, once per store version
     (cached), so training never sees a bad hit."""
     with open_store(path) as store:
-        n_pmts = getattr(module.detector, "n_pmts", None) if "hit_pmt" in store.fields else None
+        n_pmts = module.detector.n_sensors if "hit_pmt" in store.fields else None
         store.validate(n_pmts=n_pmts)
 
 
@@ -210,8 +219,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     with open_store(data_path) as store:  # the store's conventions decide what the task converts
         module.task.adopt_conventions(store.attrs)
     validate_training_store(data_path, module)
-    datamodule = make_datamodule(cfg, module.task)
+    datamodule = make_datamodule(cfg, module.representation, module.task)
     datamodule.setup("fit")
+    assert datamodule.store is not None  # opened by setup
     check_store_detector(data_path, datamodule.store.attrs, module.detector, f"detector={cfg.detector.name}")
     identity, keys = data_identity(
         datamodule.store, datamodule.split_indices("train"), module.detector, datamodule.split_path

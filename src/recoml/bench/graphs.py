@@ -17,14 +17,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.contracts.batch import HitBatch
 from recoml.data import neighbours
-from recoml.data.batch import HitBatch
 from recoml.data.neighbours import neighbour_table
-from recoml.models.metric_learning import HitEmbedding
-from recoml.sim.tracker import TrackerSimConfig, simulate_tracker
-from recoml.tracking.construction import GeometricConstructor
-from recoml.tracking.graph import TrackGraphBuilder
-from recoml.tracking.metric_learning import embedding_graph
+from recoml.families.tracking.construction import GeometricConstructor
+from recoml.families.tracking.graph import TrackGraphBuilder
+from recoml.families.tracking.metric_learning import embedding_graph
+from recoml.families.tracking.models.metric_learning import HitEmbedding
+from recoml.families.tracking.simulation import TrackerSimConfig, simulate_tracker
 from recoml.utils.cli import CONF_DIR
 
 

@@ -17,11 +17,15 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from recoml.bench.graphs import bench_graphs
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
+from recoml.data.representations import GraphBuilder, PointCloudBuilder
 from recoml.data.samplers import TrainBatchSampler
-from recoml.detectors.geometry import WCDetector
 from recoml.errors import DataError
+from recoml.families.water_cherenkov import simulate, simulate_to_store
+from recoml.families.water_cherenkov.detector import WCDetector
+from recoml.families.water_cherenkov.images import ImageBuilder
+from recoml.tasks.module import RecoModule
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,6 @@ def _sync(device: torch.device) -> Callable[[], None]:
 
 def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBatch:
     """A HitBatch of real toy events (not random hits), so sizes and hit patterns are realistic."""
-    from recoml.sim.to_store import simulate_to_store
 
     path = workdir / f"bench_{detector.name}_{n_events}.h5"
     if not path.exists():
@@ -58,8 +61,7 @@ def simulated_batch(detector: WCDetector, n_events: int, workdir: Path) -> HitBa
 
 
 def simulation_rate(detector: WCDetector, n_events: int, **kwargs: Any) -> float:
-    """Events per second of :func:`recoml.sim.simulate` (after a warm-up that builds lookup tables)."""
-    from recoml.sim import simulate
+    """Events per second of the water-Cherenkov toy simulation (after a warm-up that builds lookup tables)."""
 
     simulate(detector, 8, **kwargs)
     t0 = time.perf_counter()
@@ -112,7 +114,6 @@ def bench_simulation(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
-    from recoml.sim.to_store import simulate_to_store
 
     path = workdir / "bench_loading_wcte.h5"
     if not path.exists():
@@ -132,7 +133,6 @@ def bench_loading_suite(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
 
 
 def bench_representations(cfg: DictConfig, workdir: Path, suites: list[str]) -> list[dict[str, Any]]:
-    from recoml.data.representations import GraphBuilder, ImageBuilder, PointCloudBuilder
 
     device = torch.device(cfg.device)
     r = cfg.representations
@@ -184,7 +184,6 @@ def step_times(module, host_batch: HitBatch, device: torch.device, precision: st
 def bench_training(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
     """Full pipeline (HitBatch on the host -> device -> representation -> step) vs the model-only ceiling
     (the same step on the representation's output already on the device)."""
-    from recoml.tasks.module import RecoModule
 
     device = torch.device(cfg.device)
     t = cfg.train

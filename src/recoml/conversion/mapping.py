@@ -46,7 +46,7 @@ _ROOT_KEYS = {
     "name", "format", "description", "tree", "layout", "event_column", "aliases", "objects", "events",
     "pmt_match", "sensor_lookup", "time_origin", "energy_kind",
 }  # fmt: skip
-_TRACKML_KEYS = {"name", "format", "description", "detectors", "cells", "events"}
+_TRACKML_KEYS = {"name", "format", "description", "detectors", "cells", "events", "converter"}
 _FIELD_KEYS = {"expr", "dtype", "shape", "scale"}
 _PMT_KEYS = {"object", "field", "position", "tolerance"}
 _LOOKUP_KEYS = {"object", "field", "keys"}
@@ -152,6 +152,8 @@ class TrackmlMapping:
     cells: bool
     events: list[str] | None  # event names to convert; None: all
     raw: dict[str, Any] = field(repr=False)
+    #: The converter's import path (the tracking family's).
+    converter: str = "recoml.families.tracking.conversion.convert_trackml"
 
 
 def _plain(obj: Any) -> Any:
@@ -319,6 +321,7 @@ def _parse_trackml(raw: dict[str, Any], where: str) -> TrackmlMapping:
         bool(raw.get("cells", True)),
         None if events is None else [str(e) for e in events],
         raw,
+        str(raw.get("converter", TrackmlMapping.converter)),
     )
 
 

@@ -24,20 +24,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from recoml.conversion.assemble import NAN_POLICIES, ChunkStats, build_chunk
-from recoml.conversion.mapping import RootMapping, TrackmlMapping
+from recoml.conversion.mapping import RootMapping
 from recoml.conversion.pmt_match import PmtMatcher
 from recoml.conversion.root_reader import check_branches, event_boundary, open_tree, read_branches
 from recoml.conversion.sensor_lookup import SensorLookup
 from recoml.data.identity import FINGERPRINT_ATTR, detector_fingerprint
 from recoml.data.store import StoreWriter
-from recoml.data.validate import index_name
 from recoml.errors import ConfigError, DataError
 from recoml.io.atomic import remove_stale_temporaries
 from recoml.io.provenance import file_sha256
 
 __all__ = [
     "convert_root",
-    "convert_trackml",
+    "ordered_map",
+    "progress_disabled",
+    "reset_worker_state",
     "expand_inputs",
 ]
 
@@ -73,7 +74,7 @@ def expand_inputs(spec: str | os.PathLike | Sequence[str | os.PathLike], suffix:
     return list(dict.fromkeys(out))
 
 
-def _ordered_map(
+def ordered_map(
     fn: Callable[[Any], Any],
     tasks: Iterable[Any],
     n_workers: int,
@@ -146,7 +147,7 @@ _JOB: Any = None
 _TREES: dict[str, Any] = {}
 
 
-def _reset_worker_state() -> None:
+def reset_worker_state() -> None:
     """Drop the job and open files that an in-process (n_workers=1) run left in this module."""
     global _JOB
     _JOB = None
@@ -209,7 +210,7 @@ def conversion_identity(mapping: RootMapping, detector: Any) -> dict[str, Any]:
         out["energy_kind"] = mapping.energy_kind
     if detector is not None:
         fp = detector_fingerprint(detector)
-        out["detector"] = getattr(detector, "name", None)
+        out["detector"] = detector.name
         if fp is not None:
             out[FINGERPRINT_ATTR], out["n_pmts"] = fp.as_attr(), fp.n_sensors
     return out
@@ -302,14 +303,17 @@ def convert_root(
             for p in plans:
                 hasher.add(p["path"])
             bar = tqdm(
-                total=n_total, unit="entries", desc=f"convert {output.name}", disable=_disable(progress)
+                total=n_total,
+                unit="entries",
+                desc=f"convert {output.name}",
+                disable=progress_disabled(progress),
             )
             done_files: set[str] = set()
             remaining = {str(p["path"]): p["entry_stop"] - p["entry_start"] for p in plans}
             with bar:
                 job = _RootJob(mapping, nan_policy, matcher, lookup)
                 for (chunk, stats, n_read), task in zip(
-                    _ordered_map(_run_root_task, tasks, n_workers, _init_root, (job,)), tasks
+                    ordered_map(_run_root_task, tasks, n_workers, _init_root, (job,)), tasks
                 ):
                     if chunk is not None and stats.n_events:
                         writer.append(chunk)
@@ -333,7 +337,7 @@ def convert_root(
             writer.attrs["conversion_stats"] = asdict(total)
     finally:
         hasher.close()
-        _reset_worker_state()
+        reset_worker_state()
     _log_stats(output, total)
     return output
 
@@ -360,133 +364,5 @@ def _log_stats(output: Path, total: ChunkStats) -> None:
     log.info("%s: %d events from %d entries", output, total.n_events, total.n_entries)
 
 
-def _disable(progress: bool | None) -> bool | None:
+def progress_disabled(progress: bool | None) -> bool | None:
     return None if progress is None else not progress
-
-
-# ------------------------------------------------------------------------------------------ TrackML
-
-
-@dataclass(frozen=True)
-class _TrackmlJob:
-    directory: str
-    cells: bool
-    detectors: Any  # pandas.DataFrame | None
-    hash_inputs: bool
-
-
-def _init_trackml(job: _TrackmlJob) -> None:
-    global _JOB
-    _JOB = job
-
-
-def _run_trackml_task(event: str) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    from recoml.conversion.trackml import event_number, read_trackml_event
-
-    job: _TrackmlJob = _JOB
-    arrays = read_trackml_event(job.directory, event, cells=job.cells, detectors=job.detectors)
-    chunk: dict[str, np.ndarray] = {
-        "event_ids": np.array([event_number(event)], dtype=np.int32),
-        index_name("hits"): np.zeros(1, dtype=np.int64),
-        index_name("particles"): np.zeros(1, dtype=np.int64),
-        **arrays,
-    }
-    files = []
-    for path in sorted(Path(job.directory).glob(f"{event}-*.csv*")):
-        files.append(
-            {
-                "path": str(path),
-                "size_bytes": path.stat().st_size,
-                "sha256": file_sha256(path) if job.hash_inputs else None,
-            }
-        )
-    return chunk, files
-
-
-def _trackml_detectors_path(directory: Path, spec: str | bool | None) -> Path | None:
-    from recoml.conversion.trackml import find_trackml_file
-
-    if spec is False:
-        return None
-    if spec not in (None, True):
-        return Path(str(spec))
-    for where in (directory, directory.parent):
-        found = find_trackml_file(where, "detectors", required=False)
-        if found is not None:
-            return found
-    if spec is True:
-        raise DataError(f"{directory}: detectors.csv not found here or in the parent directory")
-    log.warning("%s: no detectors.csv beside the events; hits get no module geometry", directory)
-    return None
-
-
-def convert_trackml(
-    directory: str | os.PathLike,
-    output: str | os.PathLike,
-    mapping: TrackmlMapping,
-    *,
-    overwrite: bool = False,
-    n_workers: int = 1,
-    hash_inputs: bool = True,
-    progress: bool | None = None,
-) -> Path:
-    """Convert a directory of TrackML events (+ detectors.csv) into one store with hits and particles."""
-    from recoml.conversion.trackml import list_trackml_events, normalize_event_id, read_trackml_detectors
-
-    directory = Path(directory)
-    output = Path(output)
-    if output.exists() and not overwrite:
-        raise DataError(f"{output} already exists; set overwrite=true to replace it")
-    events = list_trackml_events(directory)
-    if mapping.events is not None:
-        wanted = [normalize_event_id(e) for e in mapping.events]
-        missing = [e for e in wanted if e not in events]
-        if missing:
-            raise DataError(f"{directory}: TrackML event(s) {missing} not found; events found: {events[:10]}")
-        events = wanted
-    if not events:
-        raise DataError(f"{directory}: no TrackML event found (no file named event<number>-hits.csv[.gz])")
-    det_path = _trackml_detectors_path(directory, mapping.detectors)
-    detectors = read_trackml_detectors(det_path) if det_path is not None else None
-    remove_stale_temporaries(output)
-    attrs: dict[str, Any] = {
-        "converter": "recoml.convert",
-        "mapping_name": mapping.name,
-        "mapping": mapping.raw,
-        "units": "mm, GeV",
-    }
-    if det_path is not None and detectors is not None:
-        attrs["detectors_file"] = {
-            "path": str(det_path),
-            "sha256": file_sha256(det_path) if hash_inputs else None,
-            "n_modules": len(detectors),
-        }
-    sources: list[dict[str, Any]] = []
-    job = _TrackmlJob(str(directory), mapping.cells, detectors, hash_inputs)
-    try:
-        with StoreWriter(
-            output, attrs=attrs, overwrite=overwrite, object_types=["hits", "particles"]
-        ) as writer:
-            _convert_trackml_events(writer, events, job, n_workers, progress, sources)
-    finally:
-        _reset_worker_state()
-    log.info("%s: %d TrackML events", output, len(events))
-    return output
-
-
-def _convert_trackml_events(
-    writer: StoreWriter,
-    events: list[str],
-    job: _TrackmlJob,
-    n_workers: int,
-    progress: bool | None,
-    sources: list[dict[str, Any]],
-) -> None:
-    """Append one chunk per event, in order; record each event's files (and their sha256)."""
-    desc = f"convert {writer.path.name}"
-    with tqdm(total=len(events), unit="events", desc=desc, disable=_disable(progress)) as bar:
-        for chunk, files in _ordered_map(_run_trackml_task, events, n_workers, _init_trackml, (job,)):
-            writer.append(chunk)
-            sources.extend(files)
-            bar.update(1)
-    writer.attrs["source_files"] = sources

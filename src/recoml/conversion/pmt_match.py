@@ -33,7 +33,7 @@ class PmtMatcher:
 
     @classmethod
     def from_detector(cls, detector: Any, tolerance: float | None = None) -> PmtMatcher:
-        """From a :class:`~recoml.detectors.WCDetector`; default tolerance twice its PMT radius (cm)."""
+        """From a water-Cherenkov detector; default tolerance twice its PMT radius (cm)."""
         tol = 2.0 * float(detector.pmt_radius) if tolerance is None else float(tolerance)
         return cls(detector.pmt_positions, detector.name, tol)
 

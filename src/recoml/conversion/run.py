@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recoml.conversion.mapping import RootMapping, TrackmlMapping, parse_mapping
-from recoml.conversion.pipeline import convert_root, convert_trackml
+from recoml.conversion.pipeline import convert_root
 from recoml.errors import ConfigError
 
 __all__ = ["convert_from_config"]
@@ -37,7 +37,7 @@ def convert_from_config(cfg: DictConfig) -> Path:
             if len(inputs) != 1:
                 raise ConfigError(f"TrackML input must be one directory of events, got {inputs}")
             inputs = inputs[0]
-        return convert_trackml(inputs, cfg.output, mapping, **options)
+        return get_method(mapping.converter)(inputs, cfg.output, mapping, **options)
     assert isinstance(mapping, RootMapping)
     detector = None
     if cfg.get("detector") is not None:  # matches hit positions, and stamps the store with its identity

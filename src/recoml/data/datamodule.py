@@ -20,7 +20,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch.utils.data import DataLoader
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
 from recoml.data.splits import load_splits, make_splits, save_splits, split_meta, splits_meta
@@ -71,7 +71,7 @@ class StatisticsSample:
 class EventDataModule(L.LightningDataModule):
     """Loaders over one event store.
 
-    ``split_path=None`` makes seeded splits (``fractions``, ``seed``, whole ``group_by`` groups such as
+    ``split_path=None`` makes seeded splits (``fractions``, ``split_seed``, whole ``group_by`` groups such as
     ``root_files`` when given) and saves them next to the data as ``<stem>_splits.npz`` (reused while
     seed, fractions and grouping match). ``predict_split`` names the split ``predict_dataloader`` serves
     (``train``/``val``/``test``/``all``). ``persistent_workers=None`` means ``num_workers > 0``.
@@ -90,7 +90,7 @@ class EventDataModule(L.LightningDataModule):
         hit_fields: Sequence[str] = DEFAULT_HIT_FIELDS,
         target_fields: Sequence[str] = DEFAULT_TARGET_FIELDS,
         in_memory: bool = False,
-        seed: int = 0,
+        split_seed: int = 0,
         fractions: Sequence[float] = (0.8, 0.1, 0.1),
         group_by: str | None = None,
         drop_last: bool = False,
@@ -112,7 +112,7 @@ class EventDataModule(L.LightningDataModule):
         self.hit_fields = tuple(hit_fields)
         self.target_fields = tuple(target_fields)
         self.in_memory = bool(in_memory)
-        self.seed = int(seed)
+        self.seed = int(split_seed)
         self.fractions = tuple(float(f) for f in fractions)
         self.group_by = group_by
         self.drop_last = bool(drop_last)

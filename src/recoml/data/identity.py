@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from recoml.errors import DataError
+from recoml.io.provenance import file_sha256
 
 TIME_ORIGINS = ("vertex", "trigger")
 ENERGY_KINDS = ("kinetic", "total", "momentum")
@@ -84,7 +85,7 @@ def detector_fingerprint(detector: Any) -> Fingerprint | None:
 def describe_detector(detector: Any) -> str:
     """``detector=<name> (<fingerprint>)`` for messages."""
     fp = detector_fingerprint(detector)
-    name = getattr(detector, "name", "?")
+    name = detector.name
     return f"detector={name}" + (f" ({fp})" if fp else "")
 
 
@@ -93,7 +94,7 @@ def identity_attrs(
 ) -> dict[str, Any]:
     """The attributes a store writer adds so that readers can check what the store belongs to."""
     check_conventions(time_origin, energy_kind, "store attributes")
-    out: dict[str, Any] = {"detector": getattr(detector, "name", None), "time_origin": time_origin}
+    out: dict[str, Any] = {"detector": detector.name, "time_origin": time_origin}
     out["energy_kind"] = energy_kind
     fp = detector_fingerprint(detector)
     if fp is not None:
@@ -143,7 +144,7 @@ def check_store_detector(
                 "use the store made for this geometry (or simulate one: each geometry gets its own file)"
             )
         return
-    name = getattr(detector, "name", None)
+    name = detector.name
     if ident["detector"] and name and ident["detector"] != name:
         raise DataError(
             f"{path} holds {ident['detector']} events (its 'detector' attribute) but {detector_label} "
@@ -196,8 +197,6 @@ def event_keys(store: Any, rows: np.ndarray, content_hash: str | None = None) ->
             base = np.array([lookup[n] for n in names], dtype=np.uint64)
     else:
         if content_hash is None:
-            from recoml.io.provenance import file_sha256
-
             content_hash = file_sha256(store.path)
         base = np.full(len(rows), _string_hash(content_hash), dtype=np.uint64)
         ids = rows

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from recoml.data.batch import HitBatch
-from recoml.detectors.geometry import WCDetector
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
 from recoml.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -39,28 +39,16 @@ def event_of_hits(batch: HitBatch) -> torch.Tensor:
     return torch.repeat_interleave(events, counts, output_size=n_hits)
 
 
-def detector_geometry(detector: WCDetector) -> torch.Tensor:
+def detector_geometry(detector: Detector) -> torch.Tensor:
     """``(P, 6)`` float32 table of PMT position (cm) and facing direction, indexed by PMT id."""
-    pos = torch.as_tensor(detector.pmt_positions, dtype=torch.float32)
-    direction = torch.as_tensor(detector.pmt_directions, dtype=torch.float32)
+    pos = torch.as_tensor(detector.sensor_positions, dtype=torch.float32)
+    direction = torch.as_tensor(detector.sensor_directions, dtype=torch.float32)
     return torch.cat([pos, direction], dim=1)
 
 
-def geometry_scales(detector: WCDetector) -> dict[str, tuple[float, float]]:
-    """Default ``(mean, std)`` of the geometric features: the detector's own ``feature_scales`` where it
-    declares them (sensor arrays), else positions over the cylinder's size and unit directions."""
-    own = getattr(detector, "feature_scales", None)
-    if own is not None:
-        return dict(own)
-    r, h = float(detector.radius), float(detector.half_height)
-    return {
-        "x": (0.0, r),
-        "y": (0.0, h),
-        "z": (0.0, r),
-        "dir_x": (0.0, 1.0),
-        "dir_y": (0.0, 1.0),
-        "dir_z": (0.0, 1.0),
-    }
+def geometry_scales(detector: Detector) -> dict[str, tuple[float, float]]:
+    """Default ``(mean, std)`` of the geometric features, as the detector declares them."""
+    return detector.feature_scales()
 
 
 class FeatureNormalizer(nn.Module):
@@ -167,7 +155,7 @@ class HitFeatures(nn.Module):
 
     def __init__(
         self,
-        detector: WCDetector,
+        detector: Detector,
         features: Sequence[str] = DEFAULT_FEATURES,
         normalizer: FeatureNormalizer | None = None,
         time_reference: str = "none",
@@ -217,7 +205,7 @@ class HitFeatures(nn.Module):
 
 def fit_normalizer(
     batches: Iterable[HitBatch],
-    detector: WCDetector,
+    detector: Detector,
     features: Sequence[str] = DEFAULT_FEATURES,
     log_features: Sequence[str] = ("charge",),
     fit_geometry: bool = False,

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from recoml.errors import DataError
+from recoml.contracts.representation import Representation
+from recoml.contracts.simulator import simulator_of
+from recoml.contracts.task import Task
+from recoml.data.datamodule import EventDataModule
+from recoml.errors import ConfigError, DataError
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
-
-#: Hit fields every water-Cherenkov representation reads.
-REPRESENTATION_HIT_FIELDS = ("hit_pmt", "hit_charge", "hit_time")
 
 
 def ensure_dataset(cfg: DictConfig) -> Path:
@@ -28,14 +30,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         raise DataError(f"dataset.path: {path} does not exist (and dataset.simulate is not set)")
     log.info("%s not found: simulating %d toy %s events", path, recipe.n_events, cfg.detector.name)
     detector = instantiate(cfg.detector)
-    simulate: Callable[..., tuple[Path, Path]]
-    if getattr(detector, "simulator", None):  # a family that brings its own toy simulation
-        simulate = get_method(detector.simulator)
-    elif getattr(detector, "kind", None) == "tracker":  # helices in a solenoid
-        from recoml.sim.tracker import simulate_tracker_to_store as simulate
-    else:
-        from recoml.sim.to_store import simulate_to_store as simulate
-    simulate(
+    simulator_of(detector)(
         detector=detector,
         output=path,
         split_path=None,
@@ -46,23 +41,42 @@ def ensure_dataset(cfg: DictConfig) -> Path:
     return path
 
 
-def make_datamodule(cfg: DictConfig, task):
-    """The DataModule reading what the representation and the task need."""
-    from recoml.data.datamodule import EventDataModule
+#: Keys of a ``dataset`` option that say where its events come from, not how the DataModule reads them.
+SOURCE_KEYS = ("name", "simulate")
 
-    d = cfg.dataset
-    # A dataset may name its representation's hit fields (tracker stores have no PMTs).
-    representation_fields = tuple(d.get("hit_fields") or REPRESENTATION_HIT_FIELDS)
-    return EventDataModule(
-        path=d.path,
-        split_path=d.get("split_path"),
-        fractions=tuple(d.get("fractions", (0.8, 0.1, 0.1))),
-        seed=d.get("split_seed", 0),
-        batch_size=d.batch_size,
-        eval_batch_size=d.get("eval_batch_size"),
-        num_workers=d.get("num_workers", 0),
-        pin_memory=d.get("pin_memory", False),
-        in_memory=d.get("in_memory", False),
-        hit_fields=tuple(dict.fromkeys((*representation_fields, *task.hit_fields))),
-        target_fields=tuple(task.target_fields),
+
+def datamodule_from_config(
+    dataset: DictConfig,
+    *,
+    hit_fields: Sequence[str],
+    target_fields: Sequence[str],
+    path: str | Path | None = None,
+    **options: Any,
+) -> EventDataModule:
+    """The one way from a ``dataset`` config group option to its DataModule (its ``_target_``; training,
+    prediction and export all build theirs here); ``options`` add arguments the config does not hold
+    (e.g. ``predict_split``). Defaults live in the DataModule's signature."""
+    reading = {k: v for k, v in config_dict(dataset).items() if k not in SOURCE_KEYS and v is not None}
+    if path is not None:
+        reading["path"] = str(path)
+    if "_target_" not in reading:
+        raise ConfigError(
+            f"dataset {dataset.get('name')!r}: no _target_; a dataset option names the DataModule that reads "
+            "it, e.g. _target_: recoml.data.datamodule.EventDataModule"
+        )
+    return instantiate(
+        reading,
+        hit_fields=tuple(dict.fromkeys(hit_fields)),
+        target_fields=tuple(dict.fromkeys(target_fields)),
+        _convert_="all",  # plain lists: the DataModule's arguments go into checkpoints (safe loader)
+        **options,
+    )
+
+
+def make_datamodule(cfg: DictConfig, representation: Representation, task: Task) -> EventDataModule:
+    """The DataModule reading what the representation and the task need."""
+    return datamodule_from_config(
+        cfg.dataset,
+        hit_fields=(*representation.hit_fields, *task.hit_fields),
+        target_fields=task.target_fields,
     )

@@ -1,6 +1,6 @@
 """Evaluation of predictions files: a registry of evaluators keyed by task kind, plots, report, metrics."""
 
-from recoml.evaluation import classification, hits, regression, tracking  # noqa: F401  (the built-ins)
+from recoml.evaluation import classification, hits, regression  # noqa: F401  (the built-ins)
 from recoml.evaluation.registry import (
     EVALUATORS,
     Evaluator,

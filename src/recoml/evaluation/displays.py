@@ -20,7 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from recoml.data.store import EventStore, open_store
 from recoml.errors import ConfigError, DataError
 from recoml.io.atomic import write_text
+from recoml.plotting import apply_style
 from recoml.plotting.events import EventView, draw_event
+from recoml.prediction.schema import FILE_NAME
+from recoml.utils.cli import save_config
 
 __all__ = ["detector_for", "display", "draw_events", "event_views", "resolve_predictions"]
 
@@ -29,7 +32,6 @@ log = logging.getLogger(__name__)
 
 def resolve_predictions(path: str | os.PathLike) -> Path:
     """A predictions file, or a run directory holding ``predictions.h5``."""
-    from recoml.prediction.schema import FILE_NAME
 
     p = Path(path)
     if p.is_dir():
@@ -132,8 +134,6 @@ def _first_rows(data: Any, predictions: Any, n: int) -> list[int]:
 def display(cfg: DictConfig) -> list[tuple[str, dict[str, Path]]]:
     """The function behind ``python -m recoml.display``: displays in ``<run dir>/displays`` and an index
     ``displays.md``."""
-    from recoml.plotting import apply_style
-    from recoml.utils.cli import save_config
 
     data, predictions = cfg.get("data"), cfg.get("predictions")
     if not data and not predictions:

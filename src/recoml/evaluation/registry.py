@@ -10,6 +10,7 @@ and import its module (``recoml.evaluation`` imports the built-in ones). The run
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, ClassVar
 
 from recoml.errors import ConfigError
 from recoml.evaluation.checks import check_binary, check_finite, check_probabilities
+from recoml.plotting import save_figure
 from recoml.prediction.reader import SectionData
 
 __all__ = [
@@ -60,7 +62,6 @@ class PlotSink:
         self.note = note  # written at the foot of every figure (e.g. "runs over different events")
 
     def save(self, fig: Any, section: str, name: str, title: str, caption: str = "") -> None:
-        from recoml.plotting import save_figure
 
         if self.note:
             fig.text(0.01, 0.003, self.note, fontsize=7, color="firebrick", ha="left", va="bottom")
@@ -130,7 +131,19 @@ def register(kind: str) -> Callable[[type[Evaluator]], type[Evaluator]]:
     return wrap
 
 
-def evaluator_for(kind: str, options: Mapping[str, Any] | None = None) -> Evaluator:
+def evaluator_for(
+    kind: str, options: Mapping[str, Any] | None = None, module: str | None = None
+) -> Evaluator:
+    """The evaluator registered for ``kind``. A family's evaluator registers when its module (the
+    section's ``evaluator``, declared by the task) is imported; only recoml's own modules are imported
+    from a file's attributes, anything else must be imported by the caller first."""
+    if kind not in EVALUATORS and module and (module == "recoml" or module.startswith("recoml.")):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(
+                f"the evaluator module '{module}' of task kind '{kind}' cannot be imported: {err}"
+            ) from None
     if kind not in EVALUATORS:
         raise ConfigError(
             f"no evaluator for task kind '{kind}'; known kinds: {sorted(EVALUATORS)} "

@@ -21,12 +21,17 @@ import h5py
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError, RecomlError
+from recoml.evaluation.displays import detector_for, event_views
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
 from recoml.io.atomic import atomic_output
 from recoml.loggers import log_figures
+from recoml.plotting import apply_style
+from recoml.plotting.events import draw_event
 from recoml.prediction.reader import Predictions, predictions_file
+from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict, instantiate_group
 
 log = logging.getLogger(__name__)
@@ -94,7 +99,6 @@ def evaluate_files(
     require_same_events: bool = True,
 ) -> Evaluation:
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
-    from recoml.plotting import apply_style
 
     files = [predictions_file(str(p)) for p in paths]  # a run directory stands for its predictions.h5
     if not files:
@@ -115,7 +119,7 @@ def evaluate_files(
     highlights: list[tuple[int, str]] = []
     for key, infos in matched.items():
         name = infos[0]["name"]
-        evaluator = evaluator_for(infos[0]["kind"], options)
+        evaluator = evaluator_for(infos[0]["kind"], options, infos[0].get("evaluator"))
         runs = [p.section(info) for p, info in zip(preds, infos)]
         for run in runs:
             evaluator.check(run)
@@ -201,9 +205,6 @@ DISPLAY_SECTION = "event displays"
 def draw_highlights(pred: Predictions, highlights: Sequence[tuple[int, str]], sink: PlotSink) -> None:
     """Event displays of the evaluators' highlighted events (first run only) into the report; skipped with
     a warning when the event store behind the predictions is gone or the detector has no display."""
-    from recoml.data.store import open_store
-    from recoml.evaluation.displays import detector_for, event_views
-    from recoml.plotting.events import draw_event
 
     why: dict[int, list[str]] = {}
     for row, caption in highlights:
@@ -291,7 +292,6 @@ def copy_outputs(src: Path, dst: Path, overwrite: bool) -> Path:
 
 def evaluate(cfg: DictConfig) -> Evaluation:
     """The function behind ``python -m recoml.evaluate``."""
-    from recoml.utils.cli import save_config
 
     paths = _as_list(cfg.get("predictions"))
     output = cfg.get("output")

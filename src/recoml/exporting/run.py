@@ -23,7 +23,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import recoml
+from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
+from recoml.evaluation import evaluator_for
 from recoml.exporting.onnx import (
     ParityError,
     max_diff,
@@ -35,7 +37,10 @@ from recoml.exporting.onnx import (
 from recoml.exporting.wrappers import export_model
 from recoml.io.provenance import write_json
 from recoml.prediction.checkpoint import build_module, check_store, load_checkpoint, resolve_data_path
-from recoml.prediction.schema import HIT, field_name, sections_of, task_kind
+from recoml.prediction.reader import section_from_arrays
+from recoml.prediction.run import check_output, copy_atomic, dataset_config, make_predict_datamodule
+from recoml.prediction.schema import HIT, field_name
+from recoml.utils.cli import save_config
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +51,7 @@ QUANTIZATIONS = (None, "int8")
 def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
     """What a user of the ONNX file needs to feed it and read its outputs."""
     det = module.detector
-    sections = sections_of(module.task)
+    sections = module.task.prediction_sections()
     meta: dict[str, Any] = {
         "recoml_version": recoml.__version__,
         "producer": "recoml.export",
@@ -54,7 +59,7 @@ def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
         "detector_n_pmts": det.n_pmts,
         "model": ckpt.name_of("model"),
         "task": module.task.name,
-        "task_kind": task_kind(module.task),
+        "task_kind": module.task.kind,
         "sections": sections,
         "class_names": next((s["class_names"] for s in sections if "class_names" in s), []),
         "inputs": list(view.input_names),
@@ -92,8 +97,6 @@ def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
 
 def _batches(cfg: DictConfig, ckpt: Any, module: Any):
     """A DataModule over the configured split of the checkpoint's dataset (or ``dataset=...``)."""
-    from recoml.data.store import open_store
-    from recoml.prediction.run import dataset_config, make_predict_datamodule
 
     if cfg.get("dataset") is not None and cfg.get("detector") is None:
         with open_dict(cfg):
@@ -101,8 +104,8 @@ def _batches(cfg: DictConfig, ckpt: Any, module: Any):
     dataset = dataset_config(cfg, ckpt)
     path = resolve_data_path(str(dataset.path), ckpt)
     with open_store(path) as store:
-        check_store(store, module, ckpt)
-    dm = make_predict_datamodule(dataset, path, module.task, cfg.get("split", "test"), [])
+        check_store(store, module, ckpt, module.representation.hit_fields)
+    dm = make_predict_datamodule(dataset, path, module, cfg.get("split", "test"), [])
     dm.setup("predict")
     return dm.predict_dataloader()
 
@@ -188,13 +191,11 @@ def metric_change(
     fp32: Path, int8: Path, view: Any, module: Any, batches, limit: int | None
 ) -> dict[str, Any]:
     """The task's main metric (per section) with fp32 and int8 onnxruntime on the same events."""
-    from recoml.evaluation import evaluator_for
-    from recoml.prediction.reader import section_from_arrays
 
     arrays = {"fp32": _collect(session(fp32), view, module, batches, limit)}
     arrays["int8"] = _collect(session(int8), view, module, batches, limit)
     out: dict[str, Any] = {"events": int(len(arrays["fp32"]["event_index"]))}
-    for info in sections_of(module.task):
+    for info in module.task.prediction_sections():
         evaluator = evaluator_for(info["kind"])
         values = {}
         for precision, a in arrays.items():
@@ -222,8 +223,6 @@ def metric_change(
 
 def export(cfg: DictConfig) -> dict[str, Any]:
     """Export as configured; returns the summary also written to ``export.json``."""
-    from recoml.prediction.run import check_output, copy_atomic
-    from recoml.utils.cli import save_config
 
     fmt = str(cfg.get("format", "onnx")).lower()
     if fmt not in FORMATS:

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
 from recoml.errors import ConfigError
+from recoml.models.gnn import EdgeConvGNN
 
 
 def _output_names(module: Any) -> list[str]:
@@ -173,7 +174,6 @@ class GraphExport(_Export):
     input_names = ("x", "edge_index", "batch")
 
     def __init__(self, module: Any) -> None:
-        from recoml.models.gnn import EdgeConvGNN
 
         net = module.net
         if not isinstance(net, EdgeConvGNN):
@@ -205,7 +205,6 @@ class GraphExport(_Export):
         self.register_buffer("mean", mean)
         self.register_buffer("std", std)
         self.register_buffer("log_mask", log)
-        self.aggr = [str(conv.aggr) for conv in self.net.convs]
         self.k = builder.k
         self.space_time = builder.space_time
         self.time_scale = builder.time_scale
@@ -213,25 +212,11 @@ class GraphExport(_Export):
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        net = self.net
         x = torch.where(self.log_mask, torch.log1p(x.clamp(min=0)), x)
-        h = net.encoding((x - self.mean) / self.std)
-        source, centre = edge_index[0], edge_index[1]
-        nodes = batch  # any (N,) tensor: gives the node count of the scatter outputs
-        feats = []
-        for conv, post, aggr in zip(net.convs, net.post, self.aggr):
-            x_i = h.index_select(0, centre)
-            x_j = h.index_select(0, source)
-            message = conv.nn(torch.cat([x_i, x_j - x_i], dim=-1))
-            h = post(_scatter(message, centre, nodes, aggr))
-            feats.append(h)
-        h = torch.cat(feats, dim=-1)
         # A 0-dim tensor end keeps the graph count dynamic in the ONNX trace; torch's stub wants a number.
         graphs = torch.arange(batch.max() + 1, device=batch.device)  # type: ignore[call-overload]
-        g = torch.cat([_scatter(h, batch, graphs, "max"), _scatter(h, batch, graphs, "mean")], dim=-1)
-        if not net.node_level:
-            return self.outputs(net.head(g))
-        return self.outputs(net.head(torch.cat([h, g.index_select(0, batch)], dim=-1)))
+        raw = self.net.forward_tensors((x - self.mean) / self.std, edge_index, batch, graphs, _scatter)
+        return self.outputs(raw)
 
     @torch.no_grad()
     def inputs(self, batch: HitBatch) -> tuple[torch.Tensor, ...]:
@@ -250,7 +235,7 @@ class GraphExport(_Export):
 
 def export_model(module: Any) -> _Export:
     """The export view of a trained module, by the kind of its representation."""
-    kind = getattr(module.representation, "kind", None)
+    kind = module.representation.builds
     if kind == "image":
         return ImageExport(module).eval()
     if kind == "graph":

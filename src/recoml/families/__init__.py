@@ -1,2 +1,4 @@
-"""Detector families: self-contained packages plugging into the generic engine (docs/architecture.md).
-Each brings its detector description, readers, toy simulation and (where it has one) an image map."""
+"""Detector families: each a self-contained package (detector, readers, toy simulation, family-specific
+tasks, models, evaluators and event displays; an image map where it has one) plugged into the generic
+engine through :mod:`recoml.contracts` and declared import paths (docs/architecture.md). The engine imports
+no family."""

@@ -13,19 +13,25 @@ it is built (a tracking stage's frozen embedding); :func:`trusting` hands the us
 from __future__ import annotations
 
 import inspect
+import logging
 import pickle
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TARGET_IN_YAML = re.compile(r"_target_\s*[:=]\s*['\"]?([A-Za-z_][\w.]*)")
@@ -155,8 +161,6 @@ def check_targets(config: dict[str, Any], source: str | Path, trust: Iterable[st
 @cache
 def shipped_targets() -> frozenset[str]:
     """Every ``_target_`` named in the config groups recoml ships."""
-    from recoml.utils.cli import CONF_DIR
-
     names: set[str] = set()
     for yaml in Path(CONF_DIR).rglob("*.yaml"):
         names.update(_TARGET_IN_YAML.findall(yaml.read_text()))
@@ -174,3 +178,98 @@ def _is_recoml_class(target: str) -> bool:
     except Exception:
         return False
     return inspect.isclass(obj) and (obj.__module__ or "").split(".")[0] == "recoml"
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
+    (``checkpoint["recoml"]``) and the ``state_dict``; ``trust``: the extra targets the user allowed when
+    opening it, also allowed for the checkpoints its model reads while it is built."""
+
+    path: Path
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
+    trust: tuple[str, ...] = ()
+
+    @property
+    def cfg(self) -> DictConfig:
+        return OmegaConf.create(self.config)
+
+    def name_of(self, group: str) -> str | None:
+        return (self.config.get(group) or {}).get("name")
+
+    def describe(self) -> str:
+        return f"checkpoint {self.path} (model={self.name_of('model')}, task={self.name_of('task')}, " + (
+            f"detector={self.name_of('detector')})"
+        )
+
+
+def best_checkpoint(run_dir: str | Path) -> Path:
+    """The best checkpoint of a training run directory (or of its ``checkpoints/``): the one the
+    monitored-metric ModelCheckpoint recorded in ``last.ckpt``, which is the checkpoint training's test
+    metrics come from; a run with a single other checkpoint needs no record."""
+    run_dir = Path(run_dir)
+    ckdir = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
+    last = ckdir / "last.ckpt"
+    if last.is_file():
+        for state in (read_checkpoint(last).get("callbacks") or {}).values():
+            best = state.get("best_model_path") if isinstance(state, dict) and state.get("monitor") else None
+            if best and (ckdir / Path(best).name).is_file():
+                score = state.get("best_model_score")
+                log.info(
+                    "ckpt_path=%s: the best checkpoint %s (%s = %.4g; training's test metrics come from it)",
+                    run_dir,
+                    ckdir / Path(best).name,
+                    state["monitor"],
+                    float(score) if score is not None else float("nan"),
+                )
+                return ckdir / Path(best).name
+    others = sorted(p for p in ckdir.glob("*.ckpt") if p.name != "last.ckpt")
+    if len(others) == 1:
+        log.info("ckpt_path=%s: the best checkpoint %s", run_dir, others[0])
+        return others[0]
+    if not others and last.is_file():
+        log.info("ckpt_path=%s: no monitored best checkpoint in the run; using %s", run_dir, last)
+        return last
+    raise ConfigError(
+        f"ckpt_path: {run_dir} holds {len(others) or 'no'} checkpoints and no record of the best; "
+        "give the .ckpt file"
+    )
+
+
+def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
+    """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
+    (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
+    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s). A training run
+    directory stands for its best checkpoint (:func:`best_checkpoint`)."""
+    if path in (None, "", "???"):
+        raise ConfigError(
+            "ckpt_path: give the training run directory (its best checkpoint is used) or a checkpoint, "
+            "e.g. ckpt_path=outputs/train/runs/<time>"
+        )
+    # read_checkpoint sees the text as given: Path() would turn "http://host/x" into "http:/host/x", a
+    # missing local file instead of the URL it refuses.
+    text = str(best_checkpoint(str(path))) if Path(str(path)).is_dir() else str(path)
+    raw = read_checkpoint(text)
+    path = Path(text)
+    if path.name == "last.ckpt":
+        log.info("checkpoint %s (the last epoch's; the run directory stands for its best)", path)
+    config = stored_config(raw, path)
+    check_targets(config, path, trust)
+    if not isinstance(raw["state_dict"], dict):
+        raise DataError(f"{path}: not a recoml checkpoint ('state_dict' is not a dict of tensors)")
+    state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
+    provenance = raw.get("recoml")
+    events = raw.get("recoml_events") or {}
+    keys = events.get("train_keys") if isinstance(events, dict) else None
+    train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
+    return Checkpoint(
+        path.resolve(),
+        config,
+        dict(provenance) if isinstance(provenance, dict) else {},
+        state,
+        train_keys,
+        tuple(str(t) for t in trust or ()),
+    )

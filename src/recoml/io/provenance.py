@@ -17,14 +17,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import recoml
+import recoml._version
 from recoml.io.atomic import write_text
 
 
 @lru_cache(maxsize=1)
 def git_state() -> dict[str, Any]:
     """Commit and dirtiness of the recoml checkout (empty when not run from a git checkout)."""
-    root = Path(recoml.__file__).resolve().parents[2]
+    root = Path(recoml._version.__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return {}
     try:
@@ -60,7 +60,7 @@ def record(
     """The provenance record: who wrote this, when, from what. ``data_files`` (hashed) when given,
     then ``extra`` on top (e.g. a store's own attributes)."""
     out: dict[str, Any] = {
-        "recoml_version": recoml.__version__,
+        "recoml_version": recoml._version.__version__,
         **git_state(),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
         "host": socket.gethostname(),

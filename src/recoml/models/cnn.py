@@ -171,7 +171,7 @@ class ResNet(nn.Module):
     faster and more stably. Nothing depends on the memory format, so ``channels_last`` inputs work.
     """
 
-    representation = "image"
+    accepts = "image"
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -24,8 +24,6 @@ from torch_geometric.nn import (
     GraphConv,
     SAGEConv,
     TransformerConv,
-    global_max_pool,
-    global_mean_pool,
 )
 from torch_geometric.nn.conv import MessagePassing
 
@@ -70,11 +68,23 @@ def _edge_mlp(in_dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(2 * in_dim, out_dim), nn.ReLU(inplace=True), nn.Linear(out_dim, out_dim))
 
 
-def _pool(h: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+#: ``scatter(src, index, rows, reduce)``: rows of ``src (E, F)`` reduced by ``index (E,)`` into
+#: ``len(rows)`` rows (``rows`` is any 1-D tensor of that length: a dynamic size for ONNX traces).
+Scatter = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], torch.Tensor]
+
+
+def scatter_rows(src: torch.Tensor, index: torch.Tensor, rows: torch.Tensor, reduce: str) -> torch.Tensor:
+    """PyG's aggregation in plain torch (differentiable): rows that receive nothing are 0."""
+    out = src.new_zeros(rows.shape[0], src.shape[1])
+    mode = {"max": "amax", "add": "sum", "sum": "sum", "mean": "mean", "min": "amin"}.get(reduce)
+    if mode is None:
+        raise ConfigError(f"unknown aggregation {reduce!r} (max, mean, add, min)")
+    return out.scatter_reduce(0, index.unsqueeze(1).expand_as(src), src, mode, include_self=False)
+
+
+def _pool(h: torch.Tensor, batch: torch.Tensor, graphs: torch.Tensor, scatter: Scatter) -> torch.Tensor:
     """Per-graph ``[max, mean]`` of node features; empty graphs give zeros."""
-    return torch.cat(
-        [global_max_pool(h, batch, size=num_graphs), global_mean_pool(h, batch, size=num_graphs)], dim=-1
-    )
+    return torch.cat([scatter(h, batch, graphs, "max"), scatter(h, batch, graphs, "mean")], dim=-1)
 
 
 class EdgeConvGNN(nn.Module):
@@ -86,7 +96,7 @@ class EdgeConvGNN(nn.Module):
     ``(N, out_dim)``: each node's features concatenated with its graph's pooled features.
     """
 
-    representation = "graph"
+    accepts = "graph"
 
     def __init__(
         self,
@@ -127,22 +137,38 @@ class EdgeConvGNN(nn.Module):
         self.head = MLPHead(head_in, out_dim, hidden=head_hidden, dropout=dropout)
 
     def forward(self, inputs: GraphInput) -> torch.Tensor:
-        batch, n_graphs = inputs.batch, int(inputs.num_graphs)
         edge_index = inputs.edge_index
         if edge_index is None:
-            edge_index = knn_graph(inputs.pos, batch, self.k)
-        h = self.encoding(inputs.x)
+            edge_index = knn_graph(inputs.pos, inputs.batch, self.k)
+        graphs = torch.arange(int(inputs.num_graphs), device=inputs.batch.device)
+        return self.forward_tensors(inputs.x, edge_index, inputs.batch, graphs)
+
+    def forward_tensors(
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        graphs: torch.Tensor,
+        scatter: Scatter = scatter_rows,
+    ) -> torch.Tensor:
+        """The network on plain tensors (``graphs``: any 1-D tensor, one entry per event). Training calls
+        it with :func:`scatter_rows`, ONNX export with an export-friendly scatter: one forward for both."""
+        h = self.encoding(x)
         feats = []
         for i, (conv, post) in enumerate(zip(self.convs, self.post)):
             if self.dynamic and i > 0:
                 edge_index = knn_graph(h, batch, self.k)
-            h = post(conv(h, edge_index))
+            edge_conv = cast(EdgeConv, conv)
+            source, centre = edge_index[0], edge_index[1]
+            x_i = h.index_select(0, centre)
+            message = edge_conv.nn(torch.cat([x_i, h.index_select(0, source) - x_i], dim=-1))
+            h = post(scatter(message, centre, batch, str(edge_conv.aggr)))
             feats.append(h)
         h = torch.cat(feats, dim=-1)
-        g = _pool(h, batch, n_graphs)
+        g = _pool(h, batch, graphs, scatter)
         if not self.node_level:
             return self.head(g)
-        return self.head(torch.cat([h, g[batch]], dim=-1))
+        return self.head(torch.cat([h, g.index_select(0, batch)], dim=-1))
 
 
 ConvFactory = Callable[..., MessagePassing]
@@ -200,7 +226,7 @@ class GraphNet(nn.Module):
     ``forward`` takes ``pos`` also get the node positions.
     """
 
-    representation = "graph"
+    accepts = "graph"
 
     def __init__(
         self,
@@ -256,7 +282,7 @@ class GraphNet(nn.Module):
                 m = conv(h, edge_index)
             m = post(m)
             h = h + m if self.residual else m
-        g = _pool(h, batch, n_graphs)
+        g = _pool(h, batch, torch.arange(n_graphs, device=h.device), scatter_rows)
         if not self.node_level:
             return self.head(g)
         return self.head(torch.cat([h, g[batch]], dim=-1))

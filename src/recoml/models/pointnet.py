@@ -45,7 +45,7 @@ class PointNet(nn.Module):
     gives ``(B, Nmax, out_dim)``, zero at padded points.
     """
 
-    representation = "points"
+    accepts = "points"
 
     def __init__(
         self,

@@ -156,11 +156,13 @@ def plot_roc(
     """
     fig, (left, right) = figure(ncols=2)
     x_min = max(0.0, min(efficiencies, default=0.9) - 0.2)
+    drawn = False  # any rejection point or limit on the right panel
     for i, s in enumerate(series):
         color = f"C{s.color}"
         left.plot(s.x, s.y, color=color, label=s.label)
         ok = (s.x > 0) & np.isfinite(s.x) & (s.y >= x_min)
         right.plot(s.y[ok], 1.0 / s.x[ok], color=color, label=s.label)
+        drawn |= bool(ok.any())
         if n_background is None:
             continue
         n = float(n_background[i])
@@ -169,6 +171,7 @@ def plot_roc(
         right.fill_between(s.y[ok], 1.0 / hi, upper, color=color, alpha=0.2, linewidth=0)
         free = (s.x == 0) & (s.y >= x_min)
         if free.any():
+            drawn = True
             limit = n + 1.0
             span = [s.y[free].min(), s.y[free].max()]
             right.plot(span, [limit, limit], color=color, linestyle="--")
@@ -181,7 +184,17 @@ def plot_roc(
     left.set_ylim(0, 1.02)
     right.set_xlabel("signal efficiency")
     right.set_ylabel("background rejection (1 / efficiency)")
-    right.set_yscale("log")
+    if drawn:
+        right.set_yscale("log")
+    else:  # no background event (efficiency undefined) or no point in range: say so, no empty log axis
+        right.text(
+            0.5,
+            0.5,
+            "no rejection to show\n(no background events in range)",
+            ha="center",
+            va="center",
+            transform=right.transAxes,
+        )
     right.set_xlim(x_min, 1)
     for e in efficiencies:
         right.axvline(e, color="0.7", linewidth=0.6, linestyle=":")

@@ -62,10 +62,10 @@ class EventView:
 
 def display_module(detector: Any) -> ModuleType:
     """The drawing module the detector's family names in ``event_display``; ConfigError if none."""
-    path = getattr(type(detector), "event_display", None)
+    path = detector.event_display
     if not isinstance(path, str) or not path:
         raise ConfigError(
-            f"detector '{getattr(detector, 'name', type(detector).__name__)}' ({type(detector).__name__}) "
+            f"detector '{detector.name}' ({type(detector).__name__}) "
             "names no event display: set its class attribute event_display to a module with figures() "
             "and interactive()"
         )

@@ -1,9 +1,9 @@
 """Predictions: a checkpoint run over a dataset split, streamed to a predictions file, and read back."""
 
 from recoml.prediction.reader import Predictions, SectionData
-from recoml.prediction.schema import FILE_NAME, sections_of, task_kind
+from recoml.prediction.schema import FILE_NAME
 
-__all__ = ["FILE_NAME", "Predictions", "SectionData", "predict", "sections_of", "task_kind"]
+__all__ = ["FILE_NAME", "Predictions", "SectionData", "predict"]
 
 
 def predict(cfg):

@@ -8,131 +8,19 @@ a recoml checkpoint, data from another detector, a store that lacks the fields t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from omegaconf import DictConfig, OmegaConf
-
 from recoml.data.identity import Fingerprint, check_store_detector, detector_fingerprint, store_identity
-from recoml.data.prepare import REPRESENTATION_HIT_FIELDS
 from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
-from recoml.io.checkpoint import check_targets, read_checkpoint, state_mismatch, stored_config, trusting
+from recoml.io.checkpoint import Checkpoint, best_checkpoint, load_checkpoint
 from recoml.prediction.schema import AUX_SOURCES
+from recoml.tasks.module import build_module
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class Checkpoint:
-    """A checkpoint's parts: ``path``, the training ``config`` (plain dict), ``provenance``
-    (``checkpoint["recoml"]``) and the ``state_dict``; ``trust``: the extra targets the user allowed when
-    opening it, also allowed for the checkpoints its model reads while it is built."""
-
-    path: Path
-    config: dict[str, Any]
-    provenance: dict[str, Any]
-    state_dict: dict[str, torch.Tensor]
-    train_keys: np.ndarray | None = None  # event keys of the training split (recoml.data.identity)
-    trust: tuple[str, ...] = ()
-
-    @property
-    def cfg(self) -> DictConfig:
-        return OmegaConf.create(self.config)
-
-    def name_of(self, group: str) -> str | None:
-        return (self.config.get(group) or {}).get("name")
-
-    def describe(self) -> str:
-        return f"checkpoint {self.path} (model={self.name_of('model')}, task={self.name_of('task')}, " + (
-            f"detector={self.name_of('detector')})"
-        )
-
-
-def best_checkpoint(run_dir: str | Path) -> Path:
-    """The best checkpoint of a training run directory (or of its ``checkpoints/``): the one the
-    monitored-metric ModelCheckpoint recorded in ``last.ckpt``, which is the checkpoint training's test
-    metrics come from; a run with a single other checkpoint needs no record."""
-    run_dir = Path(run_dir)
-    ckdir = run_dir / "checkpoints" if (run_dir / "checkpoints").is_dir() else run_dir
-    last = ckdir / "last.ckpt"
-    if last.is_file():
-        for state in (read_checkpoint(last).get("callbacks") or {}).values():
-            best = state.get("best_model_path") if isinstance(state, dict) and state.get("monitor") else None
-            if best and (ckdir / Path(best).name).is_file():
-                score = state.get("best_model_score")
-                log.info(
-                    "ckpt_path=%s: the best checkpoint %s (%s = %.4g; training's test metrics come from it)",
-                    run_dir,
-                    ckdir / Path(best).name,
-                    state["monitor"],
-                    float(score) if score is not None else float("nan"),
-                )
-                return ckdir / Path(best).name
-    others = sorted(p for p in ckdir.glob("*.ckpt") if p.name != "last.ckpt")
-    if len(others) == 1:
-        log.info("ckpt_path=%s: the best checkpoint %s", run_dir, others[0])
-        return others[0]
-    if not others and last.is_file():
-        log.info("ckpt_path=%s: no monitored best checkpoint in the run; using %s", run_dir, last)
-        return last
-    raise ConfigError(
-        f"ckpt_path: {run_dir} holds {len(others) or 'no'} checkpoints and no record of the best; "
-        "give the .ckpt file"
-    )
-
-
-def load_checkpoint(path: str | Path | None, trust: Iterable[str] = ()) -> Checkpoint:
-    """Read a Lightning checkpoint written by ``recoml.train`` without running anything it holds
-    (:mod:`recoml.io.checkpoint`): ConfigError/DataError when it is not one or names a target outside the
-    allowlist (widened only by ``trust``, the user's list of extra ``_target_``s). A training run
-    directory stands for its best checkpoint (:func:`best_checkpoint`)."""
-    if path in (None, "", "???"):
-        raise ConfigError(
-            "ckpt_path: give the training run directory (its best checkpoint is used) or a checkpoint, "
-            "e.g. ckpt_path=outputs/train/runs/<time>"
-        )
-    # read_checkpoint sees the text as given: Path() would turn "http://host/x" into "http:/host/x", a
-    # missing local file instead of the URL it refuses.
-    text = str(best_checkpoint(str(path))) if Path(str(path)).is_dir() else str(path)
-    raw = read_checkpoint(text)
-    path = Path(text)
-    if path.name == "last.ckpt":
-        log.info("checkpoint %s (the last epoch's; the run directory stands for its best)", path)
-    config = stored_config(raw, path)
-    check_targets(config, path, trust)
-    if not isinstance(raw["state_dict"], dict):
-        raise DataError(f"{path}: not a recoml checkpoint ('state_dict' is not a dict of tensors)")
-    state = {k.replace("._orig_mod.", "."): v for k, v in raw["state_dict"].items()}  # torch.compile'd nets
-    provenance = raw.get("recoml")
-    events = raw.get("recoml_events") or {}
-    keys = events.get("train_keys") if isinstance(events, dict) else None
-    train_keys = None if keys is None else np.asarray(keys.numpy() if hasattr(keys, "numpy") else keys)
-    return Checkpoint(
-        path.resolve(),
-        config,
-        dict(provenance) if isinstance(provenance, dict) else {},
-        state,
-        train_keys,
-        tuple(str(t) for t in trust or ()),
-    )
-
-
-def build_module(ckpt: Checkpoint):
-    """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
-    from recoml.tasks.module import RecoModule
-
-    with trusting(ckpt.trust):  # checkpoints read while building (a tracking stage's embedding) get `trust`
-        module = RecoModule(ckpt.config, ckpt.provenance)
-    mismatch = state_mismatch(module.state_dict(), ckpt.state_dict)
-    if mismatch:
-        raise DataError(f"{ckpt.path}: the state dict does not fit the model its config builds ({mismatch})")
-    module.load_state_dict(ckpt.state_dict)
-    return module.eval()
+__all__ = ["Checkpoint", "best_checkpoint", "build_module", "load_checkpoint"]
 
 
 def resolve_data_path(path: str, ckpt: Checkpoint) -> Path:
@@ -177,7 +65,7 @@ def check_identity(store: EventStore, module, ckpt: Checkpoint) -> None:
         )
     mine = store_identity(store.attrs)
     # Energies are converted by the task (adopt_conventions); times only a per-event reference absorbs.
-    keys = ["time_origin"] if getattr(module.representation, "time_reference", "none") == "none" else []
+    keys = ["time_origin"] if module.representation.time_reference == "none" else []
     for key in keys:
         theirs = recorded.get(key)
         if theirs and mine[key] and theirs != mine[key]:
@@ -187,27 +75,20 @@ def check_identity(store: EventStore, module, ckpt: Checkpoint) -> None:
             )
 
 
-def representation_fields(dataset: Any) -> tuple[str, ...]:
-    """The hit fields the representation reads: the dataset's ``hit_fields`` (tracker stores have no PMTs),
-    else the water-Cherenkov ``hit_pmt``, ``hit_charge``, ``hit_time`` (as training reads them)."""
-    fields = dataset.get("hit_fields") if dataset is not None else None
-    return tuple(fields or REPRESENTATION_HIT_FIELDS)
-
-
 def check_store(
     store: EventStore,
     module,
     ckpt: Checkpoint,
-    hit_fields: tuple[str, ...] = REPRESENTATION_HIT_FIELDS,
+    hit_fields: tuple[str, ...],
 ) -> list[str]:
     """Check the store against the model (detector, PMT ids, fields); return the per-event truth fields
     it also holds for the aux columns of a predictions file. ``hit_fields``: what the representation
-    reads (:func:`representation_fields`)."""
+    reads."""
     detector = module.detector
     check_store_detector(store.path, store.attrs, detector, ckpt.describe())
     check_identity(store, module, ckpt)
     module.task.adopt_conventions(store.attrs)
-    detector_pmts = getattr(detector, "n_pmts", None)  # trackers have none
+    detector_pmts = detector.n_sensors
     task = module.task
     needed = [*hit_fields, *task.hit_fields]
     missing = [f for f in dict.fromkeys(needed) if f not in store.fields]

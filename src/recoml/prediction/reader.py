@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from recoml.data.store import decode_attr
+from recoml.data.validate import field_prefix
 from recoml.errors import DataError
 from recoml.prediction.schema import AUX, FILE_NAME, HIT, PRED, TRUE
 
@@ -27,7 +28,8 @@ class SectionData:
     ``label`` names the run in comparisons; ``info`` holds the task's ``class_names``, ``pairs``,
     ``threshold`` when it has them. ``objects`` holds every other object type of the file by its stored
     field names (``{"edges": {"edge_score": ...}, "particles": {...}, "hits": {"hit_x": ...}}``) with
-    ``object_offsets`` ``(N + 1,)`` per type (edge predictions, see :mod:`recoml.prediction.edges`).
+    ``object_offsets`` ``(N + 1,)`` per type (edge predictions, see
+    :mod:`recoml.families.tracking.predictions`).
     """
 
     label: str
@@ -204,7 +206,6 @@ def _object_types(
 ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Every object type ``O`` with an ``event_O_index``: its plain fields (not the per-task ``hit_pred_*``
     / ``hit_true_*``) and its offsets ``(N + 1,)``."""
-    from recoml.data.validate import field_prefix
 
     objects: dict[str, dict[str, np.ndarray]] = {}
     offsets: dict[str, np.ndarray] = {}

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recoml.data.datamodule import EventDataModule
 from recoml.data.identity import event_keys, keys_digest
+from recoml.data.prepare import datamodule_from_config
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
 from recoml.io.atomic import atomic_output
@@ -31,11 +32,9 @@ from recoml.prediction.checkpoint import (
     check_detector,
     check_store,
     load_checkpoint,
-    representation_fields,
     resolve_data_path,
 )
-from recoml.prediction.edges import EDGE_HIT_FIELDS
-from recoml.prediction.schema import FILE_NAME, PRED, TRUE, sections_of, task_kind
+from recoml.prediction.schema import FILE_NAME, PRED, TRUE
 from recoml.prediction.writer import PredictionWriter
 from recoml.utils.cli import save_config, tidy_logging
 from recoml.utils.config import config_dict
@@ -80,71 +79,31 @@ def dataset_config(cfg: DictConfig, ckpt: Checkpoint) -> DictConfig:
 def make_predict_datamodule(
     dataset: DictConfig,
     path: Path,
-    task: Any,
+    module: Any,
     split: str,
     aux_fields: list[str],
     extra_hit_fields: tuple[str, ...] = (),
 ) -> EventDataModule:
     """Loaders over ``split`` reading what the model and task need, the aux truth fields and
     ``extra_hit_fields`` (hit fields copied into the predictions file, e.g. for track building)."""
-    hit_fields = (*representation_fields(dataset), *task.hit_fields, *extra_hit_fields)
+    task = module.task
     with open_store(path) as store:  # real data may lack the truth: predict without it
         target_fields = [f for f in task.target_fields if f in store.fields]
-    return EventDataModule(
+    return datamodule_from_config(
+        dataset,
         path=path,
-        split_path=dataset.get("split_path"),
-        fractions=tuple(dataset.get("fractions", (0.8, 0.1, 0.1))),
-        seed=dataset.get("split_seed", 0),
-        batch_size=dataset.get("batch_size", 256),
-        eval_batch_size=dataset.get("eval_batch_size"),
-        num_workers=dataset.get("num_workers", 0),
-        pin_memory=dataset.get("pin_memory", False),
-        in_memory=dataset.get("in_memory", False),
-        hit_fields=tuple(dict.fromkeys(hit_fields)),
-        target_fields=tuple(dict.fromkeys([*target_fields, *aux_fields])),
+        hit_fields=(*module.representation.hit_fields, *task.hit_fields, *extra_hit_fields),
+        target_fields=(*target_fields, *aux_fields),
         predict_split=split,
     )
-
-
-def is_edge_task(module: Any) -> bool:
-    return task_kind(module.task) == "edge_classification"
-
-
-def check_predictable(module: Any, ckpt: Checkpoint) -> None:
-    """ConfigError for a stage whose output is not a predictions file: metric learning feeds the edge
-    classifier's graph construction through its checkpoint, not through recoml.predict."""
-    from recoml.tasks.tracking import MetricLearningTask
-
-    if isinstance(module.task, MetricLearningTask):
-        raise ConfigError(
-            f"{ckpt.describe()} is a metric-learning stage: its hit embedding feeds the edge classifier "
-            "(train it with experiment=tracking/edge_classifier model.representation.constructor=embedding "
-            "model.representation.constructors.embedding.checkpoint=<this checkpoint>) and that stage's "
-            "checkpoint is what recoml.predict takes"
-        )
-
-
-def sections_for(module: Any) -> list[dict[str, Any]]:
-    """The file's sections; an edge classifier's also records what track building and matching need
-    (target definition ``pt_min``/``min_hits`` of its graph builder, the field ``bfield``)."""
-    sections = sections_of(module.task)
-    if is_edge_task(module):
-        rep = module.representation
-        for s in sections:
-            s |= {
-                "pt_min": float(getattr(rep, "pt_min", 1.0)),
-                "min_hits": int(getattr(rep, "min_hits", 3)),
-                "bfield": float(getattr(module.detector, "bfield", 2.0)),
-            }
-    return sections
 
 
 def file_attributes(ckpt: Checkpoint, module: Any, split: str, data_path: Path) -> dict[str, Any]:
     task = module.task
     return {
-        "sections": sections_for(module),
+        "sections": task.prediction_sections(),
         "task": task.name,
-        "task_kind": task_kind(task),
+        "task_kind": task.kind,
         "detector": module.detector.name,
         "model": ckpt.name_of("model"),
         "checkpoint": str(ckpt.path),
@@ -229,25 +188,22 @@ def predict(cfg: DictConfig) -> Path | None:
     dataset = dataset_config(cfg, ckpt)
     data_path = resolve_data_path(str(dataset.path), ckpt)
     module = build_module(ckpt)
-    check_predictable(module, ckpt)
-    edges = is_edge_task(module)
+    module.task.check_predictable(ckpt.describe())
     with open_store(data_path) as store:
-        aux_fields = check_store(store, module, ckpt, representation_fields(dataset))
-        # Edge predictions carry the hits track building and matching read (those the store has).
-        extra = tuple(f for f in EDGE_HIT_FIELDS if f in store.fields) if edges else ()
-    datamodule = make_predict_datamodule(dataset, data_path, module.task, split, aux_fields, extra)
+        aux_fields = check_store(store, module, ckpt, module.representation.hit_fields)
+        extra = module.task.prediction_hit_fields(store.fields)
+    datamodule = make_predict_datamodule(dataset, data_path, module, split, aux_fields, extra)
     events = check_training_events(datamodule, ckpt, split, bool(cfg.get("allow_training_events", False)))
 
-    sections = sections_for(module)
+    sections = module.task.prediction_sections()
     writer = PredictionWriter(
         target,
-        node_level=module.task.node_level,
-        radius=getattr(module.detector, "radius", None),
-        half_height=getattr(module.detector, "half_height", None),
+        task=module.task,
+        detector=module.detector,
         attrs=file_attributes(ckpt, module, split, data_path) | events,
         dataset_attrs=dataset_attributes(sections),
         overwrite=bool(cfg.get("overwrite", False)),
-        object_types=("hits", "edges") if edges else None,
+        object_types=module.task.prediction_objects,
     )
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=[writer], logger=False, enable_model_summary=False

@@ -21,12 +21,13 @@ carries its ``units``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-from recoml.metrics.physics import distance_to_wall, towall
+from recoml.contracts.detector import Detector
+from recoml.tasks.regression import angles_to_direction
 
 PRED, TRUE, AUX, HIT = "pred_", "true_", "aux_", "hit_"
 FILE_NAME = "predictions.h5"
@@ -60,55 +61,6 @@ UNITS = {
 AUX_SOURCES = ("labels", "energies", "positions", "directions", "angles")
 
 
-def task_kind(task: Any) -> str:
-    """The evaluation kind of a task: its ``kind`` attribute if it has one (so a new task type picks its
-    evaluator without an edit here), else by class."""
-    kind = getattr(task, "kind", None)
-    if isinstance(kind, str) and kind:
-        return kind
-    from recoml.tasks import (
-        ClassificationTask,
-        DirectionTask,
-        EnergyTask,
-        HitClassificationTask,
-        MultiTask,
-        VertexTask,
-    )
-
-    for cls, name in (
-        (HitClassificationTask, "hit_classification"),
-        (ClassificationTask, "classification"),
-        (EnergyTask, "energy"),
-        (VertexTask, "vertex"),
-        (DirectionTask, "direction"),
-        (MultiTask, "multi"),
-    ):
-        if isinstance(task, cls):
-            return name
-    return type(task).__name__.lower()
-
-
-def _section(name: str, task: Any, prefix: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"name": name, "kind": task_kind(task), "prefix": prefix}
-    if getattr(task, "class_names", None) is not None:
-        info["class_names"] = list(task.class_names)
-        info["label_values"] = list(getattr(task, "label_values", []))
-        info["pairs"] = [[task.class_names[a], task.class_names[b]] for a, b in getattr(task, "pairs", [])]
-    if getattr(task, "threshold", None) is not None:
-        info["threshold"] = float(task.threshold)
-    if getattr(task, "quantity", None) is not None:  # energy: kinetic | total | momentum
-        info["quantity"] = task.quantity
-    return info
-
-
-def sections_of(task: Any) -> list[dict[str, Any]]:
-    """One entry per evaluated task: a multi-task's sub-tasks (field prefix ``<name>.``), else the task."""
-    subtasks = getattr(task, "tasks", None)
-    if subtasks is not None and task_kind(task) == "multi":
-        return [_section(k, t, f"{k}.") for k, t in subtasks.items()]
-    return [_section(task.name, task, "")]
-
-
 def field_name(key: str) -> str:
     """``pred/energy`` -> ``pred_energy``; ``pred/pid/probabilities`` -> ``pred_pid.probabilities``."""
     kind, _, rest = key.partition("/")
@@ -122,12 +74,9 @@ def units_of(name: str) -> str:
     return UNITS.get(base.split("_", 1)[-1].rsplit(".", 1)[-1], "")
 
 
-def aux_truth(
-    targets: dict[str, torch.Tensor], radius: float | None, half_height: float | None
-) -> dict[str, np.ndarray]:
-    """Per-event truth for plots from a batch's targets: label, energy, vertex, direction, and for a
-    cylinder (``radius`` given) dwall and towall."""
-    from recoml.tasks.regression import angles_to_direction
+def aux_truth(targets: Mapping[str, torch.Tensor], detector: Detector) -> dict[str, np.ndarray]:
+    """Per-event truth for plots from a batch's targets: label, energy, vertex, direction, plus what the
+    detector derives from them (e.g. distance to the wall)."""
 
     def arr(name: str) -> np.ndarray | None:
         value = targets.get(name)
@@ -144,8 +93,6 @@ def aux_truth(
     if vertex is not None:
         vertex = vertex.reshape(len(vertex), 3)
         out["aux_vertex"] = vertex.astype(np.float32)
-        if radius is not None and half_height is not None:
-            out["aux_dwall"] = distance_to_wall(vertex, radius, half_height).astype(np.float32)
     direction = arr("directions")
     if direction is not None:
         direction = direction.reshape(len(direction), 3)
@@ -155,6 +102,4 @@ def aux_truth(
         norm = np.linalg.norm(direction, axis=1, keepdims=True)
         direction = direction / np.where(norm > 0, norm, 1.0)
         out["aux_direction"] = direction.astype(np.float32)
-        if vertex is not None and radius is not None and half_height is not None:
-            out["aux_towall"] = towall(vertex, direction, radius, half_height).astype(np.float32)
-    return out
+    return out | detector.aux_truth(out)

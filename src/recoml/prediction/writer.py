@@ -23,12 +23,14 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
+from recoml.contracts.task import Task
 from recoml.data.store import EventStore, StoreWriter, gather_events, open_store
+from recoml.data.store_hdf5 import write_attrs
 from recoml.data.validate import index_name
 from recoml.errors import DataError
 from recoml.io.atomic import atomic_output, remove_path
-from recoml.prediction.edges import edge_chunk
 from recoml.prediction.schema import HIT, PRED, TRUE, aux_truth, field_name, units_of
 
 log = logging.getLogger(__name__)
@@ -40,14 +42,16 @@ MERGE_BLOCK = 1 << 16
 def batch_chunk(
     prediction: Mapping[str, torch.Tensor],
     batch: HitBatch,
-    node_level: bool,
-    radius: float | None,
-    half_height: float | None,
+    task: Task,
+    detector: Detector,
 ) -> dict[str, np.ndarray]:
-    """One batch of :meth:`RecoModule.predict_step` output (+ the batch's targets) as store arrays; edge
-    predictions (a ``pred/edge_index``) become edges, hits and particles (:mod:`recoml.prediction.edges`)."""
-    if "pred/edge_index" in prediction:
-        return edge_chunk(prediction, batch)
+    """One batch of :meth:`RecoModule.predict_step` output (+ the batch's targets) as store arrays: the
+    task's own layout when it has one (e.g. edges), else per event (and per hit for node-level tasks)
+    with the generic and the detector's auxiliary truth."""
+    own = task.prediction_chunk(prediction, batch)
+    if own is not None:
+        return own
+    node_level = task.node_level
 
     def host(t: torch.Tensor) -> np.ndarray:
         t = t.detach()
@@ -63,7 +67,7 @@ def batch_chunk(
         chunk["ood_score"] = host(prediction["ood_score"]).astype(np.float32)
     if node_level:
         chunk["event_hits_index"] = host(prediction["offsets"])[:-1].astype(np.int64)
-    chunk |= aux_truth(batch.targets, radius, half_height)
+    chunk |= aux_truth(batch.targets, detector)
     return chunk
 
 
@@ -79,9 +83,8 @@ class PredictionWriter(BasePredictionWriter):
         self,
         path: str | os.PathLike,
         *,
-        node_level: bool,
-        radius: float | None,
-        half_height: float | None,
+        task: Task,
+        detector: Detector,
         attrs: Mapping[str, Any] | None = None,
         dataset_attrs: Mapping[str, Mapping[str, Any]] | None = None,
         overwrite: bool = False,
@@ -89,13 +92,10 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         super().__init__(write_interval="batch")
         self.path = Path(path)
-        self.node_level = bool(node_level)
+        self.task, self.detector = task, detector
         self.object_types = (
-            tuple(object_types) if object_types is not None else (("hits",) if self.node_level else ())
+            tuple(object_types) if object_types is not None else (("hits",) if task.node_level else ())
         )
-        # No cylinder (sensor arrays): no distance-to-wall columns.
-        self.radius = None if radius is None else float(radius)
-        self.half_height = None if half_height is None else float(half_height)
         self.attrs = dict(attrs or {})
         self.dataset_attrs = {k: dict(v) for k, v in (dataset_attrs or {}).items()}
         self.overwrite = overwrite
@@ -129,7 +129,7 @@ class PredictionWriter(BasePredictionWriter):
         dataloader_idx: int = 0,
     ) -> None:
         assert self._writer is not None, "PredictionWriter.setup was not called for stage 'predict'"
-        chunk = batch_chunk(prediction, batch, self.node_level, self.radius, self.half_height)
+        chunk = batch_chunk(prediction, batch, self.task, self.detector)
         self._writer.append(chunk)
         self.n_events += len(chunk["event_index"])
 
@@ -253,7 +253,6 @@ def _gather_block(
 
 def _finish(tmp: Path, attrs: Mapping[str, Any], dataset_attrs: Mapping[str, Mapping[str, Any]]) -> None:
     """Set file attributes (provenance etc.) and per-dataset attributes (units, class names)."""
-    from recoml.data.store_hdf5 import write_attrs
 
     with h5py.File(tmp, "r+") as f:
         write_attrs(f, dict(attrs))

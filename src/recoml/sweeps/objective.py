@@ -27,6 +27,7 @@ from recoml.sweeps.compose import as_job, compose
 from recoml.sweeps.pruning import read_pruned
 from recoml.sweeps.space import Param, format_value, override_key, to_overrides
 from recoml.sweeps.storage import worker_attrs
+from recoml.training import train
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,6 @@ class Objective:
     def _run(self, trial: optuna.Trial, overrides: list[str], run_dir: Path) -> dict[str, float]:
         if self.launch == "subprocess":
             return self._run_subprocess(trial, overrides, run_dir)
-        from recoml.training import train
 
         cfg = compose(TRIAL_CONFIG, overrides, what=f"trial {trial.number}")
         with log_to(run_dir / "trial.log"), as_job(cfg, run_dir, trial.number) as job_cfg:

@@ -17,6 +17,9 @@ import lightning.pytorch as pl
 import optuna
 from lightning.pytorch.utilities import rank_zero_warn
 
+from recoml.io.provenance import write_json
+from recoml.sweeps.storage import open_storage
+
 log = logging.getLogger(__name__)
 
 #: Written into the trial's run directory when it is pruned (how a parent process learns of it).
@@ -51,8 +54,6 @@ class OptunaPruning(pl.Callback):
 
     def _get_trial(self) -> optuna.Trial:
         if self._trial is None:
-            from recoml.sweeps.storage import open_storage
-
             study = optuna.load_study(
                 study_name=self.study_name,
                 storage=open_storage(self.storage, self.study_dir),
@@ -83,8 +84,6 @@ class OptunaPruning(pl.Callback):
             return
         message = f"trial pruned after epoch {epoch} with {self.monitor} = {value}"
         if trainer.is_global_zero and self.dirpath is not None:
-            from recoml.io.provenance import write_json
-
             write_json(
                 self.dirpath / PRUNED_MARKER, {"epoch": epoch, "monitor": self.monitor, "value": value}
             )

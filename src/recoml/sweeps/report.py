@@ -19,6 +19,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from recoml.io.atomic import atomic_output, write_text
+from recoml.plotting import apply_style, figure, finish, save_figure
 from recoml.sweeps.tables import to_markdown
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ def plot_history(study: optuna.Study, objective: str):
     """Objective of every completed trial (points) and the best so far (steps), integer trial ticks."""
     from matplotlib.ticker import MaxNLocator
 
-    from recoml.plotting import figure, finish
-
     complete, values = _values(study)
     numbers = np.array([t.number for t in complete])
     best = (
@@ -103,7 +102,6 @@ def plot_history(study: optuna.Study, objective: str):
 def plot_importances(study: optuna.Study, objective: str):
     """fANOVA parameter importances as horizontal bars; a warning in the figure below
     :data:`MIN_TRIALS_FOR_IMPORTANCES` completed trials."""
-    from recoml.plotting import figure, finish
 
     complete, _ = _values(study)
     importances = optuna.importance.get_param_importances(study)
@@ -129,8 +127,6 @@ def plot_parallel(study: optuna.Study, objective: str):
     """One vertical axis per parameter (scaled to its range; log parameters in log; categories by index),
     one line per completed trial coloured by the objective; each axis says its range."""
     import matplotlib.pyplot as plt
-
-    from recoml.plotting import figure, finish
 
     complete, values = _values(study)
     names = list(dict.fromkeys(k for t in complete for k in t.params))
@@ -171,7 +167,6 @@ def write_plots(study: optuna.Study, out_dir: Path, objective: str, style: str |
     Importances need at least two completed trials over parameters that vary; a plot that cannot be
     drawn yet is skipped with a log line, not an error.
     """
-    from recoml.plotting import apply_style, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     apply_style(style)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +17,10 @@ from torchmetrics.classification import (
     MulticlassAUROC,
 )
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.task import Task
 from recoml.errors import DataError
 from recoml.metrics import PairAccuracy
-from recoml.tasks.base import Task
 
 
 class ClassificationTask(Task):
@@ -29,6 +30,7 @@ class ClassificationTask(Task):
     any subset of particles maps onto contiguous class indices.
     """
 
+    kind = "classification"
     #: Buffers (registered in __init__).
     lookup: torch.Tensor
 
@@ -58,6 +60,14 @@ class ClassificationTask(Task):
         if unknown:
             raise ValueError(f"task.pairs names unknown classes {unknown}; classes are {self.class_names}")
         self.pairs = [(self.class_names.index(a), self.class_names.index(b)) for a, b in pairs]
+
+    def prediction_section(self) -> dict[str, Any]:
+        names = self.class_names
+        return super().prediction_section() | {
+            "class_names": list(names),
+            "label_values": list(self.label_values),
+            "pairs": [[names[a], names[b]] for a, b in self.pairs],
+        }
 
     def classes_of(self, labels: torch.Tensor) -> torch.Tensor:
         """Stored labels -> class indices; refuses labels that are not a class of this task, and float or
@@ -115,6 +125,7 @@ class HitClassificationTask(Task):
     ``threshold`` is the working point for accuracy, efficiency and purity.
     """
 
+    kind = "hit_classification"
     node_level = True
     out_dim = 1
 
@@ -128,6 +139,9 @@ class HitClassificationTask(Task):
     ) -> None:
         super().__init__(name, target, monitor, monitor_mode)
         self.threshold = threshold
+
+    def prediction_section(self) -> dict[str, Any]:
+        return super().prediction_section() | {"threshold": float(self.threshold)}
 
     @property
     def target_fields(self) -> tuple[str, ...]:

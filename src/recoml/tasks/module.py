@@ -19,9 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric, Metric
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
+from recoml.contracts.representation import Representation
+from recoml.contracts.task import Task
 from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
-from recoml.errors import ConfigError, RecomlError
+from recoml.errors import ConfigError, DataError, RecomlError
+from recoml.io.checkpoint import Checkpoint, load_checkpoint, state_mismatch, trusting
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class RecoModule(pl.LightningModule):
         self.net = build_net(cfg, self.representation, self.task)
         augment = cfg.get("augment") or {}
         self.augment = instantiate(augment)(detector=self.detector) if augment else None
-        self.channels_last = bool(cfg.get("channels_last", False)) and self.representation.kind == "image"
+        self.channels_last = bool(cfg.get("channels_last", False)) and self.representation.builds == "image"
         extra = (cfg.get("metrics") or {}).get("extra") or {}
         self.metrics = nn.ModuleDict(
             {stage: self.task.make_metrics() for stage in ("val", "test")}
@@ -81,38 +85,35 @@ class RecoModule(pl.LightningModule):
     ) -> RecoModule:
         """:func:`recoml.load_model`: Lightning's loader would build the stored config unchecked (code could
         run from the file), so the one safe loader is used. Lightning's other options are refused."""
-        from recoml import load_model  # imports this module
-
         if args or kwargs:
             raise ConfigError(
                 f"RecoModule.load_from_checkpoint takes checkpoint_path, map_location and trust only, got "
                 f"{[*map(repr, args), *kwargs]}: the model is rebuilt from the checkpoint's own config"
             )
-        return load_model(str(checkpoint_path), map_location, list(trust))
+        return build_module(load_checkpoint(str(checkpoint_path), trust)).to(map_location)
 
     # -- data-dependent set-up ------------------------------------------------------------------
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
-        """Input normalization and task target statistics from training batches.
+        """One pass per fit over training batches: input normalization and task target statistics.
 
-        ``batches`` is passed over once per fit, so it must be re-iterable: a list, or the bounded sample
-        of :meth:`EventDataModule.statistics_sample` (read anew each pass, never held in memory at once).
+        ``batches`` must be re-iterable: a list, or the bounded sample of
+        :meth:`EventDataModule.statistics_sample` (read anew each pass, never held in memory at once).
         """
         if isinstance(batches, Iterator):
             raise TypeError(
                 "fit_statistics needs re-iterable batches (a list or a StatisticsSample), not an iterator"
             )
-        if getattr(self.representation, "owns_normalization", False):
-            # Builders with fixed scales (tracker graphs) fit what they need themselves, if anything.
-            self.representation.fit_statistics(batches)
-        else:
+        if self.normalizer is not None:
             fitted = fit_normalizer(
                 batches,
                 self.detector,
                 self.normalizer.feature_names,
                 sorted(self.normalizer.log_features),
-                time_reference=getattr(self.representation, "time_reference", "none"),
+                time_reference=self.representation.time_reference,
             )
             self.normalizer.load_state_dict(fitted.state_dict())
+        # What the builder learns itself (e.g. a tracker's layer pairs); nothing for most.
+        self.representation.fit_statistics(batches)
         self.task.fit(batches)
         self.fitted.fill_(True)
 
@@ -205,7 +206,7 @@ class RecoModule(pl.LightningModule):
         names = [n for n in norm.feature_names if n in batch.hits]
         if not names or batch.n_events == 0:
             return None
-        reference = getattr(self.representation, "time_reference", "none")
+        reference = self.representation.time_reference
         z2 = torch.zeros_like(batch.hits[names[0]], dtype=torch.float32)
         for name in names:
             value = batch.hits[name].float()
@@ -311,7 +312,7 @@ def reset_metrics(metrics: nn.Module) -> None:
             m.reset()
 
 
-def build_representation(cfg: DictConfig, detector) -> nn.Module:
+def build_representation(cfg: DictConfig, detector: Detector) -> Representation:
     """The model's representation builder, fed by the detector (buffers move with the module), with a
     feature normalizer whose statistics :meth:`RecoModule.fit_statistics` fits on the training split."""
     factory = instantiate(cfg.model.representation)
@@ -322,9 +323,9 @@ def build_representation(cfg: DictConfig, detector) -> nn.Module:
             f"model={cfg.model.name} needs a '{cfg.model.representation._target_.rsplit('.', 1)[-1]}' "
             f"representation that detector={detector.name} cannot provide: {err}"
         ) from err
-    if getattr(probe, "owns_normalization", False):  # e.g. tracker graphs: fixed detector scales, no PMTs
+    names = probe.normalized_features
+    if not names:  # e.g. tracker graphs: fixed detector scales, nothing fitted from data
         return probe
-    names = tuple(getattr(probe, "quantities", None) or probe.feature_names)
     scales = geometry_scales(detector)
     normalizer = FeatureNormalizer(
         names,
@@ -335,12 +336,13 @@ def build_representation(cfg: DictConfig, detector) -> nn.Module:
     return factory(detector=detector, normalizer=normalizer)
 
 
-def representation_normalizer(representation: nn.Module) -> FeatureNormalizer:
-    """The normalizer a builder holds (images keep it directly, graphs/points in their feature module)."""
+def representation_normalizer(representation: nn.Module) -> FeatureNormalizer | None:
+    """The normalizer a builder holds (images keep it directly, graphs/points in their feature module),
+    or None for builders that need nothing fitted."""
     for module in representation.modules():
         if isinstance(module, FeatureNormalizer):
             return module
-    raise ConfigError(f"{type(representation).__name__} holds no FeatureNormalizer")
+    return None
 
 
 def declared_options(factory: Any, model_name: str) -> Any:
@@ -372,22 +374,39 @@ def declared_options(factory: Any, model_name: str) -> Any:
     return functools.partial(factory.func, *factory.args, **kept)
 
 
-def build_net(cfg: DictConfig, representation: nn.Module, task) -> nn.Module:
+def build_net(cfg: DictConfig, representation: Representation, task: Task) -> nn.Module:
     """Instantiate the network with its input width from the representation and output width from the task."""
     factory = declared_options(instantiate(cfg.model.net), cfg.model.name)
     cls = getattr(factory, "func", factory)
-    wants = getattr(cls, "representation", None)
-    if wants is not None and wants != representation.kind:
+    wants = getattr(cls, "accepts", None)
+    if not isinstance(wants, str):
         raise ConfigError(
-            f"model={cfg.model.name} ({cls.__name__}) consumes '{wants}' inputs but its representation "
-            f"builds '{representation.kind}'"
+            f"model={cfg.model.name}: {cls.__name__} must declare the input it accepts as a class attribute "
+            "(accepts = 'image', 'graph', 'points' or 'track_graph')"
         )
-    kwargs = {"in_channels": representation.out_channels, "out_dim": task.out_dim}
+    if wants != representation.builds:
+        raise ConfigError(
+            f"model={cfg.model.name} ({cls.__name__}) accepts '{wants}' inputs but its representation "
+            f"builds '{representation.builds}'"
+        )
+    kwargs: dict[str, Any] = {**representation.input_dims(), "out_dim": task.out_dim}
     if task.node_level:
-        if representation.kind == "image":
+        if representation.builds == "image":
             raise ConfigError(
                 f"task={task.name} needs one output per hit; model={cfg.model.name} makes images. "
                 "Use a graph or point-cloud model (model=gnn, pointnet, gat, gcn, graphsage)."
             )
         kwargs["node_level"] = True
     return factory(**kwargs)
+
+
+def build_module(ckpt: Checkpoint) -> RecoModule:
+    """The trained :class:`~recoml.tasks.module.RecoModule` in eval mode, on the CPU."""
+
+    with trusting(ckpt.trust):  # checkpoints read while building (a tracking stage's embedding) get `trust`
+        module = RecoModule(ckpt.config, ckpt.provenance)
+    mismatch = state_mismatch(module.state_dict(), ckpt.state_dict)
+    if mismatch:
+        raise DataError(f"{ckpt.path}: the state dict does not fit the model its config builds ({mismatch})")
+    module.load_state_dict(ckpt.state_dict)
+    return module.eval()

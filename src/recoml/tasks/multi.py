@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
 
-from recoml.data.batch import HitBatch
-from recoml.tasks.base import Task
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.task import Task
 
 
 class MultiTask(Task):
     """Weighted sum of per-event tasks; metrics and predictions are prefixed with each task's name."""
+
+    kind = "multi"
 
     def __init__(
         self,
@@ -41,10 +43,14 @@ class MultiTask(Task):
     def target_fields(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f for t in self.subtasks.values() for f in t.target_fields))
 
+    def prediction_sections(self) -> list[dict[str, Any]]:
+        """The sub-tasks' sections, their fields prefixed ``<name>.``."""
+        return [t.prediction_section() | {"name": k, "prefix": f"{k}."} for k, t in self.subtasks.items()]
+
     def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(self.tasks.keys(), output.split(self.sizes, dim=-1)))
 
-    def adopt_conventions(self, attrs: dict) -> None:
+    def adopt_conventions(self, attrs: dict[str, Any]) -> None:
         for task in self.subtasks.values():
             task.adopt_conventions(attrs)
 

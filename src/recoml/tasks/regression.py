@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, MetricCollection
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.task import Task
 from recoml.data.identity import ENERGY_KINDS
 from recoml.errors import ConfigError, DataError
 from recoml.metrics import QuantileMetric
-from recoml.tasks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,12 @@ class EnergyTask(_StandardizedRegression):
     two differ, targets are converted with the rest mass of each event's particle (from ``labels``).
     """
 
+    kind = "energy"
+
+    def prediction_section(self) -> dict[str, Any]:
+        """The regressed quantity (kinetic, total energy or momentum) is named in reports."""
+        return super().prediction_section() | {"quantity": self.quantity}
+
     def __init__(
         self,
         name: str = "energy",
@@ -127,7 +134,7 @@ class EnergyTask(_StandardizedRegression):
     def target_fields(self) -> tuple[str, ...]:
         return (self.target,) if self.stored_kind == self.quantity else (self.target, "labels")
 
-    def adopt_conventions(self, attrs: dict) -> None:
+    def adopt_conventions(self, attrs: dict[str, Any]) -> None:
         kind = attrs.get("energy_kind")
         if kind is None:
             log.info("the store does not declare its energy_kind; taking its energies as %s", self.quantity)
@@ -187,6 +194,8 @@ class EnergyTask(_StandardizedRegression):
 class VertexTask(_StandardizedRegression):
     """Interaction vertex (cm), ``positions`` stored as ``(N, 1, 3)``."""
 
+    kind = "vertex"
+
     def __init__(
         self,
         name: str = "vertex",
@@ -220,6 +229,8 @@ class DirectionTask(Task):
     """
 
     out_dim = 3
+
+    kind = "direction"
 
     def __init__(
         self,

@@ -6,13 +6,16 @@ import functools
 import logging
 import shutil
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recoml.conf import CONF_DIR, CONFIG_PATH
+from recoml.conf import CONF_DIR, CONFIG_MODULE, CONFIG_PATH
 from recoml.errors import RecomlError
 from recoml.io.atomic import write_text
 
@@ -21,6 +24,7 @@ log = logging.getLogger("recoml")
 __all__ = [
     "CONFIG_PATH",
     "CONF_DIR",
+    "compose_entry",
     "recoml_cause",
     "remove_if_untouched",
     "report_errors",
@@ -145,3 +149,17 @@ def recoml_cause(exc: BaseException | None) -> RecomlError | None:
 def save_config(cfg: DictConfig, directory: str | Path, name: str = "config.yaml") -> Path:
     """Resolved config next to the outputs (Hydra keeps the unresolved one in .hydra/)."""
     return write_text(Path(directory) / name, OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def compose_entry(config_name: str, run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The packaged ``<config_name>.yaml`` composed with command-line ``overrides`` and its run directory
+    ``run_dir``: what ``python -m recoml.<verb>`` would run, for calling the same function from Python."""
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        cfg = compose(config_name=config_name, return_hydra_config=True, overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig().set_config(cfg)
+    return cfg

@@ -72,7 +72,7 @@ TRAIN_CHECKS: tuple[tuple[str, Check], ...] = (
     ("model.net.width", positive_int),
     ("model.net.hidden", positive_ints),
     ("model.net.head_hidden", positive_ints),
-    ("normalization_batches", positive_int),
+    ("normalization_events", positive_int),
 )
 
 

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
+from recoml.contracts.representation import Representation
 from recoml.data.neighbours import edges_from_table, neighbour_table
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
-from recoml.detectors.geometry import WCDetector
 from recoml.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class GraphInput:
         )
 
 
-class GraphBuilder(nn.Module):
+class GraphBuilder(Representation):
     """``forward(batch) -> GraphInput``: one node per hit, kNN edges within each event.
 
     Node positions/directions come from the detector's PMT table indexed by ``hits["pmt"]``; ``x`` holds
@@ -62,11 +62,11 @@ class GraphBuilder(nn.Module):
     pmt_positions: torch.Tensor
 
     #: What models consume it declare as their ``representation``.
-    kind = "graph"
+    builds = "graph"
 
     def __init__(
         self,
-        detector: WCDetector,
+        detector: Detector,
         k: int = 16,
         space_time: bool = False,
         time_scale: float = C_WATER_CM_PER_NS,
@@ -87,12 +87,19 @@ class GraphBuilder(nn.Module):
         self.features = HitFeatures(detector, features, normalizer, time_reference)
         self.time_reference = time_reference
         self.register_buffer(
-            "pmt_positions", torch.as_tensor(detector.pmt_positions, dtype=torch.float32), persistent=False
+            "pmt_positions", torch.as_tensor(detector.sensor_positions, dtype=torch.float32), persistent=False
         )
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.features.feature_names
+
+    @property
+    def normalized_features(self) -> tuple[str, ...]:
+        return tuple(self.feature_names)
+
+    def input_dims(self) -> dict[str, int]:
+        return {"in_channels": self.out_channels}
 
     @property
     def out_channels(self) -> int:

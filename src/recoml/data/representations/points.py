@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from recoml.data.batch import HitBatch
+from recoml.contracts.batch import HitBatch
+from recoml.contracts.detector import Detector
+from recoml.contracts.representation import Representation
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
-from recoml.detectors.geometry import WCDetector
 from recoml.errors import ConfigError
 
 
@@ -30,7 +30,7 @@ class PointInput:
         )
 
 
-class PointCloudBuilder(nn.Module):
+class PointCloudBuilder(Representation):
     """``forward(batch) -> PointInput``: each event's hits as points with ``features``.
 
     Points keep the hits' order. With ``max_points`` set, events with more hits keep their
@@ -40,11 +40,11 @@ class PointCloudBuilder(nn.Module):
     """
 
     #: What models consume it declare as their ``representation``.
-    kind = "points"
+    builds = "points"
 
     def __init__(
         self,
-        detector: WCDetector,
+        detector: Detector,
         features: Sequence[str] = DEFAULT_FEATURES,
         max_points: int | None = None,
         normalizer: FeatureNormalizer | None = None,
@@ -60,6 +60,13 @@ class PointCloudBuilder(nn.Module):
     @property
     def feature_names(self) -> tuple[str, ...]:
         return self.features.feature_names
+
+    @property
+    def normalized_features(self) -> tuple[str, ...]:
+        return tuple(self.feature_names)
+
+    def input_dims(self) -> dict[str, int]:
+        return {"in_channels": self.out_channels}
 
     @property
     def out_channels(self) -> int:

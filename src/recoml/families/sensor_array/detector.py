@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
+from recoml.contracts.detector import Detector
 from recoml.data.identity import Fingerprint, fingerprint_positions
 from recoml.errors import GeometryError
 
 
 @dataclass(frozen=True, eq=False)
-class SensorArrayDetector:
+class SensorArrayDetector(Detector):
     """Sensors in cm and ns; sensor ``k`` (as in ``hit_pmt``) is row ``k`` of every array.
 
     ``sensor_ids (P, K)`` are the identifiers the data uses, named by ``sensor_id_names`` (KM3NeT:
@@ -30,8 +32,9 @@ class SensorArrayDetector:
     sensor_id_names: tuple[str, ...]
     sensor_t0: np.ndarray | None = None  # (P,) float32, ns (None: zeros)
     pmt_radius: float = 4.0  # cm: photocathode radius used by the toy simulation (3-inch PMTs)
-    kind: str = "sensor_array"
-    simulator: str = "recoml.families.sensor_array.sim.simulate_to_store"
+    family: ClassVar[str] = "sensor_array"
+    simulator_target: ClassVar[str] = "recoml.families.sensor_array.sim.simulate_to_store"
+    #: The module drawing this family's events is not written yet (graphs and points only).
     image_pixel: None = None  # no image map: graphs and point clouds only
     image_map_note: str = "a sensor array has no image map"
 
@@ -90,7 +93,6 @@ class SensorArrayDetector:
         """Half the bounding box size per axis (cm)."""
         return np.maximum((self.sensor_positions.max(axis=0) - self.sensor_positions.min(axis=0)) / 2, 1.0)
 
-    @property
     def feature_scales(self) -> dict[str, tuple[float, float]]:
         """``(mean, std)`` of the geometric features: positions over the array's extent, unit directions."""
         c, h = self.centre, self.half_extent

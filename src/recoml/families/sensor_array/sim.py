@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from recoml.data.simulated import toy_attrs, write_simulation
 from recoml.errors import ConfigError
 
 C_CM_PER_NS = 29.9792458
@@ -204,7 +205,6 @@ def simulate_to_store(
     """Simulate into an event store with a split file through the writer every toy generator shares;
     ``store`` holds its options (``split_path``, ``fractions``, ``split_seed``, ``overwrite``).
     ``n_workers`` is accepted for the common simulate interface; events are made in this process."""
-    from recoml.sim.to_store import toy_attrs, write_simulation
 
     phys = SeaWaterConfig(**(physics or {}))
     settings = {

@@ -6,7 +6,7 @@ Hits come from the predictions file when the event has one (its ``hits`` objects
 ``edge_dst`` index), else from the store. Tracks are built from the edges above the task's score cut
 (its ``threshold``, 0.5 by default) by connected components with at least 3 hits, as ``recoml.evaluate``
 does by default; a track is *matched* when its majority particle owns more than half of its hits and
-more than half of that particle's hits (double majority, :mod:`recoml.tracking.matching`).
+more than half of that particle's hits (double majority, :mod:`recoml.families.tracking.matching`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 
 from recoml.errors import DataError
+from recoml.families.tracking.building import build_tracks_cc
 from recoml.plotting.events import EventView, layout_3d
-from recoml.tracking.building import build_tracks_cc
 
 __all__ = ["figures", "interactive", "reconstructed_tracks"]
 

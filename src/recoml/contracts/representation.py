@@ -1,0 +1,50 @@
+"""What turns a :class:`~recoml.contracts.HitBatch` into a model's input, on the model's device."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from torch import nn
+
+from recoml.contracts.batch import HitBatch
+
+
+class Representation(nn.Module):
+    """Base of every representation builder (images, hit graphs, point clouds, tracker graphs).
+
+    A builder declares what it :attr:`builds` (models declare what they ``accepts``; the trainer refuses
+    a mismatch in one sentence), the store hit fields it reads (:attr:`hit_fields`), and the input
+    dimensions the model is built with (:meth:`input_dims`, so no config value has to "equal" another).
+    A builder whose features are fitted on the training split takes a ``normalizer`` (a
+    ``FeatureNormalizer`` over its ``feature_names``) and holds it as a submodule; one whose features need
+    nothing fitted (fixed detector scales) holds none.
+    """
+
+    #: The input kind it builds: "image", "graph", "points", "track_graph", ...
+    builds: ClassVar[str]
+    #: Store hit fields it reads (water Cherenkov: sensor id, charge, time).
+    hit_fields: ClassVar[tuple[str, ...]] = ("hit_pmt", "hit_charge", "hit_time")
+    #: What hit times are measured from before they become features: "none" (as stored), "first" or
+    #: "median" hit of the event. Anything but "none" makes the model independent of the store's time
+    #: origin (see :mod:`recoml.data.identity`).
+    time_reference: str = "none"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_") and not isinstance(getattr(cls, "builds", None), str):
+            raise TypeError(f"representation class {cls.__qualname__} must set the class attribute `builds`")
+
+    @property
+    def normalized_features(self) -> tuple[str, ...]:
+        """Features the module fits a ``FeatureNormalizer`` for on the training split (passed back to the
+        builder as ``normalizer=``). Empty: the builder needs none."""
+        return ()
+
+    def input_dims(self) -> dict[str, int]:
+        """Keyword arguments giving the model its input widths (``in_channels``, ...)."""
+        raise NotImplementedError
+
+    def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
+        """Fit what the builder itself learns from training batches beyond its normalizer. Default:
+        nothing."""
