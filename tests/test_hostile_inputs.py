@@ -235,10 +235,11 @@ def test_resume_from_a_config_payload_checkpoint_builds_nothing_from_it(
     marker = tmp_path / "ran"
     place, node = _config_payloads(marker)["savetxt_in_task"]
     bad = config_payload(pid_ckpt, tmp_path / "evil.ckpt", place, node)
-    saved = copy.deepcopy(raw_checkpoint(bad)["hyper_parameters"]["config"])
+    # The run's own config is the clean one it was trained with; only the file carries the payload.
+    run = copy.deepcopy(raw_checkpoint(pid_ckpt)["hyper_parameters"]["config"])
     with pytest.raises(ConfigError, match=r"evil.ckpt: refused to build 'numpy.savetxt'"):
-        check_checkpoint_matches(str(bad), OmegaConf.create(saved))
-    check_checkpoint_matches(str(bad), OmegaConf.create(saved | {"trust": ["numpy.savetxt"]}))
+        check_checkpoint_matches(str(bad), OmegaConf.create(run))
+    check_checkpoint_matches(str(bad), OmegaConf.create(run | {"trust": ["numpy.savetxt"]}))
     assert not marker.exists()
 
 
