@@ -37,7 +37,7 @@ def test_cnn_export_agrees_with_pytorch_and_carries_its_metadata(
 ) -> None:
     summary = _export(tmp_path, pid_ckpt, "quantize=int8", "parity_batches=1")
     path = tmp_path / "run" / "model.onnx"
-    assert summary["parity"]["max_scaled_diff"] <= 1e-4 and summary["parity"]["events"] > 0
+    assert summary["parity"]["max_scaled_diff"] <= 1e-3 and summary["parity"]["events"] > 0
     meta = model_metadata(path)
     assert meta["detector"] == "wcte" and meta["recoml_version"] and meta["task_kind"] == "classification"
     assert json.loads(meta["class_names"]) == ["gamma", "e", "mu"]
@@ -54,12 +54,12 @@ def test_cnn_export_agrees_with_pytorch_and_carries_its_metadata(
     onnx_probs = sess.run(None, {"image": image.numpy()})[0]
     with torch.no_grad():
         torch_probs = module.task.predict(module(batch))["probabilities"].numpy()
-    assert onnx_probs.shape == (13, 3) and np.abs(onnx_probs - torch_probs).max() <= 1e-4
+    assert onnx_probs.shape == (13, 3) and np.abs(onnx_probs - torch_probs).max() <= 1e-3
     # int8: a second file and the change of the main metric on the test split
     int8 = summary["int8"]
     assert Path(int8["onnx"]).is_file() and int8["pid"]["metric"] == "accuracy"
     assert abs(int8["pid"]["change"]) <= 1.0 and int8["events"] == 60
-    assert json.loads((tmp_path / "run" / "export.json").read_text())["parity"]["tolerance"] == 1e-4
+    assert json.loads((tmp_path / "run" / "export.json").read_text())["parity"]["tolerance"] == 1e-3
     assert model_metadata(int8["onnx"])["quantization"].startswith("dynamic int8")
 
 

@@ -206,7 +206,7 @@ def test_a_training_run_directory_stands_for_its_best_checkpoint(
     best = torch.load(pid_ckpt, weights_only=False)["callbacks"]
     (recorded,) = [s["best_model_path"] for s in best.values() if s.get("monitor") == "val/loss"]
     assert Path(recorded).name != "last.ckpt"
-    with caplog.at_level(logging.INFO, logger="recoml.prediction.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="recoml.io.checkpoint"):
         out = _predict(tmp_path, run_dir)
     assert Predictions(out).attrs["checkpoint"] == str(Path(recorded).resolve())
     assert f"the best checkpoint {recorded} (val/loss = " in caplog.text

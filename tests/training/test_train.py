@@ -145,6 +145,7 @@ def test_readme_custom_model_recipe_trains_a_net_that_declares_only_its_inputs(
         "import torch\n"
         "from torch import nn\n\n\n"
         "class MyNet(nn.Module):\n"
+        "    accepts = 'image'  # what the representation must build (README)\n\n"
         "    def __init__(self, in_channels: int, out_dim: int) -> None:\n"
         "        super().__init__()\n"
         "        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)\n"

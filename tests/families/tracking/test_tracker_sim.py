@@ -31,6 +31,7 @@ from recoml.families.tracking.simulation import (
 from recoml.families.tracking.trackml import read_trackml_event
 from recoml.utils.cli import recoml_cause
 from tests.conftest import CONF_DIR
+from tests.helpers import DATA_DIR
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +266,7 @@ def test_multiple_scattering_displaces_later_hits_as_highland_says(toy: TrackerD
 def test_double_hits_and_noise_at_the_real_trackml_rates(toy: TrackerDetector) -> None:
     """The real TrackML event (tests/data/trackml) has ~24 % of its particle hits as second hits on the
     same layer and ~15 % noise; the toy's defaults reproduce both."""
-    real = read_trackml_event(Path(__file__).parent / "data" / "trackml", "event000000001")
+    real = read_trackml_event(DATA_DIR / "trackml", "event000000001")
     real_layer = real["hit_volume_id"].astype(np.int64) * 100 + real["hit_layer_id"]
     real_extra = _extra_hit_fraction(real["hit_particle_id"], real_layer)
     real_noise = float(np.mean(real["hit_particle_id"] == 0))
