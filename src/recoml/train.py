@@ -24,7 +24,15 @@ def search_space_refusal(name: str) -> str:
 
 
 def refuse_search_space(argv: Sequence[str]) -> None:
-    """Exit 2 before Hydra makes a run directory when the command line chooses an hparams_search."""
+    """Exit 2 before Hydra makes a run directory when the command line chooses an hparams_search. A run
+    of another primary config (an HPO trial's, ``--config-name``) is a trial of that search: left alone."""
+    from recoml.sweeps.objective import TRIAL_CONFIG
+
+    args = list(argv)
+    named = [b for a, b in zip(args, args[1:]) if a in ("--config-name", "-cn")]
+    named += [a.split("=", 1)[1] for a in args if a.startswith("--config-name=")]
+    if TRIAL_CONFIG in named:
+        return
     for arg in argv:
         found = _SEARCH.match(arg)
         if found and found["name"] not in ("", "null"):
@@ -37,10 +45,13 @@ def refuse_search_space(argv: Sequence[str]) -> None:
 def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from recoml.sweeps.objective import TRIAL_CONFIG
     from recoml.training import train
 
-    chosen = HydraConfig.get().runtime.choices.get("hparams_search") if HydraConfig.initialized() else None
-    if chosen:  # chosen by an experiment or a config of the user's
+    hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+    chosen = hydra_cfg.runtime.choices.get("hparams_search") if hydra_cfg is not None else None
+    # chosen by an experiment or a config of the user's; an HPO trial (its own primary config) is one trial
+    if chosen and hydra_cfg is not None and hydra_cfg.job.config_name != TRIAL_CONFIG:
         raise ConfigError(search_space_refusal(chosen))
     metrics = train(cfg)
     return metrics.get(cfg.task.monitor)
