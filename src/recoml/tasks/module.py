@@ -118,10 +118,16 @@ class RecoModule(pl.LightningModule):
         self.fitted.fill_(True)
 
     # -- forward --------------------------------------------------------------------------------
-    def forward(self, batch: HitBatch) -> torch.Tensor:
+    def inputs(self, batch: HitBatch) -> Any:
+        """What the net consumes: the representation of ``batch`` (images in channels-last layout when
+        configured)."""
         inputs = self.representation(batch)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+    def forward(self, batch: HitBatch) -> torch.Tensor:
+        inputs = self.inputs(batch)
         out = self.net(inputs)
         if self.task.node_level and out.dim() == 3:  # padded point clouds -> flat hits, in hit order
             flat = out.new_zeros(batch.n_hits, out.shape[-1])
