@@ -225,7 +225,7 @@ def watchmal_engine(
 
 
 def recoml_module(
-    files: PeerFiles, batch_size: int, workers: int, width: int = 64
+    files: PeerFiles, batch_size: int, workers: int, workdir: Path, width: int = 64
 ) -> tuple[RecoModule, EventDataModule]:
     """recoml's training pieces for the same file: the ResNet-18 config at ``width``, its datamodule
     (WatChMaL's split file) and statistics fitted on a training sample."""
@@ -233,6 +233,7 @@ def recoml_module(
         config_name="train",
         overrides=[f"detector={files.detector.name}", "model=resnet18", f"model.net.width={width}"],
     )
+    cfg.paths.output_dir = str(workdir)
     module = RecoModule(config_dict(cfg))
     datamodule = EventDataModule(
         files.h5, split_path=files.splits, batch_size=batch_size, num_workers=workers
@@ -309,7 +310,7 @@ def batches_case(
     batch_size = int(p.batch_size[files.detector.name])
     engine = watchmal_engine(wm, files, batch_size, workers, workdir)
     wm_loader = engine.data_loaders["train"]
-    module, datamodule = recoml_module(files, batch_size, workers)
+    module, datamodule = recoml_module(files, batch_size, workers, workdir)
     rm_loader = datamodule.train_dataloader()
 
     def wm_step(data: dict[str, torch.Tensor]) -> int:
@@ -335,7 +336,7 @@ def train_case(wm: dict[str, ModuleType], files: PeerFiles, p: DictConfig, workd
     torch.manual_seed(0)
     engine = watchmal_engine(wm, files, batch_size, 0, workdir, width=width)
     engine.model.train()
-    module, datamodule = recoml_module(files, batch_size, 0, width=width)
+    module, datamodule = recoml_module(files, batch_size, 0, workdir, width=width)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
 
     def wm_step(data: dict[str, torch.Tensor]) -> int:
