@@ -165,9 +165,11 @@ def write_image_map(detector: WCDetector, path: Path) -> None:
     per_module = int(detector.pmts_per_module)
     pixel = np.asarray(detector.image_pixel, dtype=np.int64)[::per_module]
     rows_cols = np.stack([pixel // width, pixel % width], axis=1)
-    key = "mpmt_image_positions" if per_module > 1 else "pmt_image_positions"
     with atomic_output(path, suffix=".npz") as tmp, tmp.open("wb") as f:
-        np.savez(f, **{key: rows_cols})
+        if per_module > 1:
+            np.savez(f, mpmt_image_positions=rows_cols)
+        else:
+            np.savez(f, pmt_image_positions=rows_cols)
 
 
 # -- the two sides --------------------------------------------------------------------------------------
@@ -198,14 +200,23 @@ def watchmal_engine(
         if width != 64:
             raise ConfigError(f"bench.peer: WatChMaL's ResNet-18 has width 64 only, got {width}")
         channels = 2 * files.detector.pmts_per_module
-        model = wm["resnet"].resnet18(num_input_channels=channels, num_output_channels=3, conv_pad_mode="circular")
+        model = wm["resnet"].resnet18(
+            num_input_channels=channels, num_output_channels=3, conv_pad_mode="circular"
+        )
     # WatChMaL's engine prints parameter counts and writes CSV logs: both kept out of the way.
     with contextlib.redirect_stdout(io.StringIO()):
         engine = wm["engine"].ClassifierEngine("labels", model, 0, "cpu", f"{workdir}/watchmal_")
         if workers:
             loader = wm["loaders"].get_data_loader(
-                OmegaConf.create(dataset), batch_size, OmegaConf.create(sampler), workers, False, False, 0,
-                split_path=str(files.splits), split_key="train_idxs",
+                OmegaConf.create(dataset),
+                batch_size,
+                OmegaConf.create(sampler),
+                workers,
+                False,
+                False,
+                0,
+                split_path=str(files.splits),
+                split_key="train_idxs",
             )
         else:
             # get_data_loader always asks for a 'fork' context, which torch refuses without workers: the same
@@ -239,6 +250,7 @@ def recoml_module(
         files.h5, split_path=files.splits, batch_size=batch_size, num_workers=workers
     )
     module.fit_statistics(datamodule.statistics_sample(2048))
+    datamodule.build_in_workers(module.representation)  # as CPU training does
     return module.train(), datamodule
 
 
@@ -289,7 +301,10 @@ class Side:
         self.per_wall.append(events / wall)
 
     def medians(self) -> dict[str, float]:
-        return {"events_per_cpu_s": statistics.median(self.per_cpu), "events_per_s": statistics.median(self.per_wall)}
+        return {
+            "events_per_cpu_s": statistics.median(self.per_cpu),
+            "events_per_s": statistics.median(self.per_wall),
+        }
 
 
 def interleaved(sides: dict[str, Side], repeats: int, n_batches: int, warmup: int) -> dict[str, Any]:
@@ -401,7 +416,10 @@ def bench_peer(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
         )
     meta = {
         "watchmal": str(Path(p.watchmal).resolve()),
-        "files": {k: {"path": str(f.h5), "events": int(p.n_events[k]), "hits_per_event": int(p.hits_per_event[k])} for k, f in files.items()},
+        "files": {
+            k: {"path": str(f.h5), "events": int(p.n_events[k]), "hits_per_event": int(p.hits_per_event[k])}
+            for k, f in files.items()
+        },
         "torch_threads": torch.get_num_threads(),
         "load_average": list(psutil.getloadavg()),
     }
@@ -430,6 +448,10 @@ def peer_table(results: dict[str, Any], machine: str) -> Table:
             r = results[case]
             cells = []
             for rate in RATES:
-                cells += [f"{r['watchmal'][rate]:,.0f}", f"{r['recoml'][rate]:,.0f}", f"{r['ratio'][rate]:.2f}x"]
+                cells += [
+                    f"{r['watchmal'][rate]:,.0f}",
+                    f"{r['recoml'][rate]:,.0f}",
+                    f"{r['ratio'][rate]:.2f}x",
+                ]
             table.add_row(case, *cells)
     return table
