@@ -37,7 +37,7 @@ def test_cnn_export_agrees_with_pytorch_and_carries_its_metadata(
 ) -> None:
     summary = _export(tmp_path, pid_ckpt, "quantize=int8", "parity_batches=1")
     path = tmp_path / "run" / "model.onnx"
-    assert summary["parity"]["max_scaled_diff"] <= 1e-3 and summary["parity"]["events"] > 0
+    assert summary["parity"]["max_scaled_diff"] <= 1e-4 and summary["parity"]["events"] > 0
     meta = model_metadata(path)
     assert meta["detector"] == "wcte" and meta["recoml_version"] and meta["task_kind"] == "classification"
     assert json.loads(meta["class_names"]) == ["gamma", "e", "mu"]
@@ -54,12 +54,12 @@ def test_cnn_export_agrees_with_pytorch_and_carries_its_metadata(
     onnx_probs = sess.run(None, {"image": image.numpy()})[0]
     with torch.no_grad():
         torch_probs = module.task.predict(module(batch))["probabilities"].numpy()
-    assert onnx_probs.shape == (13, 3) and np.abs(onnx_probs - torch_probs).max() <= 1e-3
+    assert onnx_probs.shape == (13, 3) and np.abs(onnx_probs - torch_probs).max() <= 1e-4
     # int8: a second file and the change of the main metric on the test split
     int8 = summary["int8"]
     assert Path(int8["onnx"]).is_file() and int8["pid"]["metric"] == "accuracy"
     assert abs(int8["pid"]["change"]) <= 1.0 and int8["events"] == 60
-    assert json.loads((tmp_path / "run" / "export.json").read_text())["parity"]["tolerance"] == 1e-3
+    assert json.loads((tmp_path / "run" / "export.json").read_text())["parity"]["tolerance"] == 1e-4
     assert model_metadata(int8["onnx"])["quantization"].startswith("dynamic int8")
 
 
@@ -152,3 +152,20 @@ def test_export_cli_writes_the_model_and_copies_it(tmp_path: Path, pid_ckpt: Pat
     assert result.returncode == 0, result.stderr[-3000:]
     assert out.is_file() and (out.parent / "pid.int8.onnx").is_file()
     assert "parity onnxruntime vs PyTorch" in result.stderr + result.stdout
+
+
+def test_image_export_rebuilds_the_training_image_with_zero_hits(toy_data: Path, pid_ckpt: Path) -> None:
+    """The export view normalizes exactly the pixels training normalized, including hits whose raw value is
+    0 (the trigger hit's trigger-relative time): a PMT is occupied when any of its quantities is nonzero."""
+    module = build_module(load_checkpoint(pid_ckpt)).eval()
+    view = export_model(module).eval()
+    batch = _events(toy_data, range(0, 40))
+    zero_time = (batch.hits["time"] == 0) & (batch.hits["charge"] != 0)
+    assert int(zero_time.sum()) > 0  # the toy's trigger hits: without them this test would test nothing
+    seen: dict[str, torch.Tensor] = {}
+    module.net.register_forward_pre_hook(lambda _m, args: seen.__setitem__("train", args[0]))
+    view.net.register_forward_pre_hook(lambda _m, args: seen.__setitem__("export", args[0]))
+    with torch.no_grad():
+        module(batch)
+        view(*view.inputs(batch))
+    torch.testing.assert_close(seen["export"], seen["train"], rtol=0, atol=1e-5)

@@ -4,7 +4,9 @@
   hit values (no normalization; pixels and channels without a hit are 0, geometry channels as built).
   The graph applies the fitted per-quantity normalization (``log1p`` for charge, then standardization)
   to the occupied entries, exactly what the training representation does per hit, so a detector with at
-  most one hit per PMT and event (digitized data) gives the training-time inputs bit for bit.
+  most one hit per PMT and event (digitized data) gives the training-time inputs bit for bit. A PMT is
+  occupied when any of its quantities is nonzero: one quantity alone cannot tell, since a hit may carry
+  a value of exactly 0 (the hit that fires a trigger has trigger-relative time 0).
 * :class:`GraphExport` (EdgeConv GNNs): inputs ``x (N, F)`` raw node features in
   ``feature_names`` order, ``edge_index (2, E)`` int64 ([neighbour, centre], the kNN graph the
   representation builds), ``batch (N,)`` int64 event of each node (events numbered ``0..B-1``; the
@@ -102,9 +104,19 @@ class ImageExport(_Export):
         self._names = list(builder.feature_names)
         self.image_shape = tuple(builder.image_shape)
         self.channels = c
+        self.n_quantities, self.pmts_per_module = len(builder.quantities), ppm
+
+    def occupancy(self, image: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` bool: the PMT behind each quantity channel has a hit (any quantity nonzero);
+        geometry channels False."""
+        nq, ppm = self.n_quantities, self.pmts_per_module
+        height, width = self.image_shape
+        hit = image[:, : nq * ppm].abs().reshape(-1, nq, ppm, height, width).sum(1) > 0
+        geometry = torch.zeros_like(image[:, nq * ppm :], dtype=torch.bool)
+        return torch.cat([hit.repeat(1, nq, 1, 1), geometry], dim=1)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        occupied = image != 0
+        occupied = self.occupancy(image)
         x = torch.where(self.log_mask, torch.log1p(image.clamp(min=0)), image)
         x = (x - self.mean) / self.std
         x = torch.where(occupied & self.normalized, x, image)
