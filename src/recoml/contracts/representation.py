@@ -26,8 +26,8 @@ class Representation(nn.Module):
     #: Store hit fields it reads (water Cherenkov: sensor id, charge, time).
     hit_fields: ClassVar[tuple[str, ...]] = ("hit_pmt", "hit_charge", "hit_time")
     #: What hit times are measured from before they become features: "none" (as stored), "first" or
-    #: "median" hit of the event. Anything but "none" makes the model independent of the store's time
-    #: origin (see :mod:`recoml.data.identity`).
+    #: "median" hit of the event, or its "trigger" time (see ``recoml.data.normalization``). Anything but
+    #: "none" makes the model independent of the store's time origin (see :mod:`recoml.data.identity`).
     time_reference: str = "none"
     #: Whether :meth:`prepare` can run in a DataLoader worker and hand its result to the main process (it
     #: has ``.to()``); CPU training does so, see ``EventDataModule.build_in_workers``.

@@ -23,7 +23,12 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
 from recoml.contracts.task import Task
-from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
+from recoml.data.normalization import (
+    FeatureNormalizer,
+    batch_relative_times,
+    fit_normalizer,
+    geometry_scales,
+)
 from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.io.checkpoint import Checkpoint, load_checkpoint, state_mismatch, trusting
 
@@ -222,7 +227,7 @@ class RecoModule(pl.LightningModule):
         for name in names:
             value = batch.hits[name].float()
             if name == "time":
-                value = relative_times(value, batch.offsets, reference)
+                value = batch_relative_times(value, batch, reference)
             z2 = z2 + norm(name, value).float() ** 2
         counts = batch.offsets[1:] - batch.offsets[:-1]
         event = torch.repeat_interleave(
