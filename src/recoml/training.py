@@ -245,6 +245,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.strategy.root_device.type == "cpu":  # on a GPU the inputs are built on the device
+        datamodule.build_in_workers(module.representation, module.augment)
     if trainer.is_global_zero:
         save_config(cfg, out_dir)
         provenance.write_json(out_dir / "provenance.json", prov)
