@@ -197,29 +197,19 @@ def test_foreign_outputs_are_refused_in_one_sentence(tmp_path: Path) -> None:
         evaluate_files([pred, tmp_path / "other.root"], tmp_path / "eval")
 
 
-def test_cli_overlay_and_its_refusal_exit_2(tmp_path: Path) -> None:
+def test_cli_refuses_other_events_with_exit_2_and_overlays_when_told(tmp_path: Path) -> None:
+    from recoml.evaluation import evaluate
+    from tests.evaluation_helpers import compose_verb
+
     pred, labels = _recoml_run(tmp_path)
     wm, _, _ = _watchmal_run(tmp_path / "wm", labels[:-1], rows=ROWS[:-1])
+    overrides = [f"predictions=[{pred},{wm}]", f"paths.root_dir={tmp_path}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "recoml.evaluate",
-        f"predictions=[{pred},{wm}]",
-        f"paths.root_dir={tmp_path}",
-    ]
-    refused = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "recoml.evaluate", *overrides]
+    refused = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2, refused.stderr[-2000:]
     (line,) = [x for x in refused.stderr.splitlines() if x.startswith("error:")]
     assert "hold different events" in line and "require_same_events=false" in line
-    done = subprocess.run(
-        [*cmd, "require_same_events=false", "options.displays=false"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    (report,) = (tmp_path / "outputs" / "evaluate" / "runs").glob("*/report.md")
-    assert (report.parent / "plots").is_dir() and "| recoml_run | wm |" in report.read_text()
+    told = [*overrides, "require_same_events=false", "options.displays=false"]
+    result = evaluate(compose_verb("evaluate", tmp_path / "run", told))
+    assert "| recoml_run | wm |" in result.report.read_text() and (tmp_path / "run" / "plots").is_dir()
