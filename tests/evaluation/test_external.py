@@ -210,6 +210,7 @@ def test_cli_refuses_other_events_with_exit_2_and_overlays_when_told(tmp_path: P
     assert refused.returncode == 2, refused.stderr[-2000:]
     (line,) = [x for x in refused.stderr.splitlines() if x.startswith("error:")]
     assert "hold different events" in line and "require_same_events=false" in line
+    assert not list((tmp_path / "outputs" / "evaluate" / "runs").iterdir())  # refused: no run directory
     told = [*overrides, "require_same_events=false", "options.displays=false"]
     result = evaluate(compose_verb("evaluate", tmp_path / "run", told))
     assert "| recoml_run | wm |" in result.report.read_text() and (tmp_path / "run" / "plots").is_dir()

@@ -324,7 +324,6 @@ def evaluate(cfg: DictConfig) -> Evaluation:
     if output and Path(output).exists() and not cfg.get("overwrite", False):
         raise DataError(f"output: {output} already exists; set overwrite=true to replace it")
     out_dir = Path(cfg.paths.output_dir)
-    save_config(cfg, out_dir)
     # An empty or null `options` means the evaluators' defaults.
     options = config_dict(cfg.options) if cfg.get("options") else {}
     result = evaluate_files(
@@ -336,6 +335,8 @@ def evaluate(cfg: DictConfig) -> Evaluation:
         style=cfg.get("plot_style"),
         require_same_events=bool(cfg.get("require_same_events", True)),
     )
+    # after the inputs were accepted: a refused evaluation leaves no run directory (recoml.utils.cli)
+    save_config(cfg, out_dir)
     loggers = instantiate_group(cfg.get("logger"))
     if loggers:
         log_figures(loggers, logged_figures(result), [result.report, result.metrics])
