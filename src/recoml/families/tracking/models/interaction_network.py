@@ -23,10 +23,10 @@ from recoml.families.tracking.graph import EdgeOutput
 
 __all__ = ["EDGE_CHUNK", "EdgeClassifier", "InteractionNetwork", "make_mlp"]
 
-#: Edges per block of the edge MLPs. Each block's activations (16,384 x 64 float32 = 4 MiB) stay in the
-#: CPU's cache and the allocator's heap; whole-graph activations (a 100k-hit event has millions of edges,
-#: hundreds of MB per layer) went to fresh pages every layer: 2x slower per edge on a CPU (measured, see
-#: docs/benchmarks.md). On a GPU one block is 16k rows, still enough to fill it.
+#: Edges per block of the edge MLPs on a CPU. Each block's activations (16,384 x 64 float32 = 4 MiB) stay
+#: in the cache and the allocator's heap; whole-graph activations (a 100k-hit event has a million edges,
+#: hundreds of MB per layer) went to fresh pages at every layer: 2.4x slower per edge (measured, see
+#: docs/benchmarks.md). A GPU takes the whole graph at once (blocks would only add kernel launches).
 EDGE_CHUNK: int = 16384
 
 
@@ -75,8 +75,9 @@ def _edge_mlp(
     The first layer is linear, so it is split by input block: the two node blocks are applied once per
     node (``N`` rows, not ``E``) and gathered, the edge block once per edge. Same weights and state-dict
     keys as the concatenating form, same outputs to float rounding; a third of the first layer's
-    multiply-adds per edge and no ``(E, 3H)`` buffer (speed-up measured in docs/benchmarks.md). Traced or
-    compiled (ONNX export, torch.compile) it runs as one block, so the edge count stays dynamic.
+    multiply-adds per edge and no ``(E, 3H)`` buffer (speed-up measured in docs/benchmarks.md). Off the
+    CPU, traced or compiled (ONNX export, torch.compile) it runs as one block (the edge count stays
+    dynamic in an export).
     """
     layers = list(net.children())  # a make_mlp Sequential: Linear first
     first = layers[0]
@@ -101,7 +102,8 @@ def _edge_mlp(
         return y + eb if residual and eb is not None else y
 
     n_edges = len(src)
-    if n_edges <= EDGE_CHUNK or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    whole = x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if n_edges <= EDGE_CHUNK or whole:
         return block(src, dst, e)
     return torch.cat(
         [
