@@ -42,6 +42,8 @@ def test_every_command_of_the_page_runs(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
     outputs = tmp_path / "outputs"
     assert (outputs / "wcte_evaluate" / "report.md").is_file()
+    assert (outputs / "km3net_display" / "displays" / "event0_strings.png").is_file()
+    assert (outputs / "km3net_display" / "displays" / "event0_3d.html").is_file()
     report = (outputs / "km3net_evaluate" / "report.md").read_text()
     assert "gnn" in report and "pointnet" in report
     with h5py.File(outputs / "km3net_real_predict" / "predictions.h5") as f:

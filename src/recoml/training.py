@@ -35,6 +35,7 @@ from recoml.data.identity import (
     keys_digest,
     store_identity,
 )
+from recoml.data.normalization import time_reference_fields
 from recoml.data.prepare import ensure_dataset, make_datamodule
 from recoml.data.store import open_store
 from recoml.errors import ConfigError
@@ -218,8 +219,9 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         module = RecoModule(config, prov)
     with open_store(data_path) as store:  # the store's conventions decide what the task converts
         module.task.adopt_conventions(store.attrs)
+        time_fields = time_reference_fields(module.representation.time_reference, store)
     validate_training_store(data_path, module)
-    datamodule = make_datamodule(cfg, module.representation, module.task)
+    datamodule = make_datamodule(cfg, module.representation, module.task, time_fields)
     datamodule.setup("fit")
     assert datamodule.store is not None  # opened by setup
     check_store_detector(data_path, datamodule.store.attrs, module.detector, f"detector={cfg.detector.name}")
@@ -243,6 +245,8 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    if trainer.strategy.root_device.type == "cpu":  # on a GPU the inputs are built on the device
+        datamodule.build_in_workers(module.representation, module.augment)
     if trainer.is_global_zero:
         save_config(cfg, out_dir)
         provenance.write_json(out_dir / "provenance.json", prov)

@@ -112,6 +112,8 @@ def test_image_charge_is_conserved_and_duplicates_reduce():
     image = ImageBuilder(det)(make_batch([[(40, 1.0, 30.0), (40, 2.0, 20.0)]]))
     row, col = divmod(int(det.image_pixel[40]), det.image_shape[1])
     assert image[0, 40 % 19, row, col] == 3.0 and image[0, 19 + 40 % 19, row, col] == 20.0
+    latest = ImageBuilder(det, reduce={"time": "amax"})(make_batch([[(40, 1.0, 30.0), (40, 2.0, 20.0)]]))
+    assert latest[0, 19 + 40 % 19, row, col] == 30.0
 
 
 def test_image_batch_equals_one_at_a_time_and_geometry_channels():
@@ -269,3 +271,47 @@ def test_image_buffer_reuse_never_leaks_hits_into_the_next_batch(geometry_channe
         if previous is not None and len(image):
             assert image.untyped_storage().data_ptr() == previous.untyped_storage().data_ptr()
         previous = image
+
+
+def test_inputs_prepared_in_dataloader_workers_equal_those_built_here(tmp_path) -> None:
+    """CPU training with workers: images (as hits), graphs and point clouds prepared in 2 workers and
+    finished here equal the builder's own output, batch after batch (the reused image buffer never
+    carries one batch's hits into the next); the statistics sample stays raw hits."""
+    from recoml.data.datamodule import EventDataModule
+    from recoml.data.store import write_store
+
+    det = detector("wcte")
+    rng = np.random.default_rng(4)
+    counts = rng.integers(0, 300, 64)
+    counts[::7] = 0
+    arrays = {
+        "event_hits_index": np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64),
+        "hit_pmt": rng.integers(0, det.n_pmts, counts.sum()).astype(np.int32),
+        "hit_charge": rng.exponential(2.0, counts.sum()).astype(np.float32),
+        "hit_time": rng.normal(900, 30, counts.sum()).astype(np.float32),
+        "labels": rng.integers(0, 3, 64).astype(np.int32),
+    }
+    path = write_store(tmp_path / "store.h5", arrays)
+    builders = {
+        "image": ImageBuilder(det, reuse_output=True),
+        "graph": GraphBuilder(det, k=4),
+        "points": PointCloudBuilder(det),
+    }
+    for kind, builder in builders.items():
+        dm = EventDataModule(path, batch_size=8, num_workers=2, fractions=(1.0, 0.0, 0.0))
+        assert dm.build_in_workers(builder)
+        assert next(iter(dm.statistics_sample(16))).inputs is None
+        seen = 0
+        for batch in dm.train_dataloader():
+            assert batch.inputs is not None
+            seen += 1
+            got = builder.finish(batch.inputs)
+            if kind == "image":  # the reused buffer against a fresh builder
+                assert torch.equal(got, ImageBuilder(det)(batch))
+                continue
+            expected = builder(batch)
+            for name in ("x", "edge_index", "mask", "index"):
+                if hasattr(expected, name):
+                    assert torch.equal(getattr(got, name), getattr(expected, name)), name
+        assert seen == 8
+    assert not EventDataModule(path, num_workers=0).build_in_workers(builders["image"])

@@ -169,3 +169,23 @@ def test_readme_custom_model_recipe_trains_a_net_that_declares_only_its_inputs(
     trust = ["mypackage.MyNet", "tests.user_plugins.TrainerSpy"]
     model = load_model(str(tmp_path / "run" / "checkpoints" / "last.ckpt"), trust=trust)
     assert type(model.net).__name__ == "MyNet"
+
+
+def test_cpu_training_with_workers_builds_inputs_in_them(
+    tmp_path: Path, toy_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a CPU with DataLoader workers the images are prepared (after augmentation) in the workers: the
+    batches reaching the training step carry them, and training, validation and test run."""
+    from recoml.tasks.module import RecoModule
+
+    seen: list[bool] = []
+    step = RecoModule.training_step
+
+    def spying_step(self, batch, batch_idx):
+        seen.append(batch.inputs is not None)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(RecoModule, "training_step", spying_step)
+    metrics = train(make_cfg(tmp_path, toy_data, ["dataset.num_workers=2", "augment=cylinder"]))
+    assert seen == [True, True]
+    assert torch.isfinite(torch.tensor(metrics["test/loss"]))

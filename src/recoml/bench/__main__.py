@@ -4,7 +4,9 @@ directory."""
 
 from __future__ import annotations
 
+import json
 import platform
+from pathlib import Path
 
 import hydra
 import torch
@@ -12,6 +14,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from recoml.bench.peer import peer_table
 from recoml.bench.suites import run
 from recoml.io.provenance import write_json
 from recoml.utils.cli import CONFIG_PATH, report_errors, save_config
@@ -31,6 +34,8 @@ def main(cfg: DictConfig) -> None:
     for col in ("suite", "case", "device", "events/s", "events/CPU-s", "ceiling events/s", "of ceiling"):
         table.add_column(col, justify="right" if "/" in col or col == "of ceiling" else "left")
     for r in rows:
+        if r["suite"] == "peer":  # its own table below
+            continue
         table.add_row(
             r["suite"],
             r["case"],
@@ -41,6 +46,9 @@ def main(cfg: DictConfig) -> None:
             f"{r['fraction_of_ceiling']:.0%}" if "fraction_of_ceiling" in r else "",
         )
     Console().print(table)
+    peer = Path(cfg.paths.output_dir) / "peer.json"
+    if peer.is_file():
+        Console().print(peer_table(json.loads(peer.read_text()), machine()))
     write_json(f"{cfg.paths.output_dir}/bench.json", {"machine": machine(), "results": rows})
 
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from recoml.bench.graphs import bench_graphs
+from recoml.bench.peer import bench_peer
 from recoml.contracts.batch import HitBatch
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.representations import GraphBuilder, PointCloudBuilder
@@ -262,4 +263,6 @@ def run(cfg: DictConfig, workdir: Path | None = None) -> list[dict[str, Any]]:
             rows += bench_training(cfg, work)
         if "graphs" in suites:
             rows += bench_graphs(cfg)
+        if "peer" in suites:
+            rows += bench_peer(cfg, work)
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -15,13 +16,16 @@ class HitBatch:
     ``offsets[i]:offsets[i+1]`` (``offsets`` has ``B + 1`` entries, ``offsets[0] == 0``).
     ``targets[name]`` are per-event tensors with leading dimension ``B`` (``labels``, ``energies``,
     ``positions``, ``angles``, ...), ``event_index`` the events' rows in the store.
-    Lightning moves it to the device through :meth:`to`.
+    Lightning moves it to the device through :meth:`to`. ``inputs`` is the model's input already built
+    from these hits (a representation's output, made in a DataLoader worker when training on a CPU), or
+    None when the model builds it itself.
     """
 
     hits: dict[str, torch.Tensor]
     offsets: torch.Tensor
     targets: dict[str, torch.Tensor] = field(default_factory=dict)
     event_index: torch.Tensor | None = None
+    inputs: Any = None
 
     @property
     def n_events(self) -> int:
@@ -48,6 +52,7 @@ class HitBatch:
             offsets=self.offsets.to(*args, **kwargs),
             targets={k: v.to(*args, **kwargs) for k, v in self.targets.items()},
             event_index=None if self.event_index is None else self.event_index.to(*args, **kwargs),
+            inputs=None if self.inputs is None else self.inputs.to(*args, **kwargs),
         )
 
     def pin_memory(self) -> HitBatch:
@@ -56,6 +61,7 @@ class HitBatch:
             offsets=self.offsets.pin_memory(),
             targets={k: v.pin_memory() for k, v in self.targets.items()},
             event_index=None if self.event_index is None else self.event_index.pin_memory(),
+            inputs=getattr(self.inputs, "pin_memory", lambda: self.inputs)(),
         )
 
     def __len__(self) -> int:

@@ -26,9 +26,12 @@ class Representation(nn.Module):
     #: Store hit fields it reads (water Cherenkov: sensor id, charge, time).
     hit_fields: ClassVar[tuple[str, ...]] = ("hit_pmt", "hit_charge", "hit_time")
     #: What hit times are measured from before they become features: "none" (as stored), "first" or
-    #: "median" hit of the event. Anything but "none" makes the model independent of the store's time
-    #: origin (see :mod:`recoml.data.identity`).
+    #: "median" hit of the event, or its "trigger" time (see ``recoml.data.normalization``). Anything but
+    #: "none" makes the model independent of the store's time origin (see :mod:`recoml.data.identity`).
     time_reference: str = "none"
+    #: Whether :meth:`prepare` can run in a DataLoader worker and hand its result to the main process (it
+    #: has ``.to()``); CPU training does so, see ``EventDataModule.build_in_workers``.
+    builds_in_workers: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -48,3 +51,13 @@ class Representation(nn.Module):
     def fit_statistics(self, batches: Iterable[HitBatch]) -> None:
         """Fit what the builder itself learns from training batches beyond its normalizer. Default:
         nothing."""
+
+    def prepare(self, batch: HitBatch) -> Any:
+        """The part of building that may run in a DataLoader worker; :meth:`finish` completes it in the
+        process that trains. Default: the whole output (``finish`` returns it as it is). A builder whose
+        output is much larger than its hits (images) hands over something hits-sized instead."""
+        return self(batch)
+
+    def finish(self, prepared: Any) -> Any:
+        """The model's input from :meth:`prepare`'s result."""
+        return prepared

@@ -18,9 +18,11 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from torch import nn
 from torch.utils.data import DataLoader
 
 from recoml.contracts.batch import HitBatch
+from recoml.contracts.representation import Representation
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
 from recoml.data.splits import load_splits, make_splits, save_splits, split_meta, splits_meta
@@ -66,6 +68,22 @@ class StatisticsSample:
 
     def __len__(self) -> int:
         return -(-len(self.positions) // self.batch_size)
+
+
+@dataclass
+class BuildInputs:
+    """In a DataLoader worker: ``augment`` (training batches) then the first part of the model's input
+    (``representation.prepare``) attached to the batch as ``batch.inputs``."""
+
+    representation: Representation
+    augment: nn.Module | None = None
+
+    def __call__(self, batch: HitBatch) -> HitBatch:
+        with torch.no_grad():
+            if self.augment is not None:
+                batch = self.augment.train()(batch)  # the worker's copy: always the training draw
+            batch.inputs = self.representation.prepare(batch)
+        return batch
 
 
 class EventDataModule(L.LightningDataModule):
@@ -123,6 +141,7 @@ class EventDataModule(L.LightningDataModule):
         self.store: EventStore | None = None
         self.splits: dict[str, np.ndarray] | None = None
         self._datasets: dict[str, EventDataset] = {}
+        self._worker_builds: dict[str, BuildInputs] = {}
 
     # -- setup ----------------------------------------------------------------------------------------
 
@@ -205,7 +224,31 @@ class EventDataModule(L.LightningDataModule):
                 target_fields=self.target_fields,
                 in_memory=self.in_memory,
             )
+            self._datasets[split].worker_transform = self._worker_builds.get(split)
         return self._datasets[split]
+
+    def build_in_workers(self, representation: Representation, augment: nn.Module | None = None) -> bool:
+        """Build the model's inputs in the DataLoader workers (training on a CPU: the training process is
+        left the model step): ``augment`` then ``representation.prepare`` on training batches, ``prepare``
+        alone on the others; the module finishes them (:meth:`RecoModule.inputs`). Refused (False, one log
+        line) without workers, for builders that cannot hand their output over, and for builders with
+        trainable parameters (a worker's copy would not follow the optimizer)."""
+        why = ""
+        if self.num_workers == 0:
+            why = "no DataLoader workers"
+        elif not representation.builds_in_workers:
+            why = f"{type(representation).__name__} builds in the training process only"
+        elif any(p.requires_grad for p in representation.parameters()):
+            why = f"{type(representation).__name__} has trainable parameters"
+        if why:
+            _info_rank_zero("model inputs built in the training process (%s)", why)
+            return False
+        train, other = BuildInputs(representation, augment), BuildInputs(representation)
+        self._worker_builds = {"train": train, "val": other, "test": other, "all": other}
+        for split, ds in self._datasets.items():
+            ds.worker_transform = self._worker_builds[split]
+        _info_rank_zero("model inputs built in the %d DataLoader workers", self.num_workers)
+        return True
 
     def statistics_sample(self, max_events: int | None = DEFAULT_STATISTICS_EVENTS, seed: int = 0):
         """A bounded random sample of training events for fitting normalization and target statistics.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,13 @@ class EventDataset(Dataset):
     ``hit_`` prefix (``pmt``, ``charge``, ...), targets by their store name. Integer arrays become int64
     tensors, floats float32. ``in_memory=True`` reads the selected events once (small data sets); otherwise
     every batch is read lazily, and each DataLoader worker reopens the file.
+
+    ``worker_transform`` (set by ``EventDataModule.build_in_workers``) is applied to each batch inside
+    DataLoader workers only (the main process's reads, e.g. the statistics sample, stay raw HitBatches).
     """
+
+    #: Applied to every batch read in a DataLoader worker (None: batches leave the worker as read).
+    worker_transform: Callable[[HitBatch], HitBatch] | None = None
 
     def __init__(
         self,
@@ -144,9 +150,12 @@ class EventDataset(Dataset):
         else:
             tensors = [_to_tensor(a) for a in columns]
         nh, ne = len(flat), len(events)
-        return HitBatch(
+        batch = HitBatch(
             hits=dict(zip(hit_keys, tensors[:nh])),
             offsets=tensors[nh + ne],
             targets=dict(zip(events, tensors[nh : nh + ne])),
             event_index=tensors[nh + ne + 1],
         )
+        if self.worker_transform is not None and get_worker_info() is not None:
+            batch = self.worker_transform(batch)
+        return batch

@@ -16,6 +16,7 @@ from torch import nn
 
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
+from recoml.data.store import EventStore
 from recoml.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -118,19 +119,29 @@ class FeatureNormalizer(nn.Module):
         return f"features={self.feature_names}, log_features={sorted(self.log_features)}"
 
 
-TIME_REFERENCES = ("none", "first", "median")
+TIME_REFERENCES = ("none", "first", "median", "trigger")
+#: The per-event field a ``trigger`` time reference subtracts from a store whose times start at the vertex:
+#: the event's trigger time (ns) on the clock of its hit times.
+TRIGGER_TIME = "trigger_time"
 
 
-def relative_times(time: torch.Tensor, offsets: torch.Tensor, reference: str) -> torch.Tensor:
-    """Hit times minus a per-event reference: ``first`` (the earliest hit) or ``median`` (the median hit
-    time, robust to early noise hits); ``none`` leaves them as stored. A store whose times carry a trigger
-    offset (WCSim digits, KM3NeT) then looks like one whose times start at the vertex."""
-    if reference == "none" or time.numel() == 0:
+def relative_times(
+    time: torch.Tensor, offsets: torch.Tensor, reference: str, trigger: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Hit times minus a per-event reference: ``first`` (the earliest hit), ``median`` (the median hit
+    time, robust to early noise hits) or ``trigger`` (``trigger``, the events' trigger times ``(B,)``;
+    ``None``: the times are already trigger-relative and stay as stored); ``none`` leaves them as stored.
+    A store whose times carry a trigger offset (WCSim digits, KM3NeT) then looks like one whose times
+    start at the vertex."""
+    if reference == "none" or time.numel() == 0 or (reference == "trigger" and trigger is None):
         return time
     counts = offsets[1:] - offsets[:-1]
     event = torch.repeat_interleave(
         torch.arange(len(counts), device=time.device), counts, output_size=len(time)
     )
+    if reference == "trigger":
+        assert trigger is not None  # checked above
+        return time - trigger.reshape(len(counts)).to(time.dtype)[event]
     if reference == "first":
         ref = torch.full((len(counts),), float("inf"), device=time.device, dtype=time.dtype)
         ref = ref.scatter_reduce(0, event, time, "amin", include_self=True)
@@ -142,12 +153,44 @@ def relative_times(time: torch.Tensor, offsets: torch.Tensor, reference: str) ->
     return time - torch.where(counts > 0, ref, torch.zeros_like(ref))[event]
 
 
+def batch_relative_times(time: torch.Tensor, batch: HitBatch, reference: str) -> torch.Tensor:
+    """:func:`relative_times` of a batch's hit ``time``; ``trigger`` subtracts the batch's per-event
+    :data:`TRIGGER_TIME` when it carries one (see :func:`time_reference_fields`)."""
+    return relative_times(time, batch.offsets, reference, batch.targets.get(TRIGGER_TIME))
+
+
+def time_reference_fields(reference: str, store: EventStore) -> tuple[str, ...]:
+    """The per-event fields a time reference reads from ``store`` besides its hits.
+
+    Only ``trigger`` reads anything, and what it does follows the store's declared ``time_origin``:
+
+    * ``trigger`` (WCSim digits, KM3NeT hits): the times already count from the trigger; they are used as
+      stored (the identity) and nothing more is read;
+    * otherwise (``vertex``, as the toy simulation, or undeclared), a per-event ``trigger_time`` field
+      (ns, on the hit times' clock) is read and subtracted from every hit time of its event;
+    * a store with neither is refused in one sentence naming it and what is missing.
+    """
+    if reference != "trigger":
+        return ()
+    origin = store.attrs.get("time_origin")
+    if origin == "trigger":
+        return ()
+    if TRIGGER_TIME in store.event_fields:
+        return (TRIGGER_TIME,)
+    raise DataError(
+        f"{store.path}: time_reference=trigger needs hit times measured from the trigger "
+        f"(store attribute time_origin=trigger) or a per-event '{TRIGGER_TIME}' field (ns), but this store "
+        f"has time_origin={origin or 'undeclared'} and no '{TRIGGER_TIME}'; use time_reference=first or "
+        "median, or convert the events with their trigger time"
+    )
+
+
 class HitFeatures(nn.Module):
     """``(H, F)`` float32 per-hit features: geometry gathered by PMT id, the rest read from ``batch.hits``.
 
     Holds the PMT table as a non-persistent buffer (it follows ``.to(device)`` but stays out of
-    checkpoints: it is rebuilt from the detector config). ``time_reference`` (none | first | median)
-    makes the ``time`` feature relative to a per-event reference (:func:`relative_times`).
+    checkpoints: it is rebuilt from the detector config). ``time_reference`` (none | first | median |
+    trigger) makes the ``time`` feature relative to a per-event reference (:func:`relative_times`).
     """
 
     #: Buffers (registered in __init__).
@@ -196,7 +239,7 @@ class HitFeatures(nn.Module):
                 raise DataError(f"hit feature {name!r} is not in the batch (has {sorted(batch.hits)})")
             value = batch.hits[name]
             if name == "time":
-                value = relative_times(value.float(), batch.offsets, self.time_reference)
+                value = batch_relative_times(value.float(), batch, self.time_reference)
             out[:, i] = value
         if self.normalizer is not None:
             out = self.normalizer.normalize_columns(self.feature_names, out)

@@ -73,10 +73,13 @@ def datamodule_from_config(
     )
 
 
-def make_datamodule(cfg: DictConfig, representation: Representation, task: Task) -> EventDataModule:
-    """The DataModule reading what the representation and the task need."""
+def make_datamodule(
+    cfg: DictConfig, representation: Representation, task: Task, event_fields: Sequence[str] = ()
+) -> EventDataModule:
+    """The DataModule reading what the representation and the task need; ``event_fields``: per-event
+    fields the representation reads besides (a trigger time, ``time_reference_fields``)."""
     return datamodule_from_config(
         cfg.dataset,
         hit_fields=(*representation.hit_fields, *task.hit_fields),
-        target_fields=task.target_fields,
+        target_fields=(*task.target_fields, *event_fields),
     )

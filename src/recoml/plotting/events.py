@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -24,11 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from recoml.errors import ConfigError
+from recoml.errors import ConfigError, DataError
 from recoml.io.atomic import atomic_output
 from recoml.plotting.style import save_figure
 
-__all__ = ["EventView", "display_module", "draw_event", "layout_3d", "write_html"]
+__all__ = [
+    "EventView",
+    "display_module",
+    "draw_event",
+    "grouped_hits",
+    "layout_3d",
+    "mev",
+    "predicted_summary",
+    "write_html",
+]
 
 
 @dataclass
@@ -58,6 +68,56 @@ class EventView:
             if name.startswith("pred_") and name.endswith(suffix):
                 return np.asarray(value)
         return None
+
+
+#: The hit fields the event displays of sensor detectors read.
+SENSOR_HIT_FIELDS = ("hit_pmt", "hit_charge", "hit_time")
+
+
+def grouped_hits(
+    event: EventView, n_sensors: int, what: str, group: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The hit sensors of ``event`` (or, with ``group`` mapping each sensor to a group, e.g. its module,
+    the hit groups), their summed ``hit_charge`` and earliest ``hit_time``. DataError naming the display
+    (``what``) when a hit field is missing or a ``hit_pmt`` is not one of the ``n_sensors``."""
+    missing = [f for f in SENSOR_HIT_FIELDS if f not in event.hits]
+    if missing:
+        raise DataError(
+            f"event {event.index}: hit fields {missing} are missing; {what} needs {list(SENSOR_HIT_FIELDS)}"
+        )
+    sensor = np.asarray(event.hits["hit_pmt"], dtype=np.int64)
+    if len(sensor) and (sensor.min() < 0 or sensor.max() >= n_sensors):
+        raise DataError(
+            f"event {event.index}: hit_pmt {int(sensor.max())} is outside the detector's {n_sensors} sensors"
+        )
+    key = sensor if group is None else np.asarray(group, dtype=np.int64)[sensor]
+    size = n_sensors if group is None else int(np.max(group, initial=-1)) + 1
+    charge = np.bincount(key, np.asarray(event.hits["hit_charge"], np.float64), minlength=size)
+    time = np.full(size, np.inf)
+    np.minimum.at(time, key, np.asarray(event.hits["hit_time"], np.float64))
+    hit = np.unique(key)
+    return hit, charge[hit], time[hit]
+
+
+def mev(value: float) -> str:
+    """An energy in MeV as a title shows it."""
+    return f"{value:.0f} MeV"
+
+
+def predicted_summary(event: EventView, energy: Callable[[float], str] = mev) -> list[str]:
+    """What a title says of an event's predictions: each classification section's class probabilities
+    (``predicted e 0.10, mu 0.90``) and the predicted energy (written by ``energy``)."""
+    parts = []
+    for section in event.sections:
+        names = section.get("class_names")
+        probs = event.predicted.get(f"pred_{section.get('prefix', '')}probabilities")
+        if names and probs is not None:
+            p = np.asarray(probs, dtype=float).reshape(-1)
+            parts.append("predicted " + ", ".join(f"{n} {x:.2f}" for n, x in zip(names, p)))
+    e_pred = event.predicted_field("energy")
+    if e_pred is not None:
+        parts.append(f"predicted {energy(float(e_pred.reshape(-1)[0]))}")
+    return parts
 
 
 def display_module(detector: Any) -> ModuleType:

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recoml.data.datamodule import EventDataModule
 from recoml.data.identity import event_keys, keys_digest
+from recoml.data.normalization import time_reference_fields
 from recoml.data.prepare import datamodule_from_config
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
@@ -89,11 +90,12 @@ def make_predict_datamodule(
     task = module.task
     with open_store(path) as store:  # real data may lack the truth: predict without it
         target_fields = [f for f in task.target_fields if f in store.fields]
+        time_fields = time_reference_fields(module.representation.time_reference, store)
     return datamodule_from_config(
         dataset,
         path=path,
         hit_fields=(*module.representation.hit_fields, *task.hit_fields, *extra_hit_fields),
-        target_fields=(*target_fields, *aux_fields),
+        target_fields=(*target_fields, *aux_fields, *time_fields),
         predict_split=split,
     )
 

@@ -23,7 +23,12 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
 from recoml.contracts.task import Task
-from recoml.data.normalization import FeatureNormalizer, fit_normalizer, geometry_scales, relative_times
+from recoml.data.normalization import (
+    FeatureNormalizer,
+    batch_relative_times,
+    fit_normalizer,
+    geometry_scales,
+)
 from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.io.checkpoint import Checkpoint, load_checkpoint, state_mismatch, trusting
 
@@ -118,10 +123,19 @@ class RecoModule(pl.LightningModule):
         self.fitted.fill_(True)
 
     # -- forward --------------------------------------------------------------------------------
-    def forward(self, batch: HitBatch) -> torch.Tensor:
-        inputs = self.representation(batch)
+    def inputs(self, batch: HitBatch) -> Any:
+        """What the net consumes: the representation of ``batch``, finished from what a DataLoader worker
+        prepared (``batch.inputs``) or built here (images in channels-last layout when configured)."""
+        if batch.inputs is not None:
+            inputs = self.representation.finish(batch.inputs)
+        else:
+            inputs = self.representation(batch)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+    def forward(self, batch: HitBatch) -> torch.Tensor:
+        inputs = self.inputs(batch)
         out = self.net(inputs)
         if self.task.node_level and out.dim() == 3:  # padded point clouds -> flat hits, in hit order
             flat = out.new_zeros(batch.n_hits, out.shape[-1])
@@ -142,7 +156,9 @@ class RecoModule(pl.LightningModule):
         return out, loss
 
     def training_step(self, batch: HitBatch, batch_idx: int) -> torch.Tensor:
-        if self.augment is not None:  # on the device, training only: exact detector symmetries
+        # On the device, training only: exact detector symmetries (already drawn in the DataLoader worker
+        # when it built the inputs).
+        if self.augment is not None and batch.inputs is None:
             batch = self.augment(batch)
         _, loss = self._loss(batch, "train")
         self.log("train/loss", loss, batch_size=batch.n_events, prog_bar=True)
@@ -211,7 +227,7 @@ class RecoModule(pl.LightningModule):
         for name in names:
             value = batch.hits[name].float()
             if name == "time":
-                value = relative_times(value, batch.offsets, reference)
+                value = batch_relative_times(value, batch, reference)
             z2 = z2 + norm(name, value).float() ** 2
         counts = batch.offsets[1:] - batch.offsets[:-1]
         event = torch.repeat_interleave(

@@ -213,3 +213,7 @@ def test_km3net_toy_trains_predicts_and_evaluates(tmp_path: Path, model: str) ->
     result = evaluate_files([out], tmp_path / "eval")
     assert "pid" in result.sections and result.report.is_file()
     assert "aux_dwall" not in h5py.File(out)  # no cylinder, no distance to a wall
+    # the report's event displays come from the sensor-array family (strings view + 3D page)
+    report = result.report.read_text()
+    assert "event displays" in report
+    assert "_strings.png" in report and "_3d.html" in report

@@ -1,10 +1,13 @@
 """Real geometry formats (issue 12): a WCSim geofile with an outer-detector section numbered again from 1
-and its header PMT size in mm (tests/data/geometry, made from the real Super-K geofile), the real files'
-sensor identifiers, identifier lookup in converters, and raw WCSim output recognised whatever the mapping.
-Every reader is checked against an independent read of the file with numpy."""
+and its header PMT size in mm (tests/data/geometry, made from the real Super-K geofile), the WCTE design
+geometry in JSON (written by the WCTE Geometry package), the real files' sensor identifiers, identifier
+lookup in converters, and raw WCSim output (a real WCSim file) recognised whatever the mapping.
+Every reader is checked against an independent read of the file with numpy, json or uproot."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 from pathlib import Path
 
@@ -17,13 +20,17 @@ from omegaconf import OmegaConf
 from recoml.conf import CONFIG_MODULE
 from recoml.conversion.run import convert_from_config
 from recoml.conversion.sensor_lookup import SensorLookup
+from recoml.data.identity import detector_fingerprint
 from recoml.data.store import open_store
 from recoml.errors import DataError, GeometryError
 from recoml.families.water_cherenkov import load_geometry, read_tube_table
-from tests.helpers import CONF_DIR, REPO
+from recoml.training import train
+from tests.helpers import CONF_DIR, REPO, make_cfg
 
 DATA = REPO / "tests" / "data" / "geometry"
 OD_FILE = DATA / "sk_od_section_geofile.txt"
+WCTE_JSON = DATA / "wcte_design_geometry.json.gz"
+RAW_WCSIM = REPO / "tests" / "data" / "root" / "wcsim_raw_2010.root"
 Z_TO_Y = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])  # (x, y, z) -> (x, z, -y)
 
 
@@ -202,3 +209,91 @@ def test_a_mapping_from_the_users_own_directory(tmp_path: Path) -> None:
     cfg = _compose([search, "convert=run7", f"input={flat}", f"output={tmp_path / 'o.h5'}", "progress=false"])
     store = open_store(convert_from_config(cfg))
     assert store.attrs["mapping_name"] == "run7" and store.array("hit_pmt").tolist() == [0, 4, 8, 1, 3]
+
+
+# ----------------------------------------------------------------------------- WCTE design geometry JSON
+
+
+def _wcte_json(tmp_path: Path) -> Path:
+    """The design geometry as a user has it: plain JSON (the repository keeps it gzipped)."""
+    out = tmp_path / "wcte_v11.json"
+    out.write_bytes(gzip.decompress(WCTE_JSON.read_bytes()))
+    return out
+
+
+def test_wcte_design_json_against_an_independent_json_read(tmp_path: Path) -> None:
+    path = _wcte_json(tmp_path)
+    info = json.loads(path.read_text())
+    rows = sorted(
+        (int(m), int(p), pmt["placement"]["location"], pmt["placement"]["direction_z"])
+        for m, mpmt in info["mpmts"].items()
+        for p, pmt in mpmt["pmts"].items()
+    )
+    ids = np.array([r[:2] for r in rows])
+    pos_cm = np.array([r[2] for r in rows]) / 10.0
+    centre = (pos_cm.min(axis=0) + pos_cm.max(axis=0)) / 2
+    facing = np.array([r[3] for r in rows])
+    det = load_geometry(path)
+    assert len(info["mpmts"]) == 106 and det.n_pmts == len(rows) == 2014 and det.pmts_per_module == 19
+    assert det.sensor_id_names == ("mpmt", "pmt")
+    np.testing.assert_array_equal(det.sensor_ids, ids)
+    np.testing.assert_allclose(det.pmt_positions, pos_cm - centre, atol=1e-3)
+    np.testing.assert_allclose(det.pmt_directions, facing, atol=1e-6)  # the file's own, none replaced
+    assert det.pmt_radius == pytest.approx(75 / 2 / 10)  # PMT "size" 75 mm is the diameter
+    assert det.half_height == pytest.approx(np.abs(pos_cm[:, 1] - centre[1]).max())
+    # 21 mPMTs on each cap (4 of the bottom ones 2.9 cm lower than the others), 4 rings of 16 on the wall
+    assert np.bincount(det.pmt_location[::19]).tolist() == [21, 64, 21]
+    assert det.image_shape is not None and len(np.unique(det.image_pixel[::19])) == 106
+    gz = load_geometry(WCTE_JSON)  # gzipped: the same geometry
+    np.testing.assert_array_equal(gz.pmt_positions, det.pmt_positions)
+    assert detector_fingerprint(gz) == detector_fingerprint(det)
+
+
+def test_a_json_geometry_without_pmts_is_one_sentence(tmp_path: Path) -> None:
+    info = json.loads(gzip.decompress(WCTE_JSON.read_bytes()))
+    for mpmt in info["mpmts"].values():
+        mpmt.pop("pmts")
+    bad = tmp_path / "leds_only.json"
+    bad.write_text(json.dumps(info))
+    with pytest.raises(GeometryError, match=r"leds_only.json: mPMT '0' lists no PMTs; write the file with"):
+        load_geometry(bad)
+    other = tmp_path / "other.json"
+    other.write_text('{"pmts": []}')
+    with pytest.raises(GeometryError, match=r"other.json: a JSON geometry needs an 'mpmts' object"):
+        load_geometry(other)
+
+
+def test_detector_from_file_json_simulates_and_trains(tmp_path: Path) -> None:
+    path = _wcte_json(tmp_path)
+    cfg = make_cfg(
+        tmp_path,
+        tmp_path / "data",
+        ["detector=from_file", f"detector.path={path}", "dataset.simulate.n_events=96",
+         "dataset.num_workers=0", "dataset.pin_memory=false"],
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert np.isfinite(metrics["train/loss"]) and "test/acc" in metrics
+    store = open_store(cfg.dataset.path)
+    assert Path(cfg.dataset.path).name.startswith("toy_wcte_v11_")
+    fingerprint = detector_fingerprint(load_geometry(path))
+    assert fingerprint is not None and store.attrs["detector_fingerprint"] == fingerprint.as_attr()
+    assert store.array("hit_pmt").max() < 2014
+
+
+# --------------------------------------------------------------------------------- real raw WCSim output
+
+
+def test_a_real_raw_wcsim_file_is_recognised(tmp_path: Path) -> None:
+    raw = uproot.open(RAW_WCSIM)  # the independent read: what the file holds
+    assert raw.classnames() == {"wcsimT;1": "TTree", "wcsimGeoT;1": "TTree"}
+    assert raw["wcsimT"]["wcsimrootevent"].typename == "WCSimRootEvent"
+    for mapping in ("flat_wcsim_tubes", "hzz"):
+        cfg = _compose(
+            [f"input={RAW_WCSIM}", f"convert={mapping}", f"output={tmp_path / 'o.h5'}", "progress=false"]
+        )
+        with pytest.raises(
+            DataError,
+            match=r"wcsim_raw_2010.root is raw WCSim output \('wcsimT', 'wcsimGeoT'.*=flat_wcsim_tubes",
+        ):
+            convert_from_config(cfg)
+    assert not (tmp_path / "o.h5").exists()

@@ -63,6 +63,7 @@ class GraphBuilder(Representation):
 
     #: What models consume it declare as their ``representation``.
     builds = "graph"
+    builds_in_workers = True
 
     def __init__(
         self,

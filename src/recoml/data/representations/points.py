@@ -41,6 +41,7 @@ class PointCloudBuilder(Representation):
 
     #: What models consume it declare as their ``representation``.
     builds = "points"
+    builds_in_workers = True
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ class SensorArrayDetector(Detector):
     pmt_radius: float = 4.0  # cm: photocathode radius used by the toy simulation (3-inch PMTs)
     family: ClassVar[str] = "sensor_array"
     simulator_target: ClassVar[str] = "recoml.families.sensor_array.sim.simulate_to_store"
-    #: The module drawing this family's events is not written yet (graphs and points only).
+    event_display: ClassVar[str] = "recoml.families.sensor_array.display"
     image_pixel: None = None  # no image map: graphs and point clouds only
     image_map_note: str = "a sensor array has no image map"
 

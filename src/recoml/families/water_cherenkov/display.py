@@ -21,9 +21,8 @@ import numpy as np
 from matplotlib.collections import EllipseCollection
 from matplotlib.colors import LogNorm, Normalize
 
-from recoml.errors import DataError
 from recoml.metrics.physics import towall
-from recoml.plotting.events import EventView, layout_3d
+from recoml.plotting.events import EventView, grouped_hits, layout_3d, predicted_summary
 
 __all__ = ["figures", "interactive", "unroll"]
 
@@ -31,7 +30,6 @@ __all__ = ["figures", "interactive", "unroll"]
 LABEL_NAMES = {0: "gamma", 1: "e", 2: "mu", 3: "pi0"}
 #: Cherenkov half-angle of a beta = 1 particle in water (n = 1.33), degrees.
 CHERENKOV_ANGLE = float(np.degrees(np.arccos(1.0 / 1.33)))
-_HIT_FIELDS = ("hit_pmt", "hit_charge", "hit_time")
 
 
 def unroll(points: np.ndarray, radius: float, half_height: float, location: np.ndarray | None = None):
@@ -50,22 +48,7 @@ def unroll(points: np.ndarray, radius: float, half_height: float, location: np.n
 
 def _per_pmt(event: EventView, n_pmts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hit PMTs, their summed charge and earliest time."""
-    missing = [f for f in _HIT_FIELDS if f not in event.hits]
-    if missing:
-        raise DataError(
-            f"event {event.index}: hit fields {missing} are missing; "
-            f"a water-Cherenkov display needs {list(_HIT_FIELDS)}"
-        )
-    pmt = np.asarray(event.hits["hit_pmt"], dtype=np.int64)
-    if len(pmt) and (pmt.min() < 0 or pmt.max() >= n_pmts):
-        raise DataError(
-            f"event {event.index}: hit_pmt {int(pmt.max())} is outside the detector's {n_pmts} PMTs"
-        )
-    charge = np.bincount(pmt, weights=np.asarray(event.hits["hit_charge"], np.float64), minlength=n_pmts)
-    time = np.full(n_pmts, np.inf)
-    np.minimum.at(time, pmt, np.asarray(event.hits["hit_time"], np.float64))
-    hit = np.unique(pmt)
-    return hit, charge[hit], time[hit]
+    return grouped_hits(event, n_pmts, "a water-Cherenkov display")
 
 
 def _vector(value: Any) -> np.ndarray | None:
@@ -161,16 +144,7 @@ def _title(event: EventView) -> str:
         parts.append(f"true {LABEL_NAMES.get(int(np.asarray(label).reshape(-1)[0]), 'other')}")
     if energy is not None:
         parts.append(f"{float(np.asarray(energy).reshape(-1)[0]):.0f} MeV")
-    for section in event.sections:
-        names = section.get("class_names")
-        probs = event.predicted.get(f"pred_{section.get('prefix', '')}probabilities")
-        if names and probs is not None:
-            p = np.asarray(probs, dtype=float).reshape(-1)
-            parts.append("predicted " + ", ".join(f"{n} {x:.2f}" for n, x in zip(names, p)))
-    e_pred = event.predicted_field("energy")
-    if e_pred is not None:
-        parts.append(f"predicted {float(e_pred.reshape(-1)[0]):.0f} MeV")
-    title = "; ".join(parts)
+    title = "; ".join(parts + predicted_summary(event))
     return f"{title}\n{event.caption}" if event.caption else title
 
 

@@ -39,8 +39,10 @@ def cylinder_location(
 
     A module is on a cap when its height is within ``tolerance`` (default 1% of the height extent, at
     least 1 cm) of the highest (lowest) module and, if directions are given, it faces mostly along the
-    axis (|d_y| > 0.5). Files' own location columns are not always right (WCTE's geofile says "barrel"
-    for every tube), so readers check them against this.
+    axis (|d_y| > 0.5). With directions, a module facing along the axis that lies more than
+    ``tolerance`` above (below) every module facing sideways is on a cap as well: caps need not be flat
+    (WCTE's design bottom cap has 4 modules 2.9 cm below the other 17). Files' own location columns are
+    not always right (WCTE's geofile says "barrel" for every tube), so readers check them against this.
     """
     y = np.asarray(positions, dtype=np.float64)[:, 1]
     loc = np.full(len(y), BARREL, dtype=np.int8)
@@ -51,8 +53,12 @@ def cylinder_location(
     axial = np.ones(len(y), dtype=bool)
     if directions is not None:
         axial = np.abs(np.asarray(directions, dtype=np.float64)[:, 1]) > 0.5
-    loc[(y >= y.max() - tolerance) & axial] = TOP
-    loc[(y <= y.min() + tolerance) & axial] = BOTTOM
+    top, bottom = y >= y.max() - tolerance, y <= y.min() + tolerance
+    if directions is not None and (~axial).any():
+        top |= y > y[~axial].max() + tolerance
+        bottom |= y < y[~axial].min() - tolerance
+    loc[top & axial] = TOP
+    loc[bottom & axial] = BOTTOM
     return loc
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,6 +25,25 @@ log = logging.getLogger(__name__)
 #: Names of the optional geometry channels, in order.
 GEOMETRY_CHANNELS: tuple[str, ...] = ("geom_x", "geom_y", "geom_z", "geom_mask")
 _REDUCE = {"sum", "amin", "amax"}
+
+
+@dataclass
+class ImageHits:
+    """A batch of images as hits: each hit's flat index in the batch's images (first quantity's block)
+    and its value per quantity. What a DataLoader worker hands over instead of the images themselves
+    (an HK batch of 256 events is 82 MB of images but 3 MB of hits); ``ImageBuilder.finish`` paints it."""
+
+    index: torch.Tensor  # (H,) int64
+    values: list[torch.Tensor]  # one (H,) float32 per quantity, normalized
+    n_events: int
+
+    def to(self, *args, **kwargs) -> ImageHits:
+        return ImageHits(
+            self.index.to(*args, **kwargs), [v.to(*args, **kwargs) for v in self.values], self.n_events
+        )
+
+    def pin_memory(self) -> ImageHits:
+        return ImageHits(self.index.pin_memory(), [v.pin_memory() for v in self.values], self.n_events)
 
 
 class ImageBuilder(Representation):
@@ -46,7 +66,8 @@ class ImageBuilder(Representation):
     of 64 events is 82 MB of images, and a fresh zeroed tensor per batch was 60% of its building time on
     a CPU). A training step consumes its images before the next batch; keep a ``.clone()`` to hold on to
     them. In DataLoader workers a new tensor is made each call (it goes to the main process through
-    shared memory).
+    shared memory); training on a CPU with workers instead runs :meth:`prepare` there (hits-sized
+    :class:`ImageHits`) and :meth:`finish` in the main process.
     """
 
     #: Buffers (registered in __init__).
@@ -57,6 +78,7 @@ class ImageBuilder(Representation):
 
     #: What models consume it declare as their ``representation``.
     builds = "image"
+    builds_in_workers = True
 
     def __init__(
         self,
@@ -127,30 +149,41 @@ class ImageBuilder(Representation):
         return names + (list(GEOMETRY_CHANNELS) if self.geometry_channels else [])
 
     def forward(self, batch: HitBatch) -> torch.Tensor:
+        return self.finish(self.prepare(batch))
+
+    def prepare(self, batch: HitBatch) -> ImageHits:
+        """Each hit's flat index in the images and its normalized values (what workers hand over)."""
         pmt = batch.hits["pmt"].long()
-        n_events = len(batch.offsets) - 1
-        height, width = self.image_shape
-        hw = height * width
-        n_chan = self.out_channels
-        ppm = self.pmts_per_module
-        out = self._blank(n_events, pmt.device)
+        hw = self.image_shape[0] * self.image_shape[1]
+        base = event_of_hits(batch) * (self.out_channels * hw) + self.pmt_offset.index_select(0, pmt)
+        values = []
+        for name in self.quantities:
+            value = batch.hits[name].to(torch.float32)
+            values.append(value if self.normalizer is None else self.normalizer(name, value))
+        return ImageHits(base, values, len(batch.offsets) - 1)
+
+    def finish(self, prepared: ImageHits) -> torch.Tensor:
+        """The images: the hits of :meth:`prepare` scattered into zeros (the reused buffer when allowed)."""
+        base = prepared.index
+        step = self.pmts_per_module * self.image_shape[0] * self.image_shape[1]  # one quantity's block
+        out = self._blank(prepared.n_events, base.device)
         flat = out.view(-1)
-        base = event_of_hits(batch) * (n_chan * hw) + self.pmt_offset.index_select(0, pmt)
         if self.reuse_output and get_worker_info() is None:
             self._written = (
                 base
                 if len(self.quantities) == 1
-                else torch.cat([base + q * ppm * hw for q in range(len(self.quantities))])
+                else torch.cat([base + q * step for q in range(len(self.quantities))])
             )
-        for q, name in enumerate(self.quantities):
-            values = batch.hits[name].to(torch.float32)
-            if self.normalizer is not None:
-                values = self.normalizer(name, values)
-            index = base + q * ppm * hw if q else base
-            if self.reduce[name] == "sum":
+        for q, (name, values) in enumerate(zip(self.quantities, prepared.values)):
+            index = base + q * step if q else base
+            reduce = self.reduce[name]
+            if reduce == "sum":
                 flat.scatter_add_(0, index, values)
             else:
-                flat.scatter_reduce_(0, index, values, self.reduce[name], include_self=False)
+                # Pixels with hits start at +-inf and keep the extreme hit: 1.6x faster on a CPU than
+                # include_self=False, and the same result (every such pixel gets at least one hit).
+                flat.index_fill_(0, index, float("inf") if reduce == "amin" else float("-inf"))
+                flat.scatter_reduce_(0, index, values, reduce, include_self=True)
         return out
 
     def _blank(self, n_events: int, device: torch.device) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Read real water-Cherenkov geometries (WCSim geofiles, WatChMaL ``.npz``) into a :class:`WCDetector`.
+"""Read real water-Cherenkov geometries (WCSim geofiles, the WCTE design JSON, WatChMaL ``.npz``) into a
+:class:`WCDetector`.
 
 Every reader returns recoml's convention: cm, tank axis **y**, PMT ``k`` (0-based, as in ``hit_pmt``)
 at row ``k``, directions unit and facing into the tank, mPMT ``k // 19`` channel ``k % 19``.
@@ -29,6 +30,15 @@ What the files actually hold (checked against the real files in the repository's
 * **WatChMaL .npz** (``tube_no``, ``position``, ``orientation``): no header; IWCD's file is 1-based,
   sorted, axis **y**, 536 mPMTs x 19 in consecutive ids (channel 18 the centre). Radius and half height
   are those of the smallest cylinder around the PMTs.
+* **WCTE design geometry JSON** (what ``Device.save_json`` of the WCTE ``Geometry`` package writes,
+  github.com/WCTE/Geometry): ``{"description": {...}, "mpmts": {"<mPMT>": {"placement": ...,
+  "pmts": {"<PMT>": {"properties": {"size": <diameter mm>, ...}, "placement": {"location": [x, y, z],
+  "direction_x": [...], "direction_z": [...]}}}}}}``, in **mm**, in the coordinate system of the WCD
+  (axis **y**, origin not at the tank centre). A PMT faces along its ``direction_z``; PMT ``k`` is mPMT
+  ``k // 19`` channel ``k % 19`` in the file's mPMT and PMT numbering (both 0-based, PMT 0 the centre
+  one), kept as the sensor ids ``(mpmt, pmt)``. Positions are converted to cm and shifted so the centre
+  of the PMTs' bounding box is the origin (logged, like a WCSim centre offset); the PMT radius is half
+  the PMTs' ``size``. The file may be gzipped (as any text geometry here).
 
 Tube ids may come in any order and start at 0 or 1; PMT ``k`` is the tube with id ``base + k``. Ids must
 be unique and contiguous, except that keeping only the inner detector of a file that also lists outer
@@ -38,6 +48,8 @@ ids, for converting WCSim hit tube ids).
 
 from __future__ import annotations
 
+import gzip
+import json
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -108,6 +120,7 @@ class _Raw:
     pmt_radius: float | None = None
     offset: np.ndarray | None = None
     section: np.ndarray | None = None  # 0 inner, 1 outer: a section whose tube ids start again from 1
+    module_ids_only: bool = False  # the file names PMTs by (module, PMT in module) only, no tube id
 
 
 def load_geometry(
@@ -120,7 +133,8 @@ def load_geometry(
     axis: str | None = None,
     pmt_radius: float | None = None,
 ) -> WCDetector:
-    """Read a WCSim geofile (old or mPMT format) or a WatChMaL ``.npz`` into a :class:`WCDetector`.
+    """Read a WCSim geofile (old or mPMT format), a WCTE design JSON or a WatChMaL ``.npz`` into a
+    :class:`WCDetector`.
 
     ``sensors="inner"`` keeps the inner-detector tubes only (the usual input of reconstruction),
     ``"outer"`` the outer-detector (veto) tubes only, ``"all"`` both (the outer image below the inner
@@ -240,7 +254,9 @@ def read_tube_table(
         radius = float(rho.max())
     half_height = float(raw.height) / 2 if raw.height is not None else float(np.abs(inner_pos[:, 1]).max())
     id_names: tuple[str, ...]
-    if module_ids is not None:
+    if module_ids is not None and raw.module_ids_only:
+        sensor_ids, id_names = module_ids, ("mpmt", "pmt")
+    elif module_ids is not None:
         sensor_ids, id_names = np.column_stack([ids, module_ids]), ("tube", "mpmt", "pmt")
     elif raw.section is not None and sensors == "all":
         sensor_ids, id_names = np.column_stack([section, ids]), ("outer", "tube")
@@ -271,22 +287,31 @@ def read_tube_table(
 
 
 def _parse(path: Path) -> _Raw:
-    """Dispatch on content: a zip archive is a WatChMaL .npz, anything else a WCSim text geofile."""
+    """Dispatch on content: a zip archive is a WatChMaL .npz, a JSON object the WCTE design geometry,
+    any other text a WCSim geofile (text formats may be gzipped)."""
     if not path.is_file():
         raise GeometryError(f"{path}: geometry file not found")
     try:
-        with path.open("rb") as f:
-            magic = f.read(4)
+        data = path.read_bytes()
     except OSError as err:
         raise GeometryError(f"{path}: cannot read the geometry file ({err})") from err
-    if magic == b"PK\x03\x04" or path.suffix == ".npz":
+    if data[:4] == b"PK\x03\x04" or path.suffix == ".npz":
         return _parse_npz(path)
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise GeometryError(f"{path}: a gzip file that cannot be decompressed ({err})") from err
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise GeometryError(
-            f"{path}: not a text WCSim geofile nor a WatChMaL .npz (undecodable byte at {err.start})"
+            f"{path}: not a text WCSim geofile, a WCTE JSON geometry nor a WatChMaL .npz "
+            f"(undecodable byte at {err.start})"
         ) from err
+    if text.lstrip().startswith("{"):
+        return _parse_wcte_json(path, text)
+    lines = text.splitlines()
     numbered = [(i, line.split()) for i, line in enumerate(lines, start=1) if line.strip()]
     if not numbered:
         raise GeometryError(f"{path}: the geometry file is empty")
@@ -313,6 +338,73 @@ def _parse_npz(path: Path) -> _Raw:
         if arrays[key].shape != (n, 3):
             raise GeometryError(f"{path}: {key} must have shape ({n}, 3), got {arrays[key].shape}")
     return _Raw(ids=arrays["tube_no"], pos=arrays["position"], dirs=arrays["orientation"])
+
+
+def _parse_wcte_json(path: Path, text: str) -> _Raw:
+    """The WCTE ``Geometry`` package's JSON (``save_json``): mPMTs, each with its PMTs' placements (mm)."""
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise GeometryError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
+    mpmts = info.get("mpmts") if isinstance(info, dict) else None
+    if not isinstance(mpmts, dict) or not mpmts:
+        raise GeometryError(
+            f"{path}: a JSON geometry needs an 'mpmts' object (the WCTE Geometry package's save_json), "
+            f"found keys {sorted(info) if isinstance(info, dict) else type(info).__name__}"
+        )
+    rows = [row for name, mpmt in mpmts.items() for row in _json_pmts(path, name, mpmt)]
+    module = np.array([r[0] for r in rows], dtype=np.int64)
+    pim = np.array([r[1] for r in rows], dtype=np.int64)
+    counts = np.bincount(module - module.min())
+    ppm = int(counts.max())
+    if (counts[counts > 0] != ppm).any() or set(pim.tolist()) != set(range(ppm)):
+        found = sorted(set(counts[counts > 0].tolist()))
+        raise GeometryError(f"{path}: every mPMT must list PMTs 0..{ppm - 1}; found mPMTs with {found} PMTs")
+    pos = np.array([r[2] for r in rows]) / 10.0  # mm -> cm
+    sizes = [r[4] for r in rows if r[4] is not None]
+    return _Raw(
+        ids=module * ppm + pim,
+        module=module,
+        pmt_in_module=pim,
+        pos=pos,
+        dirs=np.array([r[3] for r in rows]),
+        pmt_radius=max(sizes) / 20.0 if sizes else None,  # diameter mm -> radius cm
+        offset=(pos.min(axis=0) + pos.max(axis=0)) / 2,  # the WCD's origin is not the tank centre
+        module_ids_only=True,
+    )
+
+
+def _json_pmts(
+    path: Path, m_name: str, mpmt: Any
+) -> list[tuple[int, int, list[float], list[float], float | None]]:
+    """``(mPMT, PMT, location mm, facing direction, size mm)`` of every PMT of one mPMT of a JSON file."""
+    pmts = mpmt.get("pmts") if isinstance(mpmt, dict) else None
+    if not isinstance(pmts, dict) or not pmts:
+        raise GeometryError(
+            f"{path}: mPMT {m_name!r} lists no PMTs; write the file with save_json(devices='mpmts') "
+            "or devices='all'"
+        )
+    out = []
+    for p_name, pmt in pmts.items():
+        where = f"{path}: mPMT {m_name} PMT {p_name}"
+        place = pmt.get("placement") if isinstance(pmt, dict) else None
+        if not isinstance(place, dict) or "location" not in place or "direction_z" not in place:
+            raise GeometryError(
+                f"{where} has no placement (location, direction_z); write the file with a place_info "
+                "('design', 'est', ...)"
+            )
+        if not (str(m_name).isdigit() and str(p_name).isdigit()):
+            raise GeometryError(f"{where}: mPMT and PMT names must be integers")
+        try:
+            loc, facing = [float(v) for v in place["location"]], [float(v) for v in place["direction_z"]]
+        except (TypeError, ValueError) as err:
+            raise GeometryError(f"{where}: non-numeric placement ({err})") from err
+        if len(loc) != 3 or len(facing) != 3:
+            raise GeometryError(f"{where}: location and direction_z need 3 values each")
+        size = (pmt.get("properties") or {}).get("size")
+        diameter = float(size) if isinstance(size, (int, float)) and not isinstance(size, bool) else None
+        out.append((int(m_name), int(p_name), loc, facing, diameter))
+    return out
 
 
 def _parse_wcsim_old(path: Path, numbered: list[tuple[int, list[str]]]) -> _Raw:

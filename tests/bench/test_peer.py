@@ -1,0 +1,141 @@
+"""The peer suite (recoml.bench.peer): skipped without WatChMaL, files in WatChMaL's layout, and the whole
+suite against a real WatChMaL checkout (``RECOML_WATCHMAL=DIR``, slow)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from recoml.bench.peer import CASES, RATES, bench_peer, import_watchmal, write_peer_files
+from recoml.conf import CONFIG_MODULE
+from recoml.data.dataset import EventDataset
+from recoml.families.water_cherenkov.images import ImageBuilder
+
+WATCHMAL = os.environ.get("RECOML_WATCHMAL")
+
+
+def bench_cfg(tmp_path: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return compose(config_name="bench", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+
+
+def detector(name: str):
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return instantiate(compose(config_name="train", overrides=[f"detector={name}"]).detector)
+
+
+@pytest.mark.parametrize("where", ["none", "empty_dir"])
+def test_without_watchmal_the_suite_is_skipped_in_one_line(tmp_path, caplog, where):
+    directory = "null" if where == "none" else str(tmp_path / "nothing_here")
+    if where == "empty_dir":
+        (tmp_path / "nothing_here").mkdir()
+    cfg = bench_cfg(tmp_path, [f"bench.peer.watchmal={directory}"])
+    with caplog.at_level(logging.INFO, logger="recoml.bench.peer"):
+        assert bench_peer(cfg, tmp_path) == []
+    skipped = [r for r in caplog.records if "peer suite skipped" in r.getMessage()]
+    assert len(skipped) == 1
+    assert not (tmp_path / "peer.json").exists()
+    assert not (tmp_path / "peer_data").exists()  # nothing written before knowing WatChMaL is there
+
+
+def test_peer_files_follow_watchmal_layout(tmp_path):
+    """Read back with h5py/numpy alone: WatChMaL's names and dtypes, distinct PMTs per event, and an
+    image map that puts every module where recoml's detector map does."""
+    det = detector("wcte")
+    files = write_peer_files(det, tmp_path, n_events=40, hits_per_event=30, seed=3)
+    with h5py.File(files.h5, "r") as f:
+        assert f["event_hits_index"].dtype == np.int64
+        assert f["hit_pmt"].dtype == np.int32 and f["hit_pmt"].chunks is None  # memory-mappable
+        assert f["hit_time"].dtype == f["hit_charge"].dtype == np.float32
+        assert f["labels"].shape == (40,) and f["energies"].shape == (40, 1)
+        assert f["positions"].shape == (40, 1, 3) and f["angles"].shape == (40, 2)
+        index = f["event_hits_index"][:]
+        pmt = f["hit_pmt"][:]
+    np.testing.assert_array_equal(index, np.arange(40) * 30)
+    events = pmt.reshape(40, 30)
+    assert all(len(np.unique(e)) == 30 for e in events)
+    assert pmt.min() >= 0 and pmt.max() < det.n_pmts
+    positions = np.load(files.image_map)["mpmt_image_positions"]
+    width = det.image_shape[1]
+    module_pixel = np.asarray(det.image_pixel)[:: det.pmts_per_module]
+    np.testing.assert_array_equal(positions[:, 0] * width + positions[:, 1], module_pixel)
+    splits = np.load(files.splits)
+    together = np.concatenate([splits["train_idxs"], splits["val_idxs"], splits["test_idxs"]])
+    np.testing.assert_array_equal(np.sort(together), np.arange(40))
+    # recoml reads the same file as written.
+    batch = EventDataset(files.h5)[[5]]
+    np.testing.assert_array_equal(batch.hits["pmt"].numpy(), events[5])
+    # Written once: a second call keeps the file.
+    mtime = files.h5.stat().st_mtime_ns
+    write_peer_files(det, tmp_path, n_events=40, hits_per_event=30, seed=3)
+    assert files.h5.stat().st_mtime_ns == mtime
+
+
+requires_watchmal = pytest.mark.skipif(
+    not (WATCHMAL and (Path(WATCHMAL) / "watchmal").is_dir()),
+    reason="set RECOML_WATCHMAL=DIR, a checkout of github.com/WatChMaL/WatChMaL holding the watchmal package",
+)
+
+
+@pytest.mark.slow
+@requires_watchmal
+def test_peer_suite_against_watchmal(tmp_path):
+    cfg = bench_cfg(
+        tmp_path,
+        [
+            f"bench.peer.watchmal={WATCHMAL}",
+            "bench.peer.n_events={wcte: 512, hk: 128}",
+            "bench.peer.hits_per_event={wcte: 50, hk: 200}",
+            "bench.peer.batch_size={wcte: 32, hk: 8}",
+            "bench.peer.n_batches={wcte: 2, hk: 2}",
+            "bench.peer.repeats=1",
+            "bench.peer.train.batch_size=4",
+            "bench.peer.train.n_steps=1",
+        ],
+    )
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        rows = bench_peer(cfg, tmp_path)
+    report = json.loads((tmp_path / "peer.json").read_text())
+    assert set(report) == {*CASES, "meta"}
+    for case in CASES:
+        entry = report[case]
+        for side in ("watchmal", "recoml"):
+            assert set(entry[side]) == set(RATES)
+            assert all(math.isfinite(v) and v > 0 for v in entry[side].values())
+        for rate in RATES:
+            assert entry["ratio"][rate] == pytest.approx(entry["recoml"][rate] / entry["watchmal"][rate])
+    assert report["wcte_batches_2w"]["workers"] == 2 and report["wcte_train_w64"]["width"] == 64
+    assert {r["case"] for r in rows} == {f"{c} ({s})" for c in CASES for s in ("watchmal", "recoml")}
+
+
+@requires_watchmal
+def test_both_sides_draw_the_same_hk_images(tmp_path):
+    """WatChMaL's CNNDataset on the peer files (its map file) and recoml's ImageBuilder put each hit's
+    charge and time on the same pixel."""
+    det = detector("hk")
+    files = write_peer_files(det, tmp_path, n_events=4, hits_per_event=300, seed=1)
+    wm = import_watchmal(WATCHMAL)
+    assert wm is not None
+    theirs = wm["pmt"].CNNDataset(str(files.h5), str(files.image_map))
+    theirs.set_target("labels")
+    ours = ImageBuilder(det)(EventDataset(files.h5)[[0, 1, 2, 3]])
+    for i in range(4):
+        image = theirs[i]["data"]  # channels: time, charge
+        torch.testing.assert_close(image[1], ours[i, 0])
+        torch.testing.assert_close(image[0], ours[i, 1])
