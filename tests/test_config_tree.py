@@ -11,10 +11,11 @@ import pytest
 from recoml.training import train
 from tests.helpers import CONF_DIR, DATA_DIR, compose_train, make_cfg
 
-#: Groups that only configure Hydra or the machine, or hold recipes for other entry points.
-NOT_RUN = {"hydra", "paths", "local", "convert"}
-#: Groups whose options are checked by composing only (recipes for other data or other entry points).
-COMPOSE_ONLY = {"experiment", "hparams_search"}
+#: Groups that only configure Hydra or the machine, hold recipes for other entry points, or are run by
+#: their own test (every experiment recipe: tests/test_experiments.py).
+NOT_RUN = {"hydra", "paths", "local", "convert", "experiment"}
+#: Groups whose options are checked by composing only (search spaces for recoml hpo).
+COMPOSE_ONLY = {"hparams_search"}
 #: Small toy sets simulated on the fly for options that switch the detector.
 SMALL_SIM = ["dataset.simulate.n_events=48", "dataset.fractions=[0.5,0.25,0.25]", "model.net.width=8"]
 #: Tracking options run inside their recipe (experiment=tracking/...) on a few tiny toy tracker events.

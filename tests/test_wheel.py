@@ -71,7 +71,7 @@ def test_wheel_in_a_fresh_venv_simulates_and_trains_in_an_empty_directory(tmp_pa
     run(["recoml", "simulate", "n_events=300"], work, env)
     assert (work / "data" / "toy_wcte.h5").is_file() and (work / "data" / "toy_wcte_splits.npz").is_file()
     run(["recoml", "train", "debug=fdr"], work, env)
-    (run_dir,) = (work / "outputs" / "train" / "runs").iterdir()
+    (run_dir,) = (work / "outputs" / "debug" / "train" / "runs").iterdir()  # debug runs: their own tree
     assert (run_dir / "config.yaml").is_file() and (run_dir / "metrics.json").is_file()
 
     after = sorted(p.relative_to(package) for p in package.rglob("*") if "__pycache__" not in p.parts)

@@ -24,7 +24,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from recoml.callbacks import SignalCheckpoint
 from recoml.data.identity import (
@@ -48,6 +48,7 @@ from recoml.io.checkpoint import (
     stored_config,
     trusting,
 )
+from recoml.io.runs import resumable_checkpoints, run_identity, runs_root
 from recoml.tasks.module import RecoModule
 from recoml.utils.cli import save_config, tidy_logging
 from recoml.utils.config import config_dict, instantiate_group
@@ -56,45 +57,31 @@ from recoml.utils.config_checks import check_config_values
 log = logging.getLogger(__name__)
 
 
-#: Config entries two runs must share for one to resume the other's checkpoint.
-RUN_IDENTITY = ("experiment_name", "model.name", "task.name", "detector.name")
-
-
-def run_identity(cfg: Any) -> dict[str, Any]:
-    """The experiment, model, task and detector of a run's config (DictConfig or plain dict)."""
-    conf = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
-    return {key: OmegaConf.select(conf, key, default=None) for key in RUN_IDENTITY}
-
-
 def resolve_checkpoint(ckpt_path: str | None, cfg: DictConfig) -> str | None:
-    """``last`` -> this run's last.ckpt, else the newest last.ckpt among earlier runs of the same
-    experiment, model, task and detector (read from each run's ``config.yaml``)."""
+    """``last`` -> this run's last.ckpt (``hydra.run.dir`` is the resumed run's directory, see
+    :func:`recoml.io.runs.resume_dir`), else the newest last.ckpt among earlier runs of the same
+    experiment, model, task and detector; debug runs are never resumed."""
     if ckpt_path in (None, "", "none"):
         return None
     if ckpt_path != "last":
         return str(ckpt_path)  # checked by check_checkpoint_matches
     here = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-    if here.exists():
+    if here.exists() and not cfg.get("debug_run", False):
         log.info("ckpt_path=last: resuming this run's %s", here)
         return str(here)
-    runs = Path(cfg.paths.log_dir) / cfg.task_name
-    mine = run_identity(cfg)
-    candidates = []
-    for path in runs.glob("**/checkpoints/last.ckpt"):
-        run_config = path.parent.parent / "config.yaml"
-        if run_config.is_file() and run_identity(OmegaConf.load(run_config)) == mine:
-            candidates.append(path)
+    candidates = resumable_checkpoints(cfg)
     if not candidates:
-        wanted = ", ".join(f"{k}={v}" for k, v in mine.items())
+        wanted = ", ".join(f"{k}={v}" for k, v in run_identity(cfg).items())
         raise ConfigError(
-            f"ckpt_path=last: no last.ckpt under {runs} from a run with {wanted}; "
-            "start without ckpt_path or give the checkpoint's path"
+            f"ckpt_path=last: no last.ckpt under {runs_root(cfg)} from a run with {wanted} (debug runs are "
+            "never resumed); start without ckpt_path or give the checkpoint's path"
         )
-    chosen = max(candidates, key=lambda p: p.stat().st_mtime)
     log.info(
-        "ckpt_path=last: resuming %s (the newest of %d runs with the same identity)", chosen, len(candidates)
+        "ckpt_path=last: resuming %s (the newest of %d runs with the same identity)",
+        candidates[0],
+        len(candidates),
     )
-    return str(chosen)
+    return str(candidates[0])
 
 
 #: The config groups :class:`RecoModule` builds a model from (what ``load_model`` would build from a file).

@@ -107,6 +107,13 @@ def test_expressions_hand_computed() -> None:
         {"t": ak.Array([[1.0, 2.0], [5.0]]), "t0": np.array([1.0, 5.0])}
     )
     assert ak.to_list(jag) == [[0.0, 1.0], [0.0]]
+    # per-event reference: the earliest hit where the condition holds, else the earliest, 0 without hits
+    ref = Expression.parse("t - event_min(t, trig > 0)", "test").evaluate(
+        {"t": ak.Array([[9.0, 4.0, 6.0], [3.0, 1.0], []]), "trig": ak.Array([[1, 0, 1], [0, 0], []])}
+    )
+    assert ak.to_list(ref) == [[3.0, -2.0, 0.0], [2.0, 0.0], []]
+    with pytest.raises(ConfigError, match="needs per-hit values"):
+        Expression.parse("event_min(e)", "test").evaluate({"e": np.array([1.0, 2.0])})
     assert group_rows(np.array([4, 4, 7, 9, 9, 9]), "x")[1].tolist() == [2, 1, 3]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from recoml.tasks.module import NonFiniteLossError
 from recoml.training import train
@@ -179,3 +180,55 @@ def test_signal_saves_a_checkpoint_that_resumes(tmp_path: Path, toy_data: Path, 
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "restored all states" in (resumed.stdout + resumed.stderr).lower()
     assert (run / "metrics.json").is_file()
+
+
+def _cli_train(work: Path, data: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """``python -m recoml.train`` in ``work`` with Hydra choosing the run directory (outputs/...)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "recoml.train",
+        f"paths.data_dir={data}",
+        *TINY,
+        "model.net.width=8",
+        *overrides,
+    ]
+    done = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_debug_runs_have_their_own_tree_and_ckpt_last_resumes_in_the_run_directory(
+    tmp_path: Path, toy_data: Path
+) -> None:
+    _cli_train(tmp_path, toy_data, "test=false")
+    (run,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
+    # A newer debug run that writes a last.ckpt of the same experiment: its own tree, never resumed.
+    _cli_train(tmp_path, toy_data, "debug=limit", "trainer.max_epochs=1", "test=false")
+    (debug_run,) = (tmp_path / "outputs" / "debug" / "train" / "runs").iterdir()
+    assert (debug_run / "checkpoints" / "last.ckpt").is_file()
+
+    resumed = _cli_train(tmp_path, toy_data, "ckpt_path=last", "trainer.max_epochs=2", "test=false")
+    assert [p.name for p in (tmp_path / "outputs" / "train" / "runs").iterdir()] == [run.name]
+    assert f"resuming this run's {run}" in resumed.stdout + resumed.stderr
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+    epochs = {line.split(",")[0] for line in (run / "csv" / "metrics.csv").read_text().splitlines()[1:]}
+    assert {"0", "1"} <= epochs, "the resumed epoch is appended to the run's own metrics.csv"
+
+
+def test_ckpt_last_never_resumes_a_debug_run(tmp_path: Path) -> None:
+    from recoml.errors import ConfigError
+    from recoml.training import resolve_checkpoint
+    from tests.helpers import compose_train
+
+    debug = compose_train([f"paths.log_dir={tmp_path}", "debug=limit"], False)
+    run = tmp_path / "train" / "runs" / "a_debug_run_in_the_main_tree"
+    debug.paths.output_dir = str(run)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(debug, resolve=True))
+    cfg = compose_train([f"paths.log_dir={tmp_path}"], False)
+    cfg.paths.output_dir = str(tmp_path / "new")
+    with pytest.raises(ConfigError, match="debug runs are never resumed"):
+        resolve_checkpoint("last", cfg)
+    assert debug.paths.runs_dir == f"{tmp_path}/debug"

@@ -20,7 +20,7 @@ import numpy as np
 
 from recoml.errors import ConfigError
 
-__all__ = ["FUNCTIONS", "Expression", "angles_from_direction", "pdg_label"]
+__all__ = ["FUNCTIONS", "Expression", "angles_from_direction", "event_min", "pdg_label"]
 
 #: PDG code (absolute value) -> recoml label (docs/design.md: gamma 0, e 1, mu 2, pi0 3, other -1).
 PDG_LABELS = {22: 0, 11: 1, 13: 2, 111: 3}
@@ -32,6 +32,19 @@ def _is_ak(*values: Any) -> bool:
 
 def _where(cond: Any, a: Any, b: Any) -> Any:
     return ak.where(cond, a, b) if _is_ak(cond, a, b) else np.where(cond, a, b)
+
+
+def event_min(values: Any, where: Any = None) -> Any:
+    """Per event, the smallest of its hits' ``values`` (jagged) among those where ``where`` holds, or
+    among all when none does (0 for an event without hits): a per-event reference such as KM3NeT's
+    trigger time, the earliest triggered hit (``t - event_min(t, trig > 0)``)."""
+    if not _is_ak(values):
+        raise ConfigError("event_min(values, where) needs per-hit values (a jagged branch, layout: jagged)")
+    smallest = ak.min(values, axis=1)
+    if where is not None:
+        chosen = ak.min(values[where], axis=1)
+        smallest = ak.where(ak.is_none(chosen), smallest, chosen)
+    return ak.fill_none(smallest, 0)
 
 
 def pdg_label(code: Any) -> Any:
@@ -80,6 +93,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "where": _where,
     "stack": stack,
     "pdg_label": pdg_label,
+    "event_min": event_min,
     "angles": angles_from_direction,
     "pt": lambda px, py: np.hypot(px, py),
     "eta": _eta,

@@ -42,6 +42,21 @@ def percent(e: float) -> str:
     return f"{100 * e:g}"
 
 
+#: Optional per-class log-likelihoods ``(N, C)`` (a likelihood fit such as fiTQun's): when a run has them,
+#: its pair discriminant is the log-likelihood ratio, which keeps its resolution where the posterior
+#: ``p_a / (p_a + p_b)`` rounds to exactly 0 or 1 (|ln L_a - ln L_b| > ~37 in float64).
+LOG_LIKELIHOODS = "pred_log_likelihoods"
+
+
+def pair_score(run: SectionData, probs: np.ndarray, sel: np.ndarray, a: int, b: int) -> np.ndarray:
+    """The discriminant of signal ``a`` against background ``b`` on the events ``sel``: ``p_a / (p_a +
+    p_b)``, or ``ln L_a - ln L_b`` for a run with :data:`LOG_LIKELIHOODS` (the same order of events)."""
+    if run.has(LOG_LIKELIHOODS):
+        ll = np.asarray(run.get(LOG_LIKELIHOODS), dtype=np.float64)[sel]
+        return ll[:, a] - ll[:, b]
+    return pm.pair_discriminant(probs[sel], a, b)
+
+
 @register("classification")
 class ClassificationEvaluator(Evaluator):
     """Options: ``pairs`` (``[[signal, background], ...]``; default: the task's pairs, else every pair in
@@ -121,7 +136,7 @@ class ClassificationEvaluator(Evaluator):
         for a, b in self.pairs(run):
             key = f"{names[a]}_vs_{names[b]}"
             sel = (true == a) | (true == b)
-            score = pm.pair_discriminant(probs[sel], a, b)
+            score = pair_score(run, probs, sel, a, b)
             signal = true[sel] == a
             fpr, tpr, _ = pm.roc_curve(score, signal)
             res.curves[key] = {"fpr": fpr, "tpr": tpr, "score": score, "signal": signal}
@@ -168,18 +183,7 @@ class ClassificationEvaluator(Evaluator):
                 f"roc_{key}",
                 f"ROC, {label} (signal {names[a]})",
             )
-            samples: list[tuple] = []
-            for i, (r, res) in enumerate(zip(runs, results)):
-                c = res.curves[key]
-                samples.append((f"{r.label}: {names[a]}", c["score"][c["signal"]], i))
-                samples.append((f"{r.label}: {names[b]}", c["score"][~c["signal"]], i, "--"))
-            fig = plot_histograms(
-                samples,
-                np.linspace(0, 1, 41),
-                f"discriminant p({names[a]}) / (p({names[a]}) + p({names[b]}))",
-                logy=True,
-            )
-            sink.save(fig, section, f"discriminant_{key}", f"Discriminant, {label}")
+            self._plot_discriminants(runs, results, sink, section, key, (names[a], names[b]))
             for var, xlabel, short in EFFICIENCY_VARIABLES:
                 if var not in self.edges:
                     continue
@@ -249,6 +253,35 @@ class ClassificationEvaluator(Evaluator):
             "Confusion matrix",
             caption="true class per row, highest probability per column",
         )
+
+    def _plot_discriminants(
+        self, runs, results, sink: PlotSink, section: str, key: str, pair: tuple[str, str]
+    ) -> None:
+        """Signal and background discriminant histograms: the probability ratio of every run on one
+        figure, and the log-likelihood ratio of likelihood-fit runs on another (a different axis)."""
+        sig, bkg = pair
+        kinds = {
+            "": (f"discriminant p({sig}) / (p({sig}) + p({bkg}))", "Discriminant"),
+            "_loglikelihood": (f"ln L({sig}) - ln L({bkg})", "Log-likelihood ratio"),
+        }
+        for suffix, (xlabel, title) in kinds.items():
+            samples: list[tuple] = []
+            for i, (r, res) in enumerate(zip(runs, results)):
+                if r.has(LOG_LIKELIHOODS) != bool(suffix):
+                    continue
+                c = res.curves[key]
+                samples.append((f"{r.label}: {sig}", c["score"][c["signal"]], i))
+                samples.append((f"{r.label}: {bkg}", c["score"][~c["signal"]], i, "--"))
+            if not samples:
+                continue
+            if suffix:
+                scores = np.concatenate([s[1] for s in samples])
+                lo, hi = np.quantile(scores, [0.005, 0.995]) if len(scores) else (0.0, 1.0)
+                bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+            else:
+                bins = np.linspace(0, 1, 41)
+            fig = plot_histograms(samples, bins, xlabel, logy=True)
+            sink.save(fig, section, f"discriminant{suffix}_{key}", f"{title}, {sig} vs {bkg}")
 
     def highlights(self, run: SectionData, result: SectionResult) -> list[tuple[int, str]]:
         """The most and the least confident right answers (highest / lowest probability of the true class)

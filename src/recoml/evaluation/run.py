@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError, RecomlError
 from recoml.evaluation.displays import detector_for, event_views
+from recoml.evaluation.external import ExternalRun, external_name, is_external, read_external
 from recoml.evaluation.registry import EVALUATORS, FigureRecord, PlotSink, SectionResult, evaluator_for
 from recoml.evaluation.report import write_metrics_json, write_report
 from recoml.io.atomic import atomic_output
@@ -35,6 +36,9 @@ from recoml.utils.cli import save_config
 from recoml.utils.config import config_dict, instantiate_group
 
 log = logging.getLogger(__name__)
+
+#: A run compared: a recoml predictions file, or a WatChMaL / fiTQun output read over a recoml run's events.
+Run = Predictions | ExternalRun
 
 
 @dataclass
@@ -53,12 +57,31 @@ class Evaluation:
 
 
 def default_labels(paths: Sequence[Path]) -> list[str]:
-    """The run directory's name of each file; ``run0``, ``run1``... where those are not unique."""
-    names = [p.parent.name or p.stem for p in paths]
+    """The run directory's name of each file (a WatChMaL run's, a fiTQun file's stem); ``run0``,
+    ``run1``... where those are not unique."""
+    names = [external_name(p) if is_external(p) else (p.parent.name or p.stem) for p in paths]
     return names if len(set(names)) == len(names) else [f"run{i}" for i in range(len(paths))]
 
 
-def _section_keys(pred: Predictions) -> dict[str, dict[str, Any]]:
+def open_runs(files: Sequence[Path], labels: Sequence[str], require_same_events: bool) -> list[Run]:
+    """recoml predictions files, and WatChMaL / fiTQun outputs read over the events of the first one (the
+    recoml run they are compared with, whose truth they are scored against)."""
+    if is_external(files[0]):
+        raise ConfigError(
+            f"predictions: {files[0]} is a WatChMaL or fiTQun output; put a recoml predictions file first "
+            "(the events and truth the other runs are compared on)"
+        )
+    reference = Predictions(files[0], labels[0])
+    runs: list[Run] = [reference]
+    for path, label in zip(files[1:], labels[1:]):
+        if is_external(path):
+            runs.append(read_external(path, label, reference, require_same_events))
+        else:
+            runs.append(Predictions(path, label))
+    return runs
+
+
+def _section_keys(pred: Run) -> dict[str, dict[str, Any]]:
     """Sections of a file keyed by kind (by ``kind:name`` when a kind occurs twice)."""
     kinds = [s["kind"] for s in pred.sections]
     return {
@@ -66,7 +89,7 @@ def _section_keys(pred: Predictions) -> dict[str, dict[str, Any]]:
     }
 
 
-def _match_sections(preds: Sequence[Predictions], kind: str | None) -> dict[str, list[dict[str, Any]]]:
+def _match_sections(preds: Sequence[Run], kind: str | None) -> dict[str, list[dict[str, Any]]]:
     keyed = [_section_keys(p) for p in preds]
     if kind is not None:
         if kind not in EVALUATORS:
@@ -100,7 +123,8 @@ def evaluate_files(
 ) -> Evaluation:
     """Metrics, plots (``plots/*.png|pdf``), ``report.md`` and ``metrics.json`` in ``out_dir``."""
 
-    files = [predictions_file(str(p)) for p in paths]  # a run directory stands for its predictions.h5
+    # a run directory stands for its predictions.h5; WatChMaL run directories and fiTQun files as they are
+    files = [Path(p) if is_external(p) else predictions_file(str(p)) for p in paths]
     if not files:
         raise ConfigError("predictions: give at least one predictions file")
     labels = list(labels) if labels else default_labels(files)
@@ -108,7 +132,7 @@ def evaluate_files(
         raise ConfigError(f"labels: {len(labels)} labels for {len(files)} predictions files")
     if len(set(labels)) != len(labels):
         raise ConfigError(f"labels must be unique, got {labels}")
-    preds = [Predictions(p, label) for p, label in zip(files, labels)]
+    preds = open_runs(files, labels, require_same_events)
     matched = _match_sections(preds, kind)
     notes = event_notes(preds, require_same_events)
     out_dir = Path(out_dir)
@@ -142,7 +166,7 @@ def evaluate_files(
             key,
             {lab: r.scalars.get(evaluator.main_metric) for lab, r in results.items()},
         )
-    if dict(options or {}).get("displays", True):
+    if dict(options or {}).get("displays", True) and isinstance(preds[0], Predictions):
         draw_highlights(preds[0], highlights, sink)
     add_training_curves(preds, sink)
     runs_meta = [
@@ -164,9 +188,11 @@ def evaluate_files(
     return Evaluation(out_dir, report, metrics, sections, sink.figures)
 
 
-def events_id(pred: Predictions) -> str:
+def events_id(pred: Run) -> str:
     """Which events a predictions file holds: its ``events_digest`` (event source and id), else the
-    dataset file and rows it was predicted on."""
+    dataset file and rows it was predicted on; a WatChMaL or fiTQun run those of its recoml run."""
+    if isinstance(pred, ExternalRun):
+        return events_id(pred.reference) if pred.same_events else f"{pred.attrs['model']}:{pred.n_events}"
     digest = pred.attrs.get("events_digest")
     if isinstance(digest, str):
         return digest
@@ -176,7 +202,7 @@ def events_id(pred: Predictions) -> str:
     return hashlib.sha256(text).hexdigest()[:16]
 
 
-def event_notes(preds: Sequence[Predictions], require_same_events: bool) -> list[str]:
+def event_notes(preds: Sequence[Run], require_same_events: bool) -> list[str]:
     """Refuse to overlay runs over different events (unless told); the notes the plots and report carry."""
     notes = []
     ids = [events_id(p) for p in preds]
@@ -227,7 +253,7 @@ def draw_highlights(pred: Predictions, highlights: Sequence[tuple[int, str]], si
         log.warning("no event displays in the report: %s", exc)
 
 
-def training_curves_of(pred: Predictions) -> Path | None:
+def training_curves_of(pred: Run) -> Path | None:
     """``training_curves.png`` of the training run whose checkpoint made ``pred``, when it is still there."""
     checkpoint = pred.attrs.get("checkpoint")
     if not checkpoint:
@@ -236,7 +262,7 @@ def training_curves_of(pred: Predictions) -> Path | None:
     return curves if curves.is_file() else None
 
 
-def add_training_curves(preds: Sequence[Predictions], sink: PlotSink) -> None:
+def add_training_curves(preds: Sequence[Run], sink: PlotSink) -> None:
     """Each run's training curves (drawn during training in its run directory), copied into ``plots/``
     and recorded for the report's ``training`` section."""
     for pred in preds:

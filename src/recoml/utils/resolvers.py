@@ -8,6 +8,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from recoml.io.runs import resume_dir
+
 
 @lru_cache(maxsize=64)
 def _content_tag(path: str, mtime_ns: int, size: int) -> str:
@@ -27,3 +29,4 @@ def geometry_name(path: str) -> str:
 
 def register() -> None:
     OmegaConf.register_new_resolver("geometry_name", geometry_name, replace=True)
+    OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)

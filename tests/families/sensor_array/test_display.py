@@ -46,8 +46,7 @@ def _independent_doms(event: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ["hits.dom_id", "hits.t", "hits.tot"], entry_start=event, entry_stop=event + 1, library="ak"
     )
     dom = ak.flatten(hits["hits.dom_id"]).to_numpy()
-    # the store keeps hit times as float32, as the converter writes them (8 ns steps at ~7e7 ns)
-    t = ak.flatten(hits["hits.t"]).to_numpy().astype(np.float32).astype(np.float64)
+    t = ak.flatten(hits["hits.t"]).to_numpy().astype(np.float64)
     tot = ak.flatten(hits["hits.tot"]).to_numpy().astype(np.float64)
     doms, where = np.unique(dom, return_inverse=True)
     first = np.full(len(doms), np.inf)

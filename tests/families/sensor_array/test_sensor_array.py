@@ -89,14 +89,19 @@ def test_offline_root_hits_map_by_dom_and_channel(tmp_path: Path) -> None:
     )
     store = open_store(out)
     tree = uproot.open(KM3 / "km3net_offline.root")["E"]
-    raw = tree.arrays(["hits.dom_id", "hits.channel_id", "hits.t", "hits.tot"], library="ak")
+    raw = tree.arrays(["hits.dom_id", "hits.channel_id", "hits.t", "hits.tot", "hits.trig"], library="ak")
     assert len(store) == 10 and store.counts().tolist() == ak.num(raw["hits.dom_id"]).tolist()
     pmt = store.array("hit_pmt")
     np.testing.assert_array_equal(det.sensor_ids[pmt, 0], ak.flatten(raw["hits.dom_id"]).to_numpy())
     np.testing.assert_array_equal(det.sensor_ids[pmt, 1], ak.flatten(raw["hits.channel_id"]).to_numpy())
-    np.testing.assert_allclose(
-        store.array("hit_time"), ak.flatten(raw["hits.t"]).to_numpy().astype(np.float32)
-    )
+    # times from the event's earliest triggered hit (the file's count from the timeslice start, ~1e8 ns,
+    # would lose 8 ns to float32): numpy's own per-event subtraction, in float64
+    t, trig = (ak.flatten(raw[f"hits.{k}"]).to_numpy() for k in ("t", "trig"))
+    counts = ak.num(raw["hits.t"]).to_numpy()
+    starts = np.r_[0, np.cumsum(counts)[:-1]]
+    trigger = np.array([t[a : a + n][trig[a : a + n] > 0].min() for a, n in zip(starts, counts)])
+    np.testing.assert_allclose(store.array("hit_time"), t - np.repeat(trigger, counts), atol=1e-3)
+    assert np.abs(store.array("hit_time")).max() < 5000  # ns: within a few microseconds of the trigger
     np.testing.assert_allclose(store.array("hit_charge"), ak.flatten(raw["hits.tot"]).to_numpy())
     assert (
         store.attrs["time_origin"] == "trigger"
