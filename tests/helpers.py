@@ -80,5 +80,7 @@ def toy_store_dir(root: Path, n_events: int = N_TOY, physics: tuple[tuple[str, A
 
     data_dir = Path(root) / f"toy_data_{n_events}"
     det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
-    simulate_to_store(det, data_dir / "toy_wcte.h5", n_events=n_events, seed=1, overwrite=True, physics=dict(physics))
+    simulate_to_store(
+        det, data_dir / "toy_wcte.h5", n_events=n_events, seed=1, overwrite=True, physics=dict(physics)
+    )
     return data_dir
