@@ -315,3 +315,24 @@ def test_inputs_prepared_in_dataloader_workers_equal_those_built_here(tmp_path) 
                     assert torch.equal(getattr(got, name), getattr(expected, name)), name
         assert seen == 8
     assert not EventDataModule(path, num_workers=0).build_in_workers(builders["image"])
+
+
+def test_graph_edge_buffer_reuse_never_leaks_edges_into_the_next_batch() -> None:
+    """The reused edge buffer: each batch's graph equals a fresh builder's whatever came before (more
+    events, fewer hits, events too small for k neighbours), and the buffer is reused, not reallocated."""
+    det = detector("wcte")
+    g = torch.Generator().manual_seed(3)
+    batches = [
+        random_hit_batch(det, 30, 60, generator=g),
+        random_hit_batch(det, 12, 20, generator=g),  # fewer edges: stale ones would show past E
+        small_batch([1, 3, 0, 2]),  # fewer than k + 1 hits: the masked path, a fresh tensor
+        random_hit_batch(det, 20, 40, generator=g),
+    ]
+    reused, fresh = GraphBuilder(det, k=8, reuse_output=True), GraphBuilder(det, k=8)
+    pointers = []
+    for batch in batches:
+        got, expected = reused(batch), fresh(batch)
+        assert torch.equal(got.edge_index, expected.edge_index) and got.edge_index.is_contiguous()
+        assert torch.equal(got.x, expected.x)
+        pointers.append(got.edge_index.untyped_storage().data_ptr())
+    assert pointers[0] == pointers[1] == pointers[3] != pointers[2]

@@ -13,8 +13,9 @@ Cases (``peer.json``: one entry each, both rates and ``ratio`` = recoml / WatChM
 * ``<det>_batches_<n>w``: image batches through each side's DataLoader with ``n`` workers, the way its
   training consumes them (WatChMaL: ``get_data_loader`` with its ``SubsetRandomSampler``; recoml: the
   datamodule's loader and the model's representation);
-* ``wcte_train_w64``: a ResNet-18 (width 64, circular padding) training step on WCTE images, WatChMaL's
-  ``ClassifierEngine`` step vs recoml's ``RecoModule``, both at 0 workers.
+* ``wcte_train_w64`` (and ``hk_train_w64`` when asked for): a ResNet-18 (width 64, circular padding)
+  training step, WatChMaL's ``ClassifierEngine`` step vs recoml's ``RecoModule``, on ``device`` (the
+  GPU check runs it on the GPU with 2 workers: the issue's GPU training targets are ratios to WatChMaL).
 
 Rates are events per CPU-second of the process and its loader workers (``psutil``) and events per wall
 second; each repeat runs WatChMaL then recoml (interleaved), the medians are reported.
@@ -54,8 +55,16 @@ from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
 
-#: The entries of peer.json, in order.
-CASES = ("wcte_batches_0w", "wcte_batches_2w", "hk_batches_0w", "hk_batches_2w", "wcte_train_w64")
+#: The entries of peer.json, in order (``hk_train_w64`` only when asked for: an HK step takes seconds on
+#: a CPU; it is the GPU check's HK training row).
+CASES = (
+    "wcte_batches_0w",
+    "wcte_batches_2w",
+    "hk_batches_0w",
+    "hk_batches_2w",
+    "wcte_train_w64",
+    "hk_train_w64",
+)
 #: Per side, the two rates of a case.
 RATES = ("events_per_cpu_s", "events_per_s")
 
@@ -176,10 +185,18 @@ def write_image_map(detector: WCDetector, path: Path) -> None:
 
 
 def watchmal_engine(
-    wm: dict[str, ModuleType], files: PeerFiles, batch_size: int, workers: int, workdir: Path, width: int = 0
+    wm: dict[str, ModuleType],
+    files: PeerFiles,
+    batch_size: int,
+    workers: int,
+    workdir: Path,
+    width: int = 0,
+    device: str = "cpu",
 ) -> Any:
-    """WatChMaL's ClassifierEngine with its train loader (and a ResNet-18 when ``width``), configured as
-    its own configs do (``get_data_loader``, ``SubsetRandomSampler``, AdamW, cross-entropy)."""
+    """WatChMaL's ClassifierEngine on ``device`` with its train loader (and a ResNet-18 when ``width``),
+    configured as its own configs and main.py do (``get_data_loader``, ``SubsetRandomSampler``, the model
+    moved to the device, AdamW, cross-entropy)."""
+    on_gpu = torch.device(device).type != "cpu"
     if files.detector.pmts_per_module > 1:
         dataset = {
             "_target_": "watchmal.dataset.cnn_mpmt.cnn_mpmt_dataset.CNNmPMTDataset",
@@ -200,12 +217,14 @@ def watchmal_engine(
         if width != 64:
             raise ConfigError(f"bench.peer: WatChMaL's ResNet-18 has width 64 only, got {width}")
         channels = 2 * files.detector.pmts_per_module
-        model = wm["resnet"].resnet18(
-            num_input_channels=channels, num_output_channels=3, conv_pad_mode="circular"
+        model = (
+            wm["resnet"]
+            .resnet18(num_input_channels=channels, num_output_channels=3, conv_pad_mode="circular")
+            .to(device)
         )
     # WatChMaL's engine prints parameter counts and writes CSV logs: both kept out of the way.
     with contextlib.redirect_stdout(io.StringIO()):
-        engine = wm["engine"].ClassifierEngine("labels", model, 0, "cpu", f"{workdir}/watchmal_")
+        engine = wm["engine"].ClassifierEngine("labels", model, 0, device, f"{workdir}/watchmal_")
         if workers:
             loader = wm["loaders"].get_data_loader(
                 OmegaConf.create(dataset),
@@ -213,7 +232,7 @@ def watchmal_engine(
                 OmegaConf.create(sampler),
                 workers,
                 False,
-                False,
+                on_gpu,
                 0,
                 split_path=str(files.splits),
                 split_key="train_idxs",
@@ -223,7 +242,10 @@ def watchmal_engine(
             # dataset, sampler and loader arguments otherwise.
             indices = np.load(files.splits)["train_idxs"]
             loader = torch.utils.data.DataLoader(
-                instantiate(dataset), sampler=instantiate(sampler, indices), batch_size=batch_size
+                instantiate(dataset),
+                sampler=instantiate(sampler, indices),
+                batch_size=batch_size,
+                pin_memory=on_gpu,
             )
         # What ClassifierEngine.configure_data_loaders does with a label_set (labels become int64).
         loader.dataset.set_target("labels")
@@ -236,10 +258,10 @@ def watchmal_engine(
 
 
 def recoml_module(
-    files: PeerFiles, batch_size: int, workers: int, workdir: Path, width: int = 64
+    files: PeerFiles, batch_size: int, workers: int, workdir: Path, width: int = 64, device: str = "cpu"
 ) -> tuple[RecoModule, EventDataModule]:
     """recoml's training pieces for the same file: the ResNet-18 config at ``width``, its datamodule
-    (WatChMaL's split file) and statistics fitted on a training sample."""
+    (WatChMaL's split file) and statistics fitted on a training sample, on ``device``."""
     cfg = compose(
         config_name="train",
         overrides=[f"detector={files.detector.name}", "model=resnet18", f"model.net.width={width}"],
@@ -247,11 +269,16 @@ def recoml_module(
     cfg.paths.output_dir = str(workdir)
     module = RecoModule(config_dict(cfg))
     datamodule = EventDataModule(
-        files.h5, split_path=files.splits, batch_size=batch_size, num_workers=workers
+        files.h5,
+        split_path=files.splits,
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=torch.device(device).type != "cpu",
     )
     module.fit_statistics(datamodule.statistics_sample(2048))
-    datamodule.build_in_workers(module.representation)  # as CPU training does
-    return module.train(), datamodule
+    if torch.device(device).type == "cpu":  # as training does: on a GPU the inputs are built there
+        datamodule.build_in_workers(module.representation)
+    return module.to(device).train(), datamodule
 
 
 # -- measuring ----------------------------------------------------------------------------------------
@@ -344,14 +371,16 @@ def batches_case(
     return entry
 
 
-def train_case(wm: dict[str, ModuleType], files: PeerFiles, p: DictConfig, workdir: Path) -> dict[str, Any]:
-    """One optimizer step per batch (0 workers): WatChMaL's engine vs recoml's RecoModule, ResNet-18 at
-    width 64 with circular padding on both sides."""
-    batch_size, width = int(p.train.batch_size), int(p.train.width)
+def train_case(
+    wm: dict[str, ModuleType], files: PeerFiles, p: DictConfig, workdir: Path, device: str
+) -> dict[str, Any]:
+    """One optimizer step per batch (``bench.peer.train.workers``, 0 by default): WatChMaL's engine vs
+    recoml's RecoModule, ResNet-18 at width 64 with circular padding on both sides, on ``device``."""
+    batch_size, width, workers = int(p.train.batch_size), int(p.train.width), int(p.train.workers)
     torch.manual_seed(0)
-    engine = watchmal_engine(wm, files, batch_size, 0, workdir, width=width)
+    engine = watchmal_engine(wm, files, batch_size, workers, workdir, width=width, device=device)
     engine.model.train()
-    module, datamodule = recoml_module(files, batch_size, 0, workdir, width=width)
+    module, datamodule = recoml_module(files, batch_size, workers, workdir, width=width, device=device)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
 
     def wm_step(data: dict[str, torch.Tensor]) -> int:
@@ -364,6 +393,7 @@ def train_case(wm: dict[str, ModuleType], files: PeerFiles, p: DictConfig, workd
         return len(data["data"])
 
     def rm_step(batch: Any) -> int:
+        batch = batch.to(device, non_blocking=True)
         loss = module.task.loss(module(batch), batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -376,8 +406,8 @@ def train_case(wm: dict[str, ModuleType], files: PeerFiles, p: DictConfig, workd
         "watchmal": Side(endless(wm_loader), wm_step, wm_loader, [], []),
         "recoml": Side(endless(rm_loader), rm_step, rm_loader, [], []),
     }
-    entry = interleaved(sides, int(p.repeats), int(p.train.n_steps), 1)
-    entry |= {"batch_size": batch_size, "workers": 0, "width": width}
+    entry = interleaved(sides, int(p.repeats), int(p.train.n_steps), 2 * workers + 1)
+    entry |= {"batch_size": batch_size, "workers": workers, "width": width, "device": device}
     return entry
 
 
@@ -405,7 +435,7 @@ def bench_peer(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
         if kind == "batches":
             results[case] = batches_case(wm, files[detector], p, int(rest.rstrip("w")), workdir)
         else:
-            results[case] = train_case(wm, files[detector], p, workdir)
+            results[case] = train_case(wm, files[detector], p, workdir, str(cfg.device))
         r = results[case]
         log.info(
             "peer %s: WatChMaL %.0f ev/CPU-s %.0f ev/s, recoml %.0f ev/CPU-s %.0f ev/s, ratio %.2fx / %.2fx",

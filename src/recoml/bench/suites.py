@@ -167,8 +167,9 @@ def bench_representations(cfg: DictConfig, workdir: Path, suites: list[str]) -> 
     device = torch.device(cfg.device)
     r = cfg.representations
     builders = {
-        "images": lambda det: ImageBuilder(det),
-        "knn": lambda det: GraphBuilder(det, k=int(r.k)),
+        # As the model configs build them (reused output buffers).
+        "images": lambda det: ImageBuilder(det, reuse_output=True),
+        "knn": lambda det: GraphBuilder(det, k=int(r.k), reuse_output=True),
         "points": lambda det: PointCloudBuilder(det),
     }
     rows = []

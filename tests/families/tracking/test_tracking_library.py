@@ -344,18 +344,20 @@ def test_walkthrough_adds_double_hits_above_walk_add() -> None:
     assert len(set(added)) == 1 and added[0] >= 0
 
 
-def _concatenating_edge_mlp(net, x, src, dst, e):  # noqa: ANN001, ANN202 - the former form, for reference
-    return net(torch.cat([x[src], x[dst]] + ([] if e is None else [e]), dim=-1))
+def _concatenating_edge_mlp(net, x, src, dst, e, residual=False):  # noqa: ANN001, ANN202 - the former form
+    out = net(torch.cat([x[src], x[dst]] + ([] if e is None else [e]), dim=-1))
+    return e + out if residual else out
 
 
-@pytest.mark.parametrize("edge_channels", [0, 6])
+@pytest.mark.parametrize(("edge_channels", "chunk"), [(0, 16384), (6, 16384), (6, 64), (0, 7)])
 def test_interaction_network_split_first_layer_equals_concatenation(
-    edge_channels: int, monkeypatch: pytest.MonkeyPatch
+    edge_channels: int, chunk: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Applying the first edge layer per node before the gather gives the concatenating form's logits and
-    gradients (to 1e-5)."""
+    """Applying the first edge layer per node before the gather, in blocks of ``chunk`` edges (the last one
+    short), gives the concatenating form's logits and gradients (to 1e-5)."""
     from recoml.families.tracking.models import interaction_network as inm
 
+    monkeypatch.setattr(inm, "EDGE_CHUNK", chunk)
     torch.manual_seed(0)
     net = inm.InteractionNetwork(5, edge_channels=edge_channels, hidden=16, n_layers=2, n_iterations=3)
     x, edges = torch.randn(50, 5), torch.randint(0, 50, (2, 400))

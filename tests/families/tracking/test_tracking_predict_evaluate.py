@@ -19,6 +19,7 @@ from recoml.data.splits import load_splits
 from recoml.data.store import open_store
 from recoml.errors import DataError
 from recoml.evaluation import evaluate, evaluator_for
+from recoml.families.tracking.pipeline import TrackingPipeline, evaluate_tracking, iterate_store
 from recoml.families.tracking.report import evaluate_checkpoint
 from recoml.families.tracking.simulation import simulate_tracker_to_store
 from recoml.prediction import Predictions
@@ -124,6 +125,17 @@ def test_evaluate_reports_edge_and_track_metrics_like_the_tracking_report(
     for style in ("double_majority", "atlas"):
         for key in ("efficiency", "fake_rate", "duplicate_rate"):
             assert s[f"track_{key}_{style}"] == pytest.approx(direct["tracks"][style][key], abs=1e-9)
+    # The in-memory road (TrackingPipeline + evaluate_tracking, per-stage timings) is the same implementation.
+    pipeline = TrackingPipeline.from_checkpoint(edge_ckpt)
+    memory, _ = evaluate_tracking(pipeline, iterate_store(tracker_data / "toy_toy_tracker.h5", "test"))
+    edge_keys = ("efficiency", "purity", "graph_efficiency", "edges_per_event", "auroc")
+    for key in edge_keys:
+        assert memory["edges"][key] == pytest.approx(direct["edges"][key], abs=1e-5)
+    for style in ("double_majority", "atlas"):
+        for key in ("efficiency", "fake_rate", "duplicate_rate"):
+            assert memory["tracks"][style][key] == pytest.approx(direct["tracks"][style][key], abs=1e-9)
+    assert memory["tracks"]["trackml_score"] == pytest.approx(direct["tracks"]["trackml_score"], abs=1e-6)
+    assert set(memory["timing"]) == {"graph_construction", "edge_classification", "track_building"}
 
     # Walkthrough building and a comparison of two runs overlay on the same figures.
     copy = tmp_path / "other" / "predictions.h5"

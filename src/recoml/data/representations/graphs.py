@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.utils.data import get_worker_info
 
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
@@ -56,6 +57,11 @@ class GraphBuilder(Representation):
     ``features`` (normalized when a normalizer is given). Neighbours are found in raw space (cm), or in
     space-time with ``space_time=True``, the time axis scaled by ``time_scale`` (cm/ns; default the speed
     of light in water, so a hit 1 ns later counts as 22.5 cm further).
+
+    ``reuse_output=True`` (what the GNN model configs set): the ``edge_index`` returned is **overwritten
+    by the next call** in the same process (one buffer, grown when a batch needs more), as
+    ``ImageBuilder``'s images are; a training step consumes it before the next batch. Not in DataLoader
+    workers (their output goes to the main process).
     """
 
     #: Buffers (registered in __init__).
@@ -76,8 +82,11 @@ class GraphBuilder(Representation):
         loop: bool = False,
         chunk_size: int | None = None,
         time_reference: str = "none",
+        reuse_output: bool = False,
     ) -> None:
         super().__init__()
+        self.reuse_output = bool(reuse_output)
+        self._edges: torch.Tensor | None = None  # the edge buffer reused by the next call
         if k < 1:
             raise ConfigError(f"GraphBuilder: k must be >= 1, got {k}")
         self.k = int(k)
@@ -118,10 +127,20 @@ class GraphBuilder(Representation):
         return GraphInput(
             x=self.features(batch),
             pos=pos,
-            edge_index=edges_from_table(nbr),
+            edge_index=edges_from_table(nbr, self._edge_buffer(nbr)),
             batch=event_of_hits(batch),
             num_graphs=len(counts),
         )
+
+    def _edge_buffer(self, nbr: torch.Tensor) -> torch.Tensor | None:
+        """The reused edge buffer, grown (25% headroom) to hold this batch's edges; None when not reused."""
+        if not self.reuse_output or get_worker_info() is not None or torch.jit.is_tracing():
+            return None
+        need = 2 * nbr.numel()
+        buffer = self._edges
+        if buffer is None or buffer.numel() < need or buffer.device != nbr.device:
+            buffer = self._edges = torch.empty(need + need // 4, dtype=torch.int64, device=nbr.device)
+        return buffer
 
     def extra_repr(self) -> str:
         return f"k={self.k}, space_time={self.space_time}, time_scale={self.time_scale:.3g}, loop={self.loop}"

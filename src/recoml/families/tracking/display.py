@@ -207,6 +207,7 @@ def interactive(event: EventView, detector: Any):
     hits = _hits(event)
     x, y, z = (np.asarray(hits[f], dtype=np.float64) for f in _XYZ)
     pid = np.asarray(hits.get("hit_particle_id", np.zeros(len(x))), dtype=np.int64)
+    hue = [(int(p) * 137) % 360 for p in pid]  # Python ints: TrackML ids times 137 overflow int64
     fig = go.Figure()
     fig.add_trace(
         go.Scatter3d(
@@ -217,7 +218,7 @@ def interactive(event: EventView, detector: Any):
             name="hits",
             marker={
                 "size": 2,
-                "color": ["rgb(150,150,150)" if p == 0 else f"hsl({(p * 137) % 360},70%,45%)" for p in pid],
+                "color": ["rgb(150,150,150)" if p == 0 else f"hsl({h},70%,45%)" for p, h in zip(pid, hue)],
             },
             text=[f"hit {i}: particle {p}" for i, p in enumerate(pid)],
             hoverinfo="text",

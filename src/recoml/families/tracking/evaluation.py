@@ -12,7 +12,7 @@ is :mod:`recoml.families.tracking`'s (metrics, building, matching) and the figur
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -23,9 +23,8 @@ from recoml.errors import ConfigError, DataError
 from recoml.evaluation.checks import check_binary
 from recoml.evaluation.registry import Evaluator, PlotSink, SectionResult, register
 from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
-from recoml.families.tracking.matching import TargetSelection, match_tracks, tracking_metrics
+from recoml.families.tracking.matching import TargetSelection, TrackMatch, match_tracks, tracking_metrics
 from recoml.families.tracking.metrics import edge_classification_metrics
-from recoml.families.tracking.pipeline import working_points
 from recoml.families.tracking.predictions import hit_pt_eta
 from recoml.families.tracking.report import metric_rows, tracking_figures
 from recoml.families.tracking.trackml_score import trackml_hit_weights, trackml_score
@@ -53,27 +52,68 @@ def _track_labels(
     raise ConfigError(f"options.track_method must be 'cc' or 'walkthrough', got '{method}'")
 
 
-def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The metrics of :func:`~recoml.families.tracking.pipeline.evaluate_tracking` (``edges``, ``tracks``,
-    ``score_histograms``, ``timing`` of track building, settings) from stored edges and hits, plus the full
-    ROC (``roc``: background and signal efficiency) of target against false edges."""
+def working_points(
+    hist: dict[str, np.ndarray], edges: np.ndarray, purities: Sequence[float]
+) -> dict[str, float]:
+    """Best edge efficiency reachable at each purity, and the score cut that gives it, from score histograms
+    of target, other true and false edges (a cut at a bin edge keeps the bins above it)."""
 
+    def above(h: np.ndarray) -> np.ndarray:
+        return np.cumsum(h[::-1])[::-1]  # count with score >= the lower edge of each bin
+
+    tgt, true_other, false = above(hist["target"]), above(hist["other_true"]), above(hist["false"])
+    total_target = max(float(hist["target"].sum()), 1.0)
+    kept = tgt + true_other + false
+    eff = tgt / total_target
+    purity = np.divide(tgt + true_other, kept, out=np.zeros_like(eff), where=kept > 0)
+    out: dict[str, float] = {}
+    for p in purities:
+        ok = (purity >= p) & (kept > 0)
+        key = f"{p:g}".replace(".", "")
+        if ok.any():
+            i = int(np.flatnonzero(ok)[np.argmax(eff[ok])])
+            out[f"efficiency_at_purity_{key}"] = float(eff[i])
+            out[f"cut_at_purity_{key}"] = float(edges[i])
+        else:
+            out[f"efficiency_at_purity_{key}"] = 0.0
+            out[f"cut_at_purity_{key}"] = 1.0
+    return out
+
+
+def tracking_evaluation(
+    edges: Mapping[str, np.ndarray],
+    hits: Mapping[str, np.ndarray],
+    hit_event: np.ndarray,
+    n_events: int,
+    n_truth_target: int,
+    options: Mapping[str, Any] | None = None,
+    *,
+    score_cut: float,
+    pt_min: float,
+    min_hits: int,
+    bfield: float,
+    tracks: np.ndarray | None = None,
+) -> tuple[dict[str, Any], TrackMatch]:
+    """Edge and track metrics of scored edges: the one implementation behind ``recoml.evaluate``
+    (:func:`edge_tracking_metrics`) and :func:`~recoml.families.tracking.pipeline.evaluate_tracking`.
+
+    ``edges``: ``src``, ``dst`` (indices into the hits), ``score``, ``truth`` (true edge of any particle),
+    ``target`` (true edge of a target particle); ``hits``: ``hit_particle_id``, ``hit_tpx/tpy/tpz`` and,
+    when present, ``hit_x/y/z`` (track-parameter estimates, TrackML hit order) and ``hit_weight``;
+    ``n_truth_target`` the target edges of the truth graph (graph efficiency). ``tracks`` (a label per
+    hit) when already built, else built here at the score cut with ``options`` (``track_method``,
+    ``min_track_hits``, ``walk_min``, ``walk_add``) and timed. Returns ``(metrics, matched tracks)``:
+    ``edges``, ``tracks``, ``score_histograms``, ``roc``, ``timing`` and the settings used.
+    """
     opts = dict(options or {})
-    cut = opts.get("score_cut")
-    cut = float(cut if cut is not None else run.info.get("threshold", 0.5))
     method = str(opts.get("track_method") or "cc")
-    pt_min = float(run.info.get("pt_min", 1.0))
-    e_off, h_off = run.offsets_of("edges"), run.offsets_of("hits")
-    n_events, n_hits = len(e_off) - 1, int(h_off[-1])
-    edge_event = np.repeat(np.arange(n_events), np.diff(e_off))
-    src = run.get("edge_src").astype(np.int64) + h_off[edge_event]
-    dst = run.get("edge_dst").astype(np.int64) + h_off[edge_event]
-    score = np.asarray(run.get("edge_score"), dtype=np.float32)
-    y = np.asarray(run.get("edge_truth")).astype(bool)
-    target = np.asarray(run.get("edge_target")).astype(bool)
-    n_truth_target = int(np.sum(run.get("true_target_edges"))) if run.has("true_target_edges") else 0
+    n_hits = len(hit_event)
+    src, dst = np.asarray(edges["src"], np.int64), np.asarray(edges["dst"], np.int64)
+    score = np.asarray(edges["score"], dtype=np.float32)
+    y = np.asarray(edges["truth"]).astype(bool)
+    target = np.asarray(edges["target"]).astype(bool)
 
-    edge_metrics = edge_classification_metrics(cut)
+    edge_metrics = edge_classification_metrics(score_cut)
     edge_metrics.update(
         scores=torch.from_numpy(score),
         edge_y=torch.from_numpy(y),
@@ -81,68 +121,103 @@ def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = Non
         truth_target=torch.ones(n_truth_target, dtype=torch.bool),
         n_events=n_events,
     )
-    edges = {k: float(v) for k, v in edge_metrics.compute().items()}
+    edge_values = {k: float(v) for k, v in edge_metrics.compute().items()}
     hist = {
         "target": np.histogram(score[target], HIST_BINS)[0],
         "other_true": np.histogram(score[y & ~target], HIST_BINS)[0],
         "false": np.histogram(score[~y], HIST_BINS)[0],
     }
-    edges |= working_points(hist, HIST_BINS, tuple(opts.get("purities", (0.9, 0.95))))
+    edge_values |= working_points(hist, HIST_BINS, tuple(opts.get("purities", (0.9, 0.95))))
     # The exact AUCs of the evaluation's definitions (0, as every tracking ratio, when a class is empty):
     # every true edge against false edges (headline), and target edges against false edges.
     auc = pm.roc_auc(score, y) if y.any() and (~y).any() else 0.0
     keep = target | ~y
-    edges["auroc"] = float(auc)
-    edges["auroc_target"] = float(
+    edge_values["auroc"] = float(auc)
+    edge_values["auroc_target"] = float(
         pm.roc_auc(score[keep], target[keep]) if target.any() and (~y).any() else 0.0
     )
     fpr, tpr, _ = pm.roc_curve(score, y) if auc else (np.zeros(0), np.zeros(0), None)
 
-    t0 = time.perf_counter()
-    edge_index = torch.from_numpy(np.stack([src, dst])) if len(src) else torch.zeros(2, 0, dtype=torch.int64)
-    tracks = _track_labels(edge_index, torch.from_numpy(score), n_hits, method, cut, opts).numpy()
-    seconds = time.perf_counter() - t0
-    hits = {k: np.asarray(run.get(k)) for k in ("hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz")}
+    timing: dict[str, float] = {}
+    if tracks is None:
+        t0 = time.perf_counter()
+        edge_index = torch.from_numpy(np.stack([src, dst]).reshape(2, -1))
+        tracks = _track_labels(edge_index, torch.from_numpy(score), n_hits, method, score_cut, opts).numpy()
+        timing["track_building"] = (time.perf_counter() - t0) / max(n_events, 1)
+    pid = np.asarray(hits["hit_particle_id"])
     hit_pt, hit_eta = hit_pt_eta(hits)
-    pos = np.stack([run.get(k) for k in HIT_POSITIONS], 1) if all(run.has(k) for k in HIT_POSITIONS) else None
-    hit_event = np.repeat(np.arange(n_events), np.diff(h_off))
-    selection = TargetSelection.from_options(opts, pt_min, int(run.info.get("min_hits", 3)))
+    pos = np.stack([hits[k] for k in HIT_POSITIONS], 1) if all(k in hits for k in HIT_POSITIONS) else None
+    selection = TargetSelection.from_options(opts, pt_min, min_hits)
     match = match_tracks(
         hit_event,
-        hits["hit_particle_id"],
+        pid,
         tracks,
         hit_pt,
         hit_eta,
         pos,
         pt_min=pt_min,
-        min_particle_hits=int(run.info.get("min_hits", 3)),
+        min_particle_hits=min_hits,
         min_track_hits=int(opts.get("min_track_hits", 3)),
         fraction=float(opts.get("matching_fraction", 0.5)),
-        bfield=float(run.info.get("bfield", 2.0)),
+        bfield=bfield,
         selection=selection,
     )
-    if run.has("hit_weight"):
-        weight = np.asarray(run.get("hit_weight"), float)
+    if "hit_weight" in hits:
+        weight = np.asarray(hits["hit_weight"], float)
     else:
         distance = np.linalg.norm(pos, axis=1) if pos is not None else np.zeros(n_hits)
-        weight = trackml_hit_weights(hit_event, hits["hit_particle_id"], hit_pt, distance)
+        weight = trackml_hit_weights(hit_event, pid, hit_pt, distance)
     track_metrics = tracking_metrics(match, pt_min=pt_min)
-    track_metrics["trackml_score"] = trackml_score(hit_event, hits["hit_particle_id"], tracks, weight)[
-        "score"
-    ]
+    track_metrics["trackml_score"] = trackml_score(hit_event, pid, tracks, weight)["score"]
     track_metrics["target_selection"] = asdict(selection)
-    return {
+    metrics = {
         "n_events": n_events,
         "hits_per_event": n_hits / max(n_events, 1),
-        "score_cut": cut,
+        "score_cut": score_cut,
         "track_building": method,
         "pt_min": pt_min,
-        "edges": edges,
+        "edges": edge_values,
         "tracks": track_metrics,
-        "timing": {"track_building": seconds / max(n_events, 1)},
+        "timing": timing,
         "score_histograms": {"edges": HIST_BINS.tolist(), **{k: v.tolist() for k, v in hist.items()}},
         "roc": {"background_efficiency": fpr, "signal_efficiency": tpr},
     }
+    return metrics, match
+
+
+def edge_tracking_metrics(run: SectionData, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`tracking_evaluation` of an edge predictions file: the stored edges and hits, the score cut
+    ``options.score_cut`` (default the task's threshold), tracks built from the stored edges."""
+
+    opts = dict(options or {})
+    cut = opts.get("score_cut")
+    cut = float(cut if cut is not None else run.info.get("threshold", 0.5))
+    e_off, h_off = run.offsets_of("edges"), run.offsets_of("hits")
+    n_events = len(e_off) - 1
+    edge_event = np.repeat(np.arange(n_events), np.diff(e_off))
+    edges = {
+        "src": run.get("edge_src").astype(np.int64) + h_off[edge_event],
+        "dst": run.get("edge_dst").astype(np.int64) + h_off[edge_event],
+        "score": run.get("edge_score"),
+        "truth": run.get("edge_truth"),
+        "target": run.get("edge_target"),
+    }
+    names = ("hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz", *HIT_POSITIONS, "hit_weight")
+    hits = {k: np.asarray(run.get(k)) for k in names if run.has(k)}
+    n_truth_target = int(np.sum(run.get("true_target_edges"))) if run.has("true_target_edges") else 0
+    metrics, _ = tracking_evaluation(
+        edges,
+        hits,
+        np.repeat(np.arange(n_events), np.diff(h_off)),
+        n_events,
+        n_truth_target,
+        opts,
+        score_cut=cut,
+        pt_min=float(run.info.get("pt_min", 1.0)),
+        min_hits=int(run.info.get("min_hits", 3)),
+        bfield=float(run.info.get("bfield", 2.0)),
+    )
+    return metrics
 
 
 @register("edge_classification")

@@ -27,12 +27,11 @@ from recoml.data.dataset import EventDataset
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
 from recoml.families.tracking.building import build_tracks_cc, build_tracks_walkthrough
+from recoml.families.tracking.evaluation import tracking_evaluation
 from recoml.families.tracking.graph import TrackGraph, TrackGraphBuilder
 from recoml.families.tracking.hits import COORDINATE_FIELDS, TRUTH_FIELDS
-from recoml.families.tracking.matching import TrackMatch, match_tracks, tracking_metrics
-from recoml.families.tracking.metrics import edge_classification_metrics
+from recoml.families.tracking.matching import TrackMatch
 from recoml.families.tracking.models.interaction_network import EdgeClassifier
-from recoml.families.tracking.trackml_score import trackml_hit_weights, trackml_score
 
 __all__ = ["PipelineResult", "TrackingPipeline", "evaluate_tracking", "iterate_store"]
 
@@ -43,6 +42,8 @@ EVAL_HIT_FIELDS: tuple[str, ...] = tuple(
     f"hit_{n}" for n in (*COORDINATE_FIELDS, "module_id", *TRUTH_FIELDS, "tpz")
 )
 BUILDERS = ("cc", "walkthrough")
+#: Hit truth the evaluation reads from a batch beyond the particle id (TrackML's hit weight when present).
+TRUTH_COLUMNS = ("tpx", "tpy", "tpz", "weight")
 
 
 @dataclass
@@ -201,57 +202,32 @@ def iterate_store(
         yield ds[list(range(start, min(len(ds), start + batch_size)))]
 
 
-def working_points(
-    hist: dict[str, np.ndarray], edges: np.ndarray, purities: Sequence[float]
-) -> dict[str, float]:
-    """Best edge efficiency reachable at each purity, and the score cut that gives it, from score histograms
-    of target, other true and false edges (a cut at a bin edge keeps the bins above it)."""
-
-    def above(h: np.ndarray) -> np.ndarray:
-        return np.cumsum(h[::-1])[::-1]  # count with score >= the lower edge of each bin
-
-    tgt, true_other, false = above(hist["target"]), above(hist["other_true"]), above(hist["false"])
-    total_target = max(float(hist["target"].sum()), 1.0)
-    kept = tgt + true_other + false
-    eff = tgt / total_target
-    purity = np.divide(tgt + true_other, kept, out=np.zeros_like(eff), where=kept > 0)
-    out: dict[str, float] = {}
-    for p in purities:
-        ok = (purity >= p) & (kept > 0)
-        key = f"{p:g}".replace(".", "")
-        if ok.any():
-            i = int(np.flatnonzero(ok)[np.argmax(eff[ok])])
-            out[f"efficiency_at_purity_{key}"] = float(eff[i])
-            out[f"cut_at_purity_{key}"] = float(edges[i])
-        else:
-            out[f"efficiency_at_purity_{key}"] = 0.0
-            out[f"cut_at_purity_{key}"] = 1.0
-    return out
-
-
 def evaluate_tracking(
     pipeline: TrackingPipeline,
     batches: Iterable[HitBatch],
     pt_min: float | None = None,
     fraction: float = 0.5,
     purities: Sequence[float] = (0.9, 0.95),
+    **options: Any,
 ) -> tuple[dict[str, Any], TrackMatch]:
     """Edge and track metrics over ``batches`` (with truth); returns ``(metrics, matched tracks)``.
 
-    ``metrics`` holds ``edges`` (graph construction and edge classification at the score cut),
-    ``tracks`` (:func:`~recoml.families.tracking.matching.tracking_metrics`), ``timing`` (mean seconds
-    per event of each stage), ``score_histograms`` (edge scores of target, other true and false edges;
-    from them the best edge efficiency at each of ``purities`` and its cut) and the settings used.
+    The batches go through the pipeline (graphs, scores and tracks, each stage timed); the metrics are
+    :func:`~recoml.families.tracking.evaluation.tracking_evaluation`'s, as ``recoml.evaluate`` reports
+    them from a predictions file: ``edges`` (graph construction and edge classification at the score cut,
+    the best edge efficiency at each of ``purities``), ``tracks``, ``score_histograms``, ``timing`` (mean
+    seconds per event of each stage). ``options`` are the evaluation's target selection (``eta_max``,
+    ``primary_only``, ...).
     """
     pt_min = pipeline.builder.pt_min if pt_min is None else float(pt_min)
-    edge_metrics = edge_classification_metrics(pipeline.score_cut)
-    matches: list[TrackMatch] = []
-    score_parts: list[tuple[np.ndarray, ...]] = []
+    parts: dict[str, list[np.ndarray]] = {}
     seconds: dict[str, float] = {}
-    n_events = 0
-    n_hits = 0
-    hist_bins = np.linspace(0, 1, 201)
-    hist = {key: np.zeros(200) for key in ("target", "other_true", "false")}
+    n_events = n_hits = n_truth_target = n_labels = 0
+
+    def add(**arrays: np.ndarray) -> None:
+        for k, v in arrays.items():
+            parts.setdefault(k, []).append(v)
+
     for batch in batches:
         if "particle_id" not in batch.hits or "tpz" not in batch.hits:
             raise DataError(
@@ -263,62 +239,46 @@ def evaluate_tracking(
         assert graph.truth is not None and graph.edge_y is not None and graph.edge_target is not None
         for k, v in result.seconds.items():
             seconds[k] = seconds.get(k, 0.0) + v
-        scores = result.scores.detach().float()
-        edge_metrics.update(
-            scores=scores,
-            edge_y=graph.edge_y,
-            edge_target=graph.edge_target,
-            truth_target=graph.truth.truth_target,
-            n_events=graph.num_graphs,
+        src, dst = graph.edge_index.cpu().numpy()
+        tracks = result.tracks.cpu().numpy()
+        add(
+            src=src + n_hits,
+            dst=dst + n_hits,
+            score=result.scores.detach().float().cpu().numpy(),
+            truth=graph.edge_y.cpu().numpy(),
+            target=graph.edge_target.cpu().numpy(),
+            hit_event=graph.hits.batch.cpu().numpy() + n_events,
+            tracks=np.where(tracks >= 0, tracks + n_labels, -1),
+            hit_particle_id=graph.hits.particle_id.cpu().numpy(),
+            **{f"hit_{k}": batch.hits[k].cpu().numpy() for k in TRUTH_COLUMNS if k in batch.hits},
+            **{f"hit_{a}": graph.hits.pos[:, i].cpu().numpy() for i, a in enumerate("xyz")},
         )
-        s = scores.cpu().numpy()
-        y, target = graph.edge_y.cpu().numpy(), graph.edge_target.cpu().numpy()
-        hist["target"] += np.histogram(s[target], hist_bins)[0]
-        hist["other_true"] += np.histogram(s[y & ~target], hist_bins)[0]
-        hist["false"] += np.histogram(s[~y], hist_bins)[0]
-        hits = graph.hits
-        tpz = batch.hits["tpz"].float().to(hits.pos.device)
-        hit_pt = torch.hypot(batch.hits["tpx"].float(), batch.hits["tpy"].float()).to(hits.pos.device)
-        hit_eta = torch.asinh(tpz / hit_pt.clamp_min(1e-9))
-        matches.append(
-            match_tracks(
-                hits.batch.cpu().numpy() + n_events,
-                hits.particle_id.cpu().numpy(),
-                result.tracks.cpu().numpy(),
-                graph.truth.particle_pt.cpu().numpy(),
-                hit_eta.cpu().numpy(),
-                hits.pos.cpu().numpy(),
-                pt_min=pt_min,
-                min_particle_hits=pipeline.builder.min_hits,
-                min_track_hits=pipeline.min_hits,
-                fraction=fraction,
-                bfield=pipeline.builder.geometry.bfield,
-            )
-        )
-        hit_event = hits.batch.cpu().numpy() + n_events
-        hit_pid = hits.particle_id.cpu().numpy()
-        if "weight" in batch.hits:
-            weight = batch.hits["weight"].double().cpu().numpy()
-        else:
-            distance = hits.pos.double().norm(dim=1).cpu().numpy()
-            weight = trackml_hit_weights(hit_event, hit_pid, graph.truth.particle_pt.cpu().numpy(), distance)
-        score_parts.append((hit_event, hit_pid, result.tracks.cpu().numpy(), weight))
+        n_truth_target += int(graph.truth.truth_target.sum())
+        n_labels += int(tracks.max()) + 1 if len(tracks) else 0
         n_events += graph.num_graphs
         n_hits += graph.num_nodes
-    match = TrackMatch.concat(matches)
-    track_metrics = tracking_metrics(match, pt_min=pt_min)
-    columns = [np.concatenate(c) for c in zip(*score_parts)] if score_parts else [np.zeros(0)] * 4
-    track_metrics["trackml_score"] = trackml_score(*columns)["score"]
-    edges = {k: float(v) for k, v in edge_metrics.compute().items()}
-    metrics: dict[str, Any] = {
-        "n_events": n_events,
-        "hits_per_event": n_hits / max(n_events, 1),
-        "score_cut": pipeline.score_cut,
-        "track_building": pipeline.method,
-        "pt_min": pt_min,
-        "edges": edges | working_points(hist, hist_bins, purities),
-        "tracks": track_metrics,
-        "timing": {k: v / max(n_events, 1) for k, v in seconds.items()},
-        "score_histograms": {"edges": hist_bins.tolist(), **{k: v.tolist() for k, v in hist.items()}},
+    flat = {k: np.concatenate(v) for k, v in parts.items()}
+    empty = np.zeros(0, np.int64)
+    edges = {k: flat.get(k, empty) for k in ("src", "dst", "score", "truth", "target")}
+    hits = {k: v for k, v in flat.items() if k.startswith("hit_") and k != "hit_event"}
+    settings = dict(options) | {
+        "track_method": pipeline.method,
+        "matching_fraction": fraction,
+        "purities": tuple(purities),
+        "min_track_hits": pipeline.min_hits,
     }
+    metrics, match = tracking_evaluation(
+        edges,
+        hits or {k: empty for k in ("hit_particle_id", "hit_tpx", "hit_tpy", "hit_tpz")},
+        flat.get("hit_event", empty),
+        n_events,
+        n_truth_target,
+        settings,
+        score_cut=pipeline.score_cut,
+        pt_min=pt_min,
+        min_hits=pipeline.builder.min_hits,
+        bfield=pipeline.builder.geometry.bfield,
+        tracks=flat.get("tracks", empty),
+    )
+    metrics["timing"] = {k: v / max(n_events, 1) for k, v in seconds.items()}
     return metrics, match

@@ -11,8 +11,14 @@ On top of the helix (issue 13, to look like the real TrackML event): multiple sc
 crossed (Highland kinks of ``theta0 = 13.6 MeV / (beta p) sqrt(x/X0) (1 + 0.038 ln(x/X0))`` in two
 planes, PDG "Passage of particles through matter", displacing every later hit by ``kink x path length``),
 double hits where overlapping modules are both crossed (a second hit of the same particle on the same
-layer, a few mm further along the track; TrackML: ~24 % of particle hits are such extra hits) and noise
-at TrackML's ~15 % of all hits.
+layer, a few mm further along the track; TrackML: ~24 % of particle hits are such extra hits), noise
+at TrackML's ~15 % of all hits, and secondaries from hadronic (nuclear) interactions in the layers'
+material: a particle crossing a layer of ``x/X0`` radiation lengths interacts with probability
+``x / lambda_I`` (silicon ``lambda_I / X0 = 46.52 cm / 9.37 cm``, PDG "Atomic and nuclear properties"),
+ends there, and gives a few low-pT charged secondaries produced on that layer (TrackML: about a fifth of
+the particles are secondaries, Amrouche et al. 2019, arXiv:1904.06778; the real event in tests/data:
+21.5 %, median pT 0.2 GeV). Secondaries carry TrackML's particle-id encoding (generation 1, their
+parent's id as primary), so the matching's ``primary_only`` and production-radius selections apply.
 
 Event ``e`` draws from ``numpy.random.default_rng([seed, e])``: a sample is the same whatever the chunking
 or the number of workers, and any event can be regenerated alone.
@@ -25,7 +31,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -46,6 +52,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TWO_PI = 2.0 * math.pi
+#: Nuclear interaction length over radiation length of silicon (46.52 cm / 9.370 cm; PDG, "Atomic and
+#: nuclear properties of materials").
+LAMBDA_OVER_X0_SILICON = 46.52 / 9.370
+#: TrackML's particle_id bit fields (trackml-library ``utils.decode_particle_id``): primary id, generation,
+#: secondary id.
+PRIMARY_SHIFT, GENERATION_SHIFT, SECONDARY_SHIFT = 36, 24, 12
 
 
 @dataclass
@@ -59,7 +71,12 @@ class TrackerSimConfig:
     ``resolution_scale``; noise hits, uniform on the layers' surfaces, make up ``noise_fraction`` of all hits
     (TrackML: ~15 %). Every layer is ``layer_x0`` radiation lengths thick (multiple scattering; 0: none);
     a fraction ``double_hit_fraction`` of the particle hits are second hits on an overlapping module
-    (at most 0.5: one per crossing), ``overlap_distance`` mm further out along the track.
+    (at most 0.5: one per crossing), ``overlap_distance`` mm further out along the track. A primary
+    crossing a layer interacts there with probability ``layer_x0 / lambda_over_x0`` (hadronic interaction
+    length in radiation lengths; 0: no secondaries) and stops; the interaction gives Poisson
+    ``secondary_multiplicity`` charged secondaries (at least one) from that point, pT ``secondary_pt[0]``
+    plus an exponential of mean ``secondary_pt[1]`` (GeV), direction the parent's smeared by
+    ``secondary_spread`` (rad in phi, units of eta).
     """
 
     n_particles: int = 1000
@@ -74,11 +91,16 @@ class TrackerSimConfig:
     layer_x0: float = 0.02
     double_hit_fraction: float = 0.24
     overlap_distance: float = 4.0
+    lambda_over_x0: float = LAMBDA_OVER_X0_SILICON
+    secondary_multiplicity: float = 6.0
+    secondary_pt: tuple[float, float] = (0.1, 0.12)
+    secondary_spread: float = 0.5
 
     def __post_init__(self) -> None:
         self.pt_range = tuple(float(v) for v in self.pt_range)  # type: ignore[assignment]
         self.eta_range = tuple(float(v) for v in self.eta_range)  # type: ignore[assignment]
         self.vertex_sigma = tuple(float(v) for v in self.vertex_sigma)  # type: ignore[assignment]
+        self.secondary_pt = tuple(float(v) for v in self.secondary_pt)  # type: ignore[assignment]
         if self.n_particles < 0:
             raise ConfigError(f"tracker.n_particles must be >= 0, got {self.n_particles}")
         lo, hi = self.pt_range
@@ -102,6 +124,16 @@ class TrackerSimConfig:
             )
         if self.resolution_scale < 0:
             raise ConfigError(f"tracker.resolution_scale must be >= 0, got {self.resolution_scale}")
+        if self.lambda_over_x0 < 0 or self.secondary_multiplicity < 0 or self.secondary_spread < 0:
+            raise ConfigError(
+                "tracker.lambda_over_x0, tracker.secondary_multiplicity and tracker.secondary_spread must be "
+                f">= 0, got {self.lambda_over_x0}, {self.secondary_multiplicity}, {self.secondary_spread}"
+            )
+        if len(self.secondary_pt) != 2 or self.secondary_pt[0] <= 0 or self.secondary_pt[1] < 0:
+            raise ConfigError(
+                "tracker.secondary_pt must be [minimum > 0, mean above it >= 0] (GeV), "
+                f"got {list(self.secondary_pt)}"
+            )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None) -> TrackerSimConfig:
@@ -114,8 +146,25 @@ class TrackerSimConfig:
         return cls(**options)
 
 
+_C = TypeVar("_C", bound="_Columns")
+
+
+class _Columns:
+    """A dataclass of equal-length numpy columns: its length, a row subset, a concatenation."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))  # type: ignore[arg-type]
+
+    def take(self: _C, rows: np.ndarray) -> _C:
+        return type(self)(*(getattr(self, f.name)[rows] for f in fields(self)))  # type: ignore[arg-type]
+
+    @classmethod
+    def concat(cls: type[_C], parts: Sequence[_C]) -> _C:
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))  # type: ignore[arg-type]
+
+
 @dataclass
-class HelixHits:
+class HelixHits(_Columns):
     """Exact crossings of helices with layers (one row per crossing, ordered by particle then turning angle).
 
     ``turn`` is the turning angle (rad) from the vertex to the crossing; ``tpx/tpy/tpz`` the momentum there.
@@ -130,9 +179,6 @@ class HelixHits:
     tpx: np.ndarray
     tpy: np.ndarray
     tpz: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.particle)
 
 
 def propagate(
@@ -323,10 +369,83 @@ def _noise(
     return layer, r * np.cos(phi), r * np.sin(phi), z
 
 
+@dataclass
+class _Particles(_Columns):
+    """Generated particles of one event (primaries, then secondaries), store ids and production vertices."""
+
+    pid: np.ndarray
+    parent: np.ndarray
+    pt: np.ndarray
+    eta: np.ndarray
+    phi: np.ndarray
+    charge: np.ndarray
+    vertex: np.ndarray
+
+
+def _hadronic_interactions(
+    detector: TrackerDetector,
+    c: TrackerSimConfig,
+    rng: np.random.Generator,
+    parts: _Particles,
+    hits: HelixHits,
+) -> tuple[_Particles, HelixHits]:
+    """Primaries interacting in a layer stop there (their later crossings dropped) and give secondaries
+    produced at that crossing, propagated (with multiple scattering) from it outwards; one generation.
+
+    ``hits`` are the primaries' crossings ordered by particle then turn. Returns all particles (primaries
+    first) and all crossings, the secondaries' ``particle`` indices following the primaries'.
+    """
+    probability = c.layer_x0 / c.lambda_over_x0 if c.lambda_over_x0 > 0 else 0.0
+    if probability <= 0 or len(hits) == 0:
+        return parts, hits
+    n_prim = len(parts)
+    interacts = rng.random(len(hits)) < probability
+    # The first interaction of each particle: its crossing index (len(hits) when none).
+    first = np.full(n_prim, len(hits), dtype=np.int64)
+    np.minimum.at(first, hits.particle[interacts], np.flatnonzero(interacts))
+    parents = np.flatnonzero(first < len(hits))
+    hits = hits.take(np.arange(len(hits)) <= first[hits.particle])
+    # An interacting particle's last kept crossing is where it interacted.
+    last = np.r_[hits.particle[1:] != hits.particle[:-1], True]
+    row = np.zeros(n_prim, dtype=np.int64)
+    row[hits.particle[last]] = np.flatnonzero(last)
+    k = row[parents]
+    n_sec = np.maximum(rng.poisson(c.secondary_multiplicity, len(parents)), 1)
+    parent = np.repeat(parents, n_sec)
+    cross = np.repeat(k, n_sec)
+    n = len(parent)
+    if n == 0:
+        return parts, hits
+    serial = np.arange(n) - np.repeat(np.cumsum(n_sec) - n_sec, n_sec) + 1  # 1.. within the parent
+    pt = (
+        c.secondary_pt[0] + rng.exponential(c.secondary_pt[1], n)
+        if c.secondary_pt[1]
+        else np.full(n, c.secondary_pt[0])
+    )
+    local_phi = np.arctan2(hits.tpy[cross], hits.tpx[cross])
+    phi = np.mod(local_phi + rng.normal(size=n) * c.secondary_spread + math.pi, TWO_PI) - math.pi
+    eta = parts.eta[parent] + rng.normal(size=n) * c.secondary_spread
+    charge = np.where(rng.random(n) < 0.5, -1, 1).astype(np.int64)
+    vertex = np.stack([hits.x[cross], hits.y[cross], hits.z[cross]], 1)
+    sec = propagate(detector, vertex, pt, eta, phi, charge)
+    # Produced in the parent's layer: a crossing of that same layer is the production point itself.
+    sec = sec.take(sec.layer != hits.layer[cross][sec.particle])
+    if c.layer_x0 > 0:
+        radius = pt / (K_GEV_PER_T_MM * detector.bfield)
+        sec.x, sec.y, sec.z = _multiple_scattering(rng, detector, sec, radius, eta, c.layer_x0)
+    sec.particle = sec.particle + n_prim
+    pid = (
+        (parts.pid[parent] << PRIMARY_SHIFT) | (1 << GENERATION_SHIFT) | (serial << SECONDARY_SHIFT)
+    ).astype(np.int64)
+    secondaries = _Particles(pid, parts.pid[parent], pt, eta, phi, charge, vertex)
+    return _Particles.concat([parts, secondaries]), HelixHits.concat([hits, sec])
+
+
 def simulate_tracker_event(
     detector: TrackerDetector, config: TrackerSimConfig, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    """One event as store fields (hits and particles, no offsets); particle ids are 1..P, 0 marks noise."""
+    """One event as store fields (hits and particles, no offsets): primaries have ids 1..P, secondaries
+    TrackML's encoding (generation 1, ``particle_parent_id`` their primary's id); 0 marks noise."""
     c = config
     n_part = int(rng.poisson(c.n_particles)) if c.poisson_multiplicity else int(c.n_particles)
     pt = _sample_pt(rng, n_part, *c.pt_range, c.pt_power)
@@ -338,9 +457,12 @@ def simulate_tracker_event(
     radius = pt / (K_GEV_PER_T_MM * detector.bfield)
     if c.layer_x0 > 0:
         hits.x, hits.y, hits.z = _multiple_scattering(rng, detector, hits, radius, eta, c.layer_x0)
+    ids = np.arange(1, n_part + 1, dtype=np.int64)
+    parts = _Particles(ids, np.zeros(n_part, np.int64), pt, eta, phi, charge, vertex)
+    parts, hits = _hadronic_interactions(detector, c, rng, parts, hits)
     if c.hit_efficiency < 1:
         keep = rng.random(len(hits)) < c.hit_efficiency
-        hits = HelixHits(*(getattr(hits, f.name)[keep] for f in fields(HelixHits)))
+        hits = hits.take(keep)
     # double_hit_fraction of the particle hits are second hits: f / (1 - f) of the crossings get one.
     p_twin = c.double_hit_fraction / (1.0 - c.double_hit_fraction)
     twin = np.flatnonzero(rng.random(len(hits)) < p_twin) if c.double_hit_fraction else np.zeros(0, np.int64)
@@ -369,21 +491,19 @@ def simulate_tracker_event(
             tpy=py,
             tpz=pz,
         )
-        hits = HelixHits(
-            *(np.concatenate([getattr(hits, f.name), getattr(extra, f.name)]) for f in fields(HelixHits))
-        )
+        hits = HelixHits.concat([hits, extra])
     x, y, z = _smear(detector, rng, hits, c.resolution_scale)
     n_true = len(hits)
     n_noise = int(rng.poisson(c.noise_fraction / (1 - c.noise_fraction) * n_true)) if c.noise_fraction else 0
     nl, nx, ny, nz = _noise(detector, rng, n_noise)
     layer = np.concatenate([hits.layer, nl])
     x, y, z = np.concatenate([x, nx]), np.concatenate([y, ny]), np.concatenate([z, nz])
-    pid = np.concatenate([hits.particle + 1, np.zeros(n_noise, np.int64)])
+    pid = np.concatenate([parts.pid[hits.particle], np.zeros(n_noise, np.int64)])
     tp = [np.concatenate([getattr(hits, k), np.zeros(n_noise)]) for k in ("tpx", "tpy", "tpz")]
     module = detector.module_of(layer, x, y, z)
     # Hits ordered by layer and module as a detector reads them out: no truth left in the order.
     order = np.lexsort((rng.random(len(layer)), module, layer))
-    nhits = np.bincount(hits.particle, minlength=n_part)
+    nhits = np.bincount(hits.particle, minlength=len(parts))
     f32 = np.float32
     return {
         "hit_x": x[order].astype(f32),
@@ -396,14 +516,15 @@ def simulate_tracker_event(
         "hit_tpx": tp[0][order].astype(f32),
         "hit_tpy": tp[1][order].astype(f32),
         "hit_tpz": tp[2][order].astype(f32),
-        "particle_id": np.arange(1, n_part + 1, dtype=np.int64),
-        "particle_pt": pt.astype(f32),
-        "particle_eta": eta.astype(f32),
-        "particle_phi": phi.astype(f32),
-        "particle_charge": charge.astype(np.int32),
-        "particle_vx": vertex[:, 0].astype(f32),
-        "particle_vy": vertex[:, 1].astype(f32),
-        "particle_vz": vertex[:, 2].astype(f32),
+        "particle_id": parts.pid,
+        "particle_parent_id": parts.parent,
+        "particle_pt": parts.pt.astype(f32),
+        "particle_eta": parts.eta.astype(f32),
+        "particle_phi": parts.phi.astype(f32),
+        "particle_charge": parts.charge.astype(np.int32),
+        "particle_vx": parts.vertex[:, 0].astype(f32),
+        "particle_vy": parts.vertex[:, 1].astype(f32),
+        "particle_vz": parts.vertex[:, 2].astype(f32),
         "particle_nhits": nhits.astype(np.int32),
     }
 

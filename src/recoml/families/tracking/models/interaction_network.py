@@ -21,7 +21,13 @@ from torch.utils.checkpoint import checkpoint
 from recoml.errors import ConfigError
 from recoml.families.tracking.graph import EdgeOutput
 
-__all__ = ["EdgeClassifier", "InteractionNetwork", "make_mlp"]
+__all__ = ["EDGE_CHUNK", "EdgeClassifier", "InteractionNetwork", "make_mlp"]
+
+#: Edges per block of the edge MLPs on a CPU. Each block's activations (16,384 x 64 float32 = 4 MiB) stay
+#: in the cache and the allocator's heap; whole-graph activations (a 100k-hit event has a million edges,
+#: hundreds of MB per layer) went to fresh pages at every layer: 2.4x slower per edge (measured, see
+#: docs/benchmarks.md). A GPU takes the whole graph at once (blocks would only add kernel launches).
+EDGE_CHUNK: int = 16384
 
 
 def make_mlp(
@@ -56,14 +62,22 @@ def _sum_at(x: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch
 
 
 def _edge_mlp(
-    net: nn.Module, x: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, e: torch.Tensor | None
+    net: nn.Module,
+    x: torch.Tensor,
+    src: torch.Tensor,
+    dst: torch.Tensor,
+    e: torch.Tensor | None,
+    residual: bool = False,
 ) -> torch.Tensor:
-    """``net(cat([x[src], x[dst], e]))`` without building the ``(E, 2H + D)`` concatenation.
+    """``net(cat([x[src], x[dst], e]))`` (plus ``e`` when ``residual``) without building the ``(E, 2H + D)``
+    concatenation, in blocks of :data:`EDGE_CHUNK` edges.
 
     The first layer is linear, so it is split by input block: the two node blocks are applied once per
     node (``N`` rows, not ``E``) and gathered, the edge block once per edge. Same weights and state-dict
     keys as the concatenating form, same outputs to float rounding; a third of the first layer's
-    multiply-adds per edge and no ``(E, 3H)`` buffer (speed-up measured in docs/benchmarks.md).
+    multiply-adds per edge and no ``(E, 3H)`` buffer (speed-up measured in docs/benchmarks.md). Off the
+    CPU, traced or compiled (ONNX export, torch.compile) it runs as one block (the edge count stays
+    dynamic in an export).
     """
     layers = list(net.children())  # a make_mlp Sequential: Linear first
     first = layers[0]
@@ -74,15 +88,31 @@ def _edge_mlp(
     # (N, 2 * out): each node's contribution as a source and as a destination, in one matmul.
     per_node = nn.functional.linear(x, torch.cat([weight[:, :width], weight[:, width : 2 * width]]))
     from_src, from_dst = per_node[:, :out], per_node[:, out:]
-    y = from_src.index_select(0, src)
-    if e is not None:  # one (E, out) pass for the edge block and the bias, then the two node blocks
-        y = y.add_(nn.functional.linear(e, weight[:, 2 * width :], first.bias))
-    elif first.bias is not None:
-        y = y.add_(first.bias)
-    y = y.add_(from_dst.index_select(0, dst))
-    for layer in layers[1:]:
-        y = layer(y)
-    return y
+    edge_weight = weight[:, 2 * width :]
+
+    def block(s: torch.Tensor, d: torch.Tensor, eb: torch.Tensor | None) -> torch.Tensor:
+        y = from_src.index_select(0, s)
+        if eb is not None:  # one (E, out) pass for the edge block and the bias, then the two node blocks
+            y = y.add_(nn.functional.linear(eb, edge_weight, first.bias))
+        elif first.bias is not None:
+            y = y.add_(first.bias)
+        y = y.add_(from_dst.index_select(0, d))
+        for layer in layers[1:]:
+            y = layer(y)
+        return y + eb if residual and eb is not None else y
+
+    n_edges = len(src)
+    whole = x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    if n_edges <= EDGE_CHUNK or whole:
+        return block(src, dst, e)
+    return torch.cat(
+        [
+            block(
+                src[i : i + EDGE_CHUNK], dst[i : i + EDGE_CHUNK], None if e is None else e[i : i + EDGE_CHUNK]
+            )
+            for i in range(0, n_edges, EDGE_CHUNK)
+        ]
+    )
 
 
 class InteractionNetwork(nn.Module):
@@ -134,7 +164,7 @@ class InteractionNetwork(nn.Module):
         incoming = _sum_at(x, dst, e)
         outgoing = _sum_at(x, src, e)
         x = x + node_net(torch.cat([x, incoming, outgoing], dim=-1))
-        e = e + _edge_mlp(edge_net, x, src, dst, e)
+        e = _edge_mlp(edge_net, x, src, dst, e, residual=True)
         return x, e
 
     def forward(
