@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -69,8 +70,9 @@ N_TOY = 600
 
 
 @functools.cache
-def toy_store_dir(root: Path, n_events: int = N_TOY) -> Path:
-    """A toy WCTE store under ``root`` (simulated once per process, whichever module asks first)."""
+def toy_store_dir(root: Path, n_events: int = N_TOY, physics: tuple[tuple[str, Any], ...] = ()) -> Path:
+    """A toy WCTE store under ``root`` (simulated once per process, whichever module asks first);
+    ``physics`` (name, value) pairs override the toy's PhysicsConfig defaults."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -78,5 +80,7 @@ def toy_store_dir(root: Path, n_events: int = N_TOY) -> Path:
 
     data_dir = Path(root) / f"toy_data_{n_events}"
     det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
-    simulate_to_store(det, data_dir / "toy_wcte.h5", n_events=n_events, seed=1, overwrite=True)
+    simulate_to_store(
+        det, data_dir / "toy_wcte.h5", n_events=n_events, seed=1, overwrite=True, physics=dict(physics)
+    )
     return data_dir

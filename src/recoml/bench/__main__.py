@@ -31,7 +31,7 @@ def main(cfg: DictConfig) -> None:
     save_config(cfg, cfg.paths.output_dir)
     rows = run(cfg)
     table = Table(title=f"recoml throughput ({machine()})")
-    for col in ("suite", "case", "device", "events/s", "ceiling events/s", "of ceiling"):
+    for col in ("suite", "case", "device", "events/s", "events/CPU-s", "ceiling events/s", "of ceiling"):
         table.add_column(col, justify="right" if "/" in col or col == "of ceiling" else "left")
     for r in rows:
         if r["suite"] == "peer":  # its own table below
@@ -41,6 +41,7 @@ def main(cfg: DictConfig) -> None:
             r["case"],
             r["device"],
             f"{r['events_per_s']:,.0f}",
+            f"{r['events_per_cpu_s']:,.0f}" if "events_per_cpu_s" in r else "",
             f"{r['ceiling_events_per_s']:,.0f}" if "ceiling_events_per_s" in r else "",
             f"{r['fraction_of_ceiling']:.0%}" if "fraction_of_ceiling" in r else "",
         )

@@ -32,13 +32,17 @@ CONF = CONF_DIR / "detector"
 C = 29.9792458  # cm/ns
 N_WATER = 1.33  # phase index: Cherenkov angle
 N_GROUP = 1.38  # group index: photon speed
-#: The geometric tests below look at direct light in the vertex frame: no trigger, no scattering, muons
-#: without multiple scattering and delta rays.
+#: The geometric tests below look at direct light in the vertex frame: no trigger, no scattering, no
+#: reflection, one group index, muons without multiple scattering, delta rays and decay electrons.
 DIRECT = {
     "trigger": False,
     "scattering_length": float("inf"),
+    "pmt_reflectivity": 0.0,
+    "wall_reflectivity": 0.0,
+    "chromatic_dispersion": False,
     "muon_multiple_scattering": False,
     "muon_delta_fraction": 0.0,
+    "decay_electrons": False,
 }
 NO_DARK = PhysicsConfig(dark_rate=0.0, **DIRECT)
 
@@ -291,8 +295,8 @@ def test_dark_noise_rate_matches_expectation(wcte):
     assert np.all(hits["hit_parent"] == -1)
     t = hits["hit_time"]
     assert t.min() >= phys.window_start and t.max() < phys.window_start + window
-    # below-threshold muon: same, only dark hits
-    hits, _, _ = _single(wcte, "mu-", 30.0, 50, physics=PhysicsConfig(dark_rate=rate))
+    # below-threshold muon (its decay electron off): same, only dark hits
+    hits, _, _ = _single(wcte, "mu-", 30.0, 50, physics=PhysicsConfig(dark_rate=rate, decay_electrons=False))
     assert len(hits["hit_pmt"]) > 0 and np.all(hits["hit_parent"] == -1)
 
 
@@ -577,7 +581,14 @@ def test_rayleigh_scattering_angles_and_late_light(hk):
 
     def late_fraction(scattering_length: float) -> float:
         phys = PhysicsConfig(
-            dark_rate=0.0, time_jitter=0.0, trigger=False, scattering_length=scattering_length
+            dark_rate=0.0,
+            time_jitter=0.0,
+            trigger=False,
+            scattering_length=scattering_length,
+            pmt_reflectivity=0.0,
+            wall_reflectivity=0.0,
+            chromatic_dispersion=False,
+            decay_electrons=False,
         )
         hits, v, w = _single(hk, "mu-", 800.0, 10, physics=phys, direction=(1.0, 0.0, 0.0))
         ev = _events(hits)
@@ -589,3 +600,125 @@ def test_rayleigh_scattering_angles_and_late_light(hk):
     direct = late_fraction(float("inf"))  # only the slowing muon's last metres are late
     assert direct < 0.02
     assert late_fraction(2000.0) > max(0.1, 5 * direct)
+
+
+# ------------------------------------------------------------ reflection, dispersion, decay electrons
+
+
+def test_reflection_directions_point_into_the_tank_with_their_laws():
+    """Off a PMT uniform over the inward hemisphere (<cos> = 1/2, <cos^2> = 1/3), off the black sheet
+    Lambertian (pdf 2 cos: <cos> = 2/3, <cos^2> = 1/2); barrel and cap normals."""
+    from recoml.families.water_cherenkov.simulation import _tables, reflection_directions
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    phi = rng.uniform(0, 2 * np.pi, n)
+    barrel = rng.random(n) < 0.5
+    point = (
+        np.where(barrel, 10 * np.cos(phi), 3.0).astype(np.float32),
+        np.where(barrel, rng.uniform(-5, 5, n), np.where(rng.random(n) < 0.5, 8.0, -8.0)).astype(np.float32),
+        np.where(barrel, 10 * np.sin(phi), -2.0).astype(np.float32),
+    )
+    normal = np.where(
+        barrel[:, None],
+        -np.stack([np.cos(phi), np.zeros(n), np.sin(phi)], 1),
+        np.stack([np.zeros(n), -np.sign(point[1]), np.zeros(n)], 1),
+    )
+    bits = rng.integers(0, 65536, 2 * n, dtype=np.uint16)
+    for on_pmt, mean, mean_sq in ((True, 1 / 2, 1 / 3), (False, 2 / 3, 1 / 2)):
+        d = np.stack(
+            reflection_directions(point, barrel, np.full(n, on_pmt), bits, _tables(PhysicsConfig())), 1
+        )
+        cos = np.sum(d * normal, 1)
+        assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5) and cos.min() > 0
+        assert abs(cos.mean() - mean) < 0.005 and abs(np.mean(cos**2) - mean_sq) < 0.005
+        # the azimuth about the normal is uniform: the tangential parts average to 0
+        assert np.abs((d - cos[:, None] * normal).mean(0)).max() < 0.01
+
+
+def test_reflected_light_adds_late_charge(hk):
+    """One bounce off PMTs (R = 0.32, WCSim RGCFF) and the black sheet (0.055 x 2.5, WCSim BSRFF): a few to
+    25 % more charge, nearly all of it more than 10 ns after the direct light (it crosses the tank again)."""
+    base = {
+        "dark_rate": 0.0,
+        "trigger": False,
+        "time_jitter": 0.0,
+        "scattering_length": float("inf"),
+        "chromatic_dispersion": False,
+    }
+
+    def charge(**reflectivity: float) -> tuple[float, float]:
+        hits, v, _ = _single(hk, "e-", 500.0, 10, physics=PhysicsConfig(**base, **reflectivity))
+        ev = _events(hits)
+        direct = np.linalg.norm(hk.pmt_positions[hits["hit_pmt"]] - v[ev], axis=1) * N_GROUP / C
+        late = hits["hit_time"] - direct > 10.0
+        return float(hits["hit_charge"].sum()), float(hits["hit_charge"][late].sum())
+
+    q0, late0 = charge(pmt_reflectivity=0.0, wall_reflectivity=0.0)
+    q1, late1 = charge()
+    assert 1.03 < q1 / q0 < 1.25
+    assert late1 - late0 > 0.8 * (q1 - q0)
+
+
+def test_group_index_spread_over_the_detected_spectrum(hk):
+    """WCSim's water index (SKDETSIM refsg.F) and the R3600 QE: n_g = n + E dn/dE is 1.381 at 400 nm (hand:
+    1.34419 + 3.1 eV x (1.34515 - 1.34331) / (3.17948 - 3.02438) eV), its mean over the detected spectrum
+    1.385 (the 1.38 fitted to real WCSim hit times), spread ~0.018 with the late blue tail; it widens the
+    hit-time residual core of HK events."""
+    from recoml.families.water_cherenkov.optics import group_index_quantiles, water_group_index
+    from recoml.families.water_cherenkov.validation import ring_observables
+
+    assert abs(water_group_index(np.array([400.0]))[0] - (1.34419 + 3.1 * 0.00184 / 0.1551)) < 0.002
+    delta = group_index_quantiles()
+    assert abs(delta.mean()) < 1e-3 and 0.014 < delta.std() < 0.022 and delta.max() > -1.5 * delta.min()
+    width = {
+        on: ring_observables(hk, "e-", 500.0, 15, physics=PhysicsConfig(chromatic_dispersion=on), seed=3)[
+            "residual_core_width"
+        ]
+        for on in (False, True)
+    }
+    assert width[True] > 1.3 * width[False]
+
+
+def test_michel_spectrum_mean_and_endpoint():
+    """dN/dx ~ x^2 (3 - 2x): pdf 6x^2 - 4x^3, mean x = 6/4 - 4/5 = 0.7 (36.98 MeV of 52.83), P(x > 1/2) =
+    1 - (2/8 - 1/16) = 0.8125 (hand-computed)."""
+    from recoml.families.water_cherenkov.simulation import MICHEL_ENDPOINT, michel_energies
+
+    e = michel_energies(np.random.default_rng(0).random(400_000))
+    assert abs(e.mean() - 0.7 * MICHEL_ENDPOINT) < 0.1 and 0 <= e.min() and e.max() <= MICHEL_ENDPOINT
+    assert abs(np.mean(e > MICHEL_ENDPOINT / 2) - 0.8125) < 0.004
+
+
+def test_stopping_muons_decay_into_michel_electrons(hk, wcte):
+    """A 100 MeV muon stops after T / (dE/dx) = 50 cm and its electron starts there after the muon's travel
+    time p0 / (c dE/dx) (176.4 MeV / (29.98 cm/ns x 2 MeV/cm) = 2.94 ns) plus Exp(tau): mu+ all decay, tau =
+    2,197 ns; mu- lose 18.4 % to capture, tau = 1,795 ns. A 1 GeV muon leaves WCTE: no electron."""
+    n = 6000
+    x = np.tile([1.0, 0.0, 0.0], (n, 1))
+    for kind, fraction, tau in (("mu+", 1.0, 2197.0), ("mu-", 0.816, 1795.0)):
+        src = light_sources(hk, [kind] * n, np.full(n, 100.0), np.zeros((n, 3)), x, np.random.default_rng(1))
+        electron = src["delay"] > 0
+        assert abs(electron.sum() / n - fraction) < 4 * np.sqrt(fraction * (1 - fraction) / n) + 1e-9
+        assert np.all(src["kind"][electron] == PARTICLES["e-"].kind)
+        assert np.allclose(src["vertex"][electron], [50.0, 0.0, 0.0], atol=1e-6)
+        decay = src["delay"][electron] - 176.43 / (C * 2.0)
+        assert abs(decay.mean() - tau) < 4 * tau / np.sqrt(electron.sum()) and decay.min() >= 0
+        # its light belongs to its muon
+        assert np.all(src["parent"][electron] == 0)
+    src = light_sources(
+        wcte, ["mu-"] * 50, np.full(50, 1000.0), np.zeros((50, 3)), x[:50], np.random.default_rng(1)
+    )
+    assert not np.any(src["delay"] > 0)
+
+
+def test_decay_electrons_add_late_hits_to_muon_events(hk):
+    from recoml.families.water_cherenkov.validation import ring_observables
+
+    late = {
+        on: ring_observables(hk, "mu-", 500.0, 60, physics=PhysicsConfig(decay_electrons=on), seed=2)[
+            "late_hit_fraction"
+        ]
+        for on in (False, True)
+    }
+    assert late[True] > late[False] + 0.01

@@ -27,14 +27,14 @@ REFERENCE = {
 #: Accepted toy / reference ratio per row: the issue's goal is [0.8, 1.25] everywhere; rows that do not
 #: reach it yet carry the measured band (docs/physics.md lists them as open).
 TOLERANCE = {
-    "hits": (0.7, 1.25),
-    "charge": (0.7, 1.25),
-    "dark_hits": (0.9, 1.1),
-    "late_hit_fraction": (0.6, 1.25),
-    "late_charge_fraction": (0.8, 1.25),
-    "residual_core_width": (0.3, 1.25),
+    "hits": (0.8, 1.25),
+    "charge": (0.75, 1.25),
+    "dark_hits": (0.85, 1.1),
+    "late_hit_fraction": (0.8, 1.25),
+    "late_charge_fraction": (0.8, 1.3),
+    "residual_core_width": (0.55, 1.25),
     "ring_edge": (0.95, 1.1),
-    "charge_beyond_50deg": (0.8, 3.5),
+    "charge_beyond_50deg": (0.8, 4.0),
 }
 
 

@@ -11,7 +11,13 @@ Each simulated particle is a *light source* on a straight line from its vertex a
   ``shower_cm_per_mev`` x E, photons are at the beta = 1 angle smeared by ``shower_angle_sigma`` (the
   many shower particles' directions) -- fuzzier rings;
 * gammas travel an exponential distance (mean 9/7 X0) without light, then shower like an electron;
-* pi0 decay at the vertex into two gammas (see :func:`recoml.families.water_cherenkov.particles.pi0_decay`).
+* pi0 decay at the vertex into two gammas (see :func:`recoml.families.water_cherenkov.particles.pi0_decay`);
+* muons that stop in the tank decay into a Michel electron (a late, low-energy shower at the stopping
+  point; mu- may be captured instead).
+
+Light may Rayleigh-scatter once on its way, and is reflected once where it meets the wall (PMTs and
+black sheet, WCSim's reflectivities); each photon travels at its own group velocity (chromatic
+dispersion over the detected spectrum, :mod:`recoml.families.water_cherenkov.optics`).
 
 Photons are Monte-Carlo sampled *after* folding in the quantum and collection efficiencies (so only
 photons that a PMT could record are traced): each gets an emission point, a direction on the cone, an
@@ -44,7 +50,9 @@ from scipy.special import gammaincinv, ndtr, ndtri
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
 from recoml.families.water_cherenkov.detector import WCDetector
+from recoml.families.water_cherenkov.optics import group_index_quantiles
 from recoml.families.water_cherenkov.particles import (
+    ELECTRON_MASS,
     KIND_GAMMA,
     KIND_MUON,
     KIND_PI0,
@@ -100,6 +108,9 @@ class PhysicsConfig:
     # (a fit of real WCSim Hyper-K hit times gives 1.38).
     refractive_index: float = 1.33
     group_index: float = 1.38
+    # Chromatic dispersion: each photon's group index is group_index plus a deviation drawn from the
+    # detected spectrum (water's n(lambda) x the PMT QE, see optics.py): spread 0.018, blue tail late.
+    chromatic_dispersion: bool = True
     # Frank-Tamm photons per cm per unit sin^2(theta) in the 300-600 nm band PMTs see:
     # 2 pi alpha (1/300 nm - 1/600 nm) = 764/cm (about 330/cm for a beta = 1 particle in water).
     frank_tamm_photons_per_cm: float = 764.0
@@ -127,6 +138,20 @@ class PhysicsConfig:
     muon_multiple_scattering: bool = True
     muon_angle_sigma: float = 0.0  # deg
     muon_delta_fraction: float = 0.0625
+    # Reflection at the tank wall, one bounce (WCSim's optical surfaces and tuning defaults): a photon that
+    # reaches a PMT is reflected by the photocathode with pmt_reflectivity (WCSim RGCFF = 0.32; specular off
+    # the PMT sphere, which spreads a beam isotropically: drawn uniform over the inward hemisphere); one
+    # that reaches the black sheet with wall_reflectivity (WCSim 0.055 x BSRFF 2.5, Lambertian:
+    # "groundfrontpainted"). 0 switches either off.
+    pmt_reflectivity: float = 0.32
+    wall_reflectivity: float = 0.1375
+    # Muons that stop in the tank decay into a Michel electron after an exponential time (mu+: 2,197 ns;
+    # mu-: 1,795 ns in water, after nuclear capture on oxygen took muon_capture_fraction of them; Suzuki,
+    # Measday, Roalsvig, Phys. Rev. C 35 (1987) 2212). Its light counts as its muon's (hit_parent).
+    decay_electrons: bool = True
+    mu_plus_lifetime: float = 2197.0  # ns
+    mu_minus_lifetime: float = 1795.0  # ns, in water (oxygen)
+    muon_capture_fraction: float = 0.184  # mu- captured by oxygen (no electron)
     # PMT model (a key of PMT_TYPES): transit-time spread and dark rate. None: R14374 3-inch PMTs for
     # mPMT detectors, the Hyper-K 20-inch box-and-line PMT otherwise.
     pmt_type: str | None = None
@@ -152,7 +177,13 @@ class PhysicsConfig:
     def __post_init__(self) -> None:
         if self.refractive_index <= 1.0:
             raise ConfigError(f"physics.refractive_index must be > 1, got {self.refractive_index}")
-        for name in ("shower_core_fraction", "muon_delta_fraction"):
+        for name in (
+            "shower_core_fraction",
+            "muon_delta_fraction",
+            "pmt_reflectivity",
+            "wall_reflectivity",
+            "muon_capture_fraction",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"physics.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.group_index < 1.0:
@@ -167,6 +198,8 @@ class PhysicsConfig:
             "radiation_length",
             "critical_energy",
             "shower_b",
+            "mu_plus_lifetime",
+            "mu_minus_lifetime",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"physics.{name} must be > 0, got {getattr(self, name)}")
@@ -294,6 +327,7 @@ class _Tables:
     sin_phi: np.ndarray
     smear: np.ndarray  # (2 * _ANGLE_BINS,) rad: row 0 shower profile quantiles, row 1 unit normal ones
     exp_quantiles: np.ndarray  # (65536,): -ln(u) at the 16-bit quantiles u (exponential distances)
+    group_delta: np.ndarray  # (1024,): group-index deviations from the mean over the detected spectrum
 
 
 @functools.lru_cache(maxsize=8)
@@ -316,6 +350,7 @@ def _tables(physics: PhysicsConfig) -> _Tables:
         sin_phi=np.sin(phi).astype(f32),
         smear=delta.astype(f32),
         exp_quantiles=(-np.log((np.arange(65536) + 0.5) / 65536)).astype(f32),
+        group_delta=group_index_quantiles(),
     )
 
 
@@ -361,10 +396,12 @@ class _Sources:
     highland: np.ndarray  # (M,) rad, 13.6 MeV / (beta p) at the vertex (muons; 0 otherwise)
     t_exit: np.ndarray  # (M,) cm from the vertex to the wall along the direction
     mean_photons: np.ndarray  # (M,) expected number of traced photons
+    delay: np.ndarray  # (M,) ns from the event's start to this source's (decay electrons), else 0
 
     def __post_init__(self) -> None:
         # float32 copies used per photon
         self.t_exit32 = self.t_exit.astype(np.float32)
+        self.delay32 = self.delay.astype(np.float32)
         with np.errstate(divide="ignore"):
             self.inv_sin2max32 = np.where(self.sin2max > 0, 1.0 / self.sin2max, 0.0).astype(np.float32)
 
@@ -407,6 +444,7 @@ def _make_sources(
     directions = directions / np.linalg.norm(directions, axis=1, keepdims=True)
     event = np.arange(n_prim) if event is None else np.asarray(event, dtype=np.int64).reshape(n_prim)
     kind = np.array([PARTICLES[k].kind for k in kinds], dtype=np.int8)
+    mu_minus = np.array([k == "mu-" for k in kinds], dtype=bool)
 
     # pi0 -> two gammas at the pi0 vertex.
     is_pi0 = kind == KIND_PI0
@@ -416,31 +454,55 @@ def _make_sources(
         n_pi0 = int(is_pi0.sum())
         order_key = np.concatenate([np.flatnonzero(keep), np.repeat(np.flatnonzero(is_pi0), 2)])
         kind = np.concatenate([kind[keep], np.full(2 * n_pi0, KIND_GAMMA, np.int8)])
+        mu_minus = np.concatenate([mu_minus[keep], np.zeros(2 * n_pi0, dtype=bool)])
         energies = np.concatenate([energies[keep], e_g.ravel()])
         vertices = np.concatenate([vertices[keep], np.repeat(vertices[is_pi0], 2, axis=0)])
         directions = np.concatenate([directions[keep], d_g.reshape(-1, 3)])
         event = np.concatenate([event[keep], np.repeat(event[is_pi0], 2)])
         # restore the primaries' order (the two gammas of a pi0 stay in decay order)
         perm = np.lexsort((np.arange(len(order_key)), order_key))
-        kind, energies, vertices, directions, event = (
+        kind, energies, vertices, directions, event, mu_minus = (
             kind[perm],
             energies[perm],
             vertices[perm],
             directions[perm],
             event[perm],
+            mu_minus[perm],
         )
     order = np.argsort(event, kind="stable")
-    kind, energies, vertices, directions, event = (
+    kind, energies, vertices, directions, event, mu_minus = (
         kind[order],
         energies[order],
         vertices[order],
         directions[order],
         event[order],
+        mu_minus[order],
     )
-    m = len(kind)
     # parent = running index within each event
     first = np.searchsorted(event, event, side="left")
-    parent = (np.arange(m) - first).astype(np.int32)
+    parent = (np.arange(len(kind)) - first).astype(np.int32)
+    delay = np.zeros(len(kind))
+    if physics.decay_electrons and (kind == KIND_MUON).any():
+        extra = _decay_electrons(kind, energies, vertices, directions, mu_minus, detector, physics, rng)
+        source = extra.pop("source")
+        kind = np.concatenate([kind, np.full(len(source), KIND_SHOWER, np.int8)])
+        energies = np.concatenate([energies, extra["energy"]])
+        vertices = np.concatenate([vertices, extra["vertex"]])
+        directions = np.concatenate([directions, extra["direction"]])
+        delay = np.concatenate([delay, extra["delay"]])
+        parent = np.concatenate([parent, parent[source]])
+        event = np.concatenate([event, event[source]])
+        order = np.argsort(event, kind="stable")  # each event's decay electrons after its primaries
+        kind, energies, vertices, directions, delay, parent, event = (
+            kind[order],
+            energies[order],
+            vertices[order],
+            directions[order],
+            delay[order],
+            parent[order],
+            event[order],
+        )
+    m = len(kind)
 
     n_idx = physics.refractive_index
     t_exit = _distance_to_wall(vertices, directions, detector.radius, detector.half_height)
@@ -505,7 +567,54 @@ def _make_sources(
         highland=highland,
         t_exit=t_exit,
         mean_photons=mean,
+        delay=delay,
     )
+
+
+#: Largest Michel electron energy (m_mu^2 + m_e^2) / (2 m_mu), MeV.
+MICHEL_ENDPOINT = 52.83
+
+
+def michel_energies(u: np.ndarray) -> np.ndarray:
+    """Total energies (MeV) of muon-decay electrons from uniform ``u``: the Michel spectrum
+    ``dN/dx ~ x^2 (3 - 2 x)``, ``x = E / E_max`` (rho = 3/4, electron mass and radiative corrections
+    neglected; PDG review "Muon decay parameters"), by inverting its CDF ``2 x^3 - x^4``."""
+    x = np.linspace(0.0, 1.0, 2049)
+    return MICHEL_ENDPOINT * np.interp(u, 2 * x**3 - x**4, x)
+
+
+def _decay_electrons(
+    kind: np.ndarray,
+    energies: np.ndarray,
+    vertices: np.ndarray,
+    directions: np.ndarray,
+    mu_minus: np.ndarray,
+    detector: WCDetector,
+    physics: PhysicsConfig,
+    rng: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """The Michel electrons of muons that stop inside the tank (range = kinetic energy / dE/dx): at the
+    stopping point, isotropic, after the muon's travel time (p0 / (c dE/dx) for a constant dE/dx) plus an
+    exponential decay time; mu- captured by oxygen give none. ``source``: index of each one's muon."""
+    muon = np.flatnonzero(kind == KIND_MUON)
+    u = rng.random((3, len(muon)))
+    reach = energies[muon] / physics.muon_dedx
+    inside = reach < _distance_to_wall(
+        vertices[muon], directions[muon], detector.radius, detector.half_height
+    )
+    captured = mu_minus[muon] & (u[0] < physics.muon_capture_fraction)
+    decays = inside & ~captured
+    source = muon[decays]
+    total = energies[source] + MUON_MASS
+    stop_time = np.sqrt(total**2 - MUON_MASS**2) / (C_LIGHT * physics.muon_dedx)
+    lifetime = np.where(mu_minus[source], physics.mu_minus_lifetime, physics.mu_plus_lifetime)
+    return {
+        "source": source,
+        "vertex": vertices[source] + directions[source] * reach[decays, None],
+        "direction": isotropic_directions(len(source), rng),
+        "energy": np.maximum(michel_energies(u[2, decays]) - ELECTRON_MASS, 0.0),
+        "delay": stop_time - lifetime * np.log1p(-u[1, decays]),
+    }
 
 
 # --------------------------------------------------------------------------------------------------
@@ -640,9 +749,23 @@ def _trace_block(
         fz0 = oz + f32(1.0 + r_tank)
         lanes: list[tuple[np.ndarray, ...]] = []
         scattered: list[tuple[np.ndarray, ...]] = []
+        reflected: list[tuple[np.ndarray, ...]] = []
         scatter_cells = (
             f32(physics.scattering_length / wall.cell) if np.isfinite(physics.scattering_length) else None
         )
+        # Reflection with probability R where the photon meets the wall unscattered: candidates with the
+        # larger R, then the surface with the smaller one keeps R_min / R_max of its candidates. With
+        # scattering, the scattering distance decides both: unscattered is d_s >= t (probability
+        # exp(-t / L)), and d_s >= t + L ln(1 / R) has probability exp(-t / L) R exactly.
+        r_pmt, r_sheet = physics.pmt_reflectivity, physics.wall_reflectivity
+        r_max, r_min = max(r_pmt, r_sheet), min(r_pmt, r_sheet)
+        reflect = r_max > 0
+        candidate_at = np.uint16(min(round(65536 * r_max), 65535))
+        keep_other = r_min / r_max if reflect else 0.0
+        pmt_is_max = r_pmt >= r_sheet
+        if reflect and scatter_cells is not None:
+            beyond_max = f32(scatter_cells * np.log(1.0 / r_max))
+            beyond_min = f32(scatter_cells * np.log(1.0 / r_min)) if r_min > 0 else f32(np.inf)
         for sign in (np.add, np.subtract):
             for k in range(4):
                 dx = sign(cx, pvec[0, k])
@@ -690,12 +813,39 @@ def _trace_block(
                                 ds,
                             )
                         )
+                if reflect:
+                    # Reflection where the photon meets the wall (not the scattered ones: they meet it
+                    # elsewhere); one bounce, traced on from the wall point.
+                    if scatter_cells is not None:
+                        rf = np.flatnonzero(d_s >= t + beyond_max)
+                        other = (pmt[rf] >= 0) != pmt_is_max
+                        rf = rf[~other | (d_s[rf] >= t[rf] + beyond_min)]
+                    else:
+                        u_r = rng.bit_generator.random_raw((nb + 3) // 4).view(np.uint16)[:nb]
+                        rf = np.flatnonzero(u_r < candidate_at)
+                        other = (pmt[rf] >= 0) != pmt_is_max
+                        rf = rf[~other | (rng.random(len(rf), dtype=f32) < keep_other)]
+                    rf = rf[np.isfinite(t[rf])]
+                    if len(rf):
+                        reflected.append(
+                            (
+                                rf,
+                                ox[rf] + dx[rf] * t[rf],
+                                oy[rf] + dy[rf] * t[rf],
+                                oz[rf] + dz[rf] * t[rf],
+                                barrel[rf],
+                                pmt[rf] >= 0,
+                                t[rf],
+                            )
+                        )
                 on = np.flatnonzero(pmt >= 0)
                 lanes.append(
                     (on, np.take(pmt, on), np.take(dx, on), np.take(dy, on), np.take(dz, on), np.take(t, on))
                 )
     if scattered:
         lanes.append(_trace_scattered(scattered, wall, rng))
+    if reflected:
+        lanes.append(_trace_reflected(reflected, tables, wall, rng))
     sample, pmt, dx_h, dy_h, dz_h, t_h = (np.concatenate(x) for x in zip(*lanes))
     pmt = pmt.astype(np.intp)
     pid = np.take(np.repeat(np.arange(sl.start, sl.stop, dtype=np.intp), bundles), sample)
@@ -736,7 +886,18 @@ def _trace_block(
     t_hit = np.take(src.e0.astype(f32), pid) + np.take(energy, sample)
     t_hit /= np.take(src.p0.astype(f32), pid) + np.take(mom, sample)
     t_hit *= s_h * f32(1.0 / C_LIGHT)
-    t_hit += path * f32(physics.group_index / C_LIGHT)
+    if physics.chromatic_dispersion:
+        n_k = len(keep)
+        group = np.take(
+            tables.group_delta, rng.bit_generator.random_raw((n_k + 3) // 4).view(np.uint16)[:n_k] >> 6
+        )
+        group += f32(physics.group_index)
+        group *= path
+        group *= f32(1.0 / C_LIGHT)
+        t_hit += group
+    else:
+        t_hit += path * f32(physics.group_index / C_LIGHT)
+    t_hit += np.take(src.delay32, pid)
     return pid, pmt, t_hit
 
 
@@ -756,22 +917,87 @@ def _trace_scattered(
     Rayleigh's phase function 1 + cos^2 about the old one (inverse CDF: a cubic, solved by Cardano)."""
     f32 = np.float32
     sample, ox, oy, oz, dx, dy, dz, before = (np.concatenate(x) for x in zip(*scattered))
-    n = len(sample)
-    u = rng.random((2, n), dtype=f32)
-    mu = rayleigh_cosines(u[0])
-    sin_mu = np.sqrt(np.maximum(f32(1.0) - mu * mu, f32(0.0)))
-    phi = f32(2.0 * np.pi) * u[1]
-    # A frame (e1, e2) perpendicular to the old direction d: e1 = d x axis / |.|, axis x unless d ~ x.
+    u = rng.random((2, len(sample)), dtype=f32)
+    new = _turn((dx, dy, dz), rayleigh_cosines(u[0]), f32(2.0 * np.pi) * u[1])
+    return _to_wall(sample, (ox, oy, oz), new, before, wall)
+
+
+def _trace_reflected(
+    reflected: list[tuple[np.ndarray, ...]], tables: _Tables, wall: WallMap, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """Photons reflected where they met the wall (sample, wall point, on the barrel, on a PMT, path so far;
+    wall-cell units) -> the lane tuple of those reaching a PMT."""
+    f32 = np.float32
+    sample, px, py, pz, barrel, on_pmt, before = (np.concatenate(x) for x in zip(*reflected))
+    bits = rng.bit_generator.random_raw((2 * len(sample) + 3) // 4).view(np.uint16)
+    dx, dy, dz = reflection_directions((px, py, pz), barrel, on_pmt, bits, tables)
+    # start a hair inside the wall so the ray does not meet the surface it leaves
+    start = (px + f32(1e-3) * dx, py + f32(1e-3) * dy, pz + f32(1e-3) * dz)
+    return _to_wall(sample, start, (dx, dy, dz), before, wall)
+
+
+def reflection_directions(
+    point: tuple[np.ndarray, np.ndarray, np.ndarray],
+    barrel: np.ndarray,
+    on_pmt: np.ndarray,
+    bits: np.ndarray,
+    tables: _Tables,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directions of photons reflected at wall points (float32, centred on the tank axis; ``barrel``: on
+    the barrel, else a cap) from 2 random uint16 per photon: about the inward wall normal, uniform over the
+    hemisphere off a PMT (specular reflection off a sphere spreads a beam isotropically), Lambertian
+    (cos theta = sqrt(u)) off the black sheet."""
+    f32 = np.float32
+    px, py, pz = point
+    n = len(px)
+    cos = (bits[:n].astype(f32) + f32(0.5)) * f32(1.0 / 65536.0)
+    cos = np.where(on_pmt, cos, np.sqrt(cos))
+    sin = np.sqrt(f32(1.0) - cos * cos)
+    k = bits[n : 2 * n] >> 4
+    a = np.take(tables.cos_phi, k) * sin
+    b = np.take(tables.sin_phi, k) * sin
+    # Inward normal and a frame around it: barrel n = -(ux, 0, uz) (u radial), e1 = y, e2 = (-uz, 0, ux);
+    # caps n = (0, -sign(y), 0), e1 = x, e2 = z.
+    radial = np.sqrt(px * px + pz * pz)
+    radial[radial == 0] = f32(1.0)
+    ux, uz = px / radial, pz / radial
+    return (
+        np.where(barrel, -(cos * ux) - b * uz, a),
+        np.where(barrel, a, -np.sign(py) * cos),
+        np.where(barrel, b * ux - cos * uz, b),
+    )
+
+
+def _turn(
+    axis: tuple[np.ndarray, np.ndarray, np.ndarray], cos: np.ndarray, phi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit directions at polar angle ``arccos(cos)`` and azimuth ``phi`` about the unit vectors ``axis``."""
+    f32 = np.float32
+    dx, dy, dz = axis
+    sin = np.sqrt(np.maximum(f32(1.0) - cos * cos, f32(0.0)))
+    # A frame (e1, e2) perpendicular to the axis d: e1 = d x a / |.|, a = x unless d ~ x (then a = y).
     along_x = np.abs(dx) > f32(0.9)
     ax, ay = np.where(along_x, f32(0.0), f32(1.0)), np.where(along_x, f32(1.0), f32(0.0))
     e1x, e1y, e1z = -dz * ay, dz * ax, dx * ay - dy * ax
     norm = np.sqrt(e1x * e1x + e1y * e1y + e1z * e1z)
     e1x, e1y, e1z = e1x / norm, e1y / norm, e1z / norm
     e2x, e2y, e2z = dy * e1z - dz * e1y, dz * e1x - dx * e1z, dx * e1y - dy * e1x
-    c, s_ = sin_mu * np.cos(phi), sin_mu * np.sin(phi)
-    nx = mu * dx + c * e1x + s_ * e2x
-    ny = mu * dy + c * e1y + s_ * e2y
-    nz = mu * dz + c * e1z + s_ * e2z
+    c, s_ = sin * np.cos(phi), sin * np.sin(phi)
+    return cos * dx + c * e1x + s_ * e2x, cos * dy + c * e1y + s_ * e2y, cos * dz + c * e1z + s_ * e2z
+
+
+def _to_wall(
+    sample: np.ndarray,
+    origin: tuple[np.ndarray, ...],
+    direction: tuple[np.ndarray, ...],
+    before: np.ndarray,
+    wall: WallMap,
+) -> tuple[np.ndarray, ...]:
+    """Rays from inside points (wall-cell units) to the cylinder wall -> the lane tuple (sample, PMT,
+    direction, total path) of those that meet a PMT."""
+    f32 = np.float32
+    ox, oy, oz = origin
+    nx, ny, nz = direction
     r_tank, h_tank = f32(wall.radius / wall.cell), f32(wall.half_height / wall.cell)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         a = nx * nx + nz * nz
