@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
 import h5py
@@ -166,5 +167,8 @@ def test_predict_writes_an_ood_score_and_warns_on_a_trigger_offset(
     assert len(normal_score) == len(test) and 0.2 < np.median(normal_score) < 3.0
     with caplog.at_level(logging.WARNING, logger="recoml.prediction.run"):
         assert np.median(_ood_scores(tmp_path / "b", pid_ckpt, shifted)) > 9.0
-    assert "100.0% of the 60 events have an out-of-distribution score above 9" in caplog.text
+    # nearly every shifted event is flagged: the training time spread includes the muons' late decay-electron
+    # hits, so an event may stay below the threshold (CI on the toy with decay electrons: 98.3 %)
+    flagged = re.search(r"([0-9.]+)% of the 60 events have an out-of-distribution score above 9", caplog.text)
+    assert flagged is not None and float(flagged.group(1)) >= 95.0
     assert math.isfinite(float(np.median(normal_score)))
