@@ -50,7 +50,7 @@ def pid_events(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cnn_learns_particle_id(tmp_path: Path, pid_events: Path) -> None:
     metrics = _pid(tmp_path, pid_events, ["model.net.width=16", "optimizer.lr=3e-3"], epochs=4)
-    # Measured on the issue-13 toy: 3-class 0.57, e/mu 0.83 (the full `make train`: 0.66 / 0.92).
+    # Measured on the issue-13 toy: 3-class 0.57, e/mu 0.83 (the full `make train`: 0.66 / 0.96).
     assert metrics["test/acc"] > 0.5  # chance is 1/3 for gamma/e/mu
     assert metrics["test/acc_e_mu"] > 0.8  # chance is 1/2
 
