@@ -753,19 +753,18 @@ def _trace_block(
         scatter_cells = (
             f32(physics.scattering_length / wall.cell) if np.isfinite(physics.scattering_length) else None
         )
-        # Reflection with probability R where the photon meets the wall unscattered: candidates with the
-        # larger R, then the surface with the smaller one keeps R_min / R_max of its candidates. With
+        # Reflection with probability R_surface where the photon meets the wall unscattered. With
         # scattering, the scattering distance decides both: unscattered is d_s >= t (probability
-        # exp(-t / L)), and d_s >= t + L ln(1 / R) has probability exp(-t / L) R exactly.
+        # exp(-t / L)), and d_s >= t + L ln(1 / R) has probability exp(-t / L) R exactly. Without
+        # scattering, a uniform u < R does. One threshold per surface (PMT, black sheet) picked per photon
+        # selects the reflected photons in one pass, never touching the others.
         r_pmt, r_sheet = physics.pmt_reflectivity, physics.wall_reflectivity
-        r_max, r_min = max(r_pmt, r_sheet), min(r_pmt, r_sheet)
-        reflect = r_max > 0
-        candidate_at = np.uint16(min(round(65536 * r_max), 65535))
-        keep_other = r_min / r_max if reflect else 0.0
-        pmt_is_max = r_pmt >= r_sheet
-        if reflect and scatter_cells is not None:
-            beyond_max = f32(scatter_cells * np.log(1.0 / r_max))
-            beyond_min = f32(scatter_cells * np.log(1.0 / r_min)) if r_min > 0 else f32(np.inf)
+        reflect = max(r_pmt, r_sheet) > 0
+        if scatter_cells is not None:
+            with np.errstate(divide="ignore"):  # R = 0: an infinite threshold, never reflected
+                beyond = np.array([scatter_cells * np.log(1.0 / r) for r in (r_sheet, r_pmt)], f32)
+        else:  # compared with 16-bit uniforms
+            beyond = np.array([65536 * r_sheet, 65536 * r_pmt], f32)
         for sign in (np.add, np.subtract):
             for k in range(4):
                 dx = sign(cx, pvec[0, k])
@@ -813,32 +812,31 @@ def _trace_block(
                                 ds,
                             )
                         )
+                hit = pmt >= 0
                 if reflect:
                     # Reflection where the photon meets the wall (not the scattered ones: they meet it
-                    # elsewhere); one bounce, traced on from the wall point.
+                    # elsewhere); one bounce, traced on from the wall point (fx, fy, fz - the offsets).
+                    threshold = np.take(beyond, hit.view(np.uint8))
                     if scatter_cells is not None:
-                        rf = np.flatnonzero(d_s >= t + beyond_max)
-                        other = (pmt[rf] >= 0) != pmt_is_max
-                        rf = rf[~other | (d_s[rf] >= t[rf] + beyond_min)]
+                        threshold += t
+                        rf = np.flatnonzero(d_s >= threshold)
                     else:
                         u_r = rng.bit_generator.random_raw((nb + 3) // 4).view(np.uint16)[:nb]
-                        rf = np.flatnonzero(u_r < candidate_at)
-                        other = (pmt[rf] >= 0) != pmt_is_max
-                        rf = rf[~other | (rng.random(len(rf), dtype=f32) < keep_other)]
-                    rf = rf[np.isfinite(t[rf])]
+                        rf = np.flatnonzero(u_r < threshold)
+                    rf = rf[np.isfinite(np.take(t, rf))]
                     if len(rf):
                         reflected.append(
                             (
                                 rf,
-                                ox[rf] + dx[rf] * t[rf],
-                                oy[rf] + dy[rf] * t[rf],
-                                oz[rf] + dz[rf] * t[rf],
-                                barrel[rf],
-                                pmt[rf] >= 0,
-                                t[rf],
+                                np.take(fx, rf) - f32(1.0 + r_tank),
+                                np.take(fy, rf) - f32(1.0 + h_tank),
+                                np.take(fz, rf) - f32(1.0 + r_tank),
+                                np.take(barrel, rf),
+                                np.take(hit, rf),
+                                np.take(t, rf),
                             )
                         )
-                on = np.flatnonzero(pmt >= 0)
+                on = np.flatnonzero(hit)
                 lanes.append(
                     (on, np.take(pmt, on), np.take(dx, on), np.take(dy, on), np.take(dz, on), np.take(t, on))
                 )
