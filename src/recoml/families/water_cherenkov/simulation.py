@@ -1107,8 +1107,14 @@ def _trigger_times(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per event, the time the ``trigger_hits``-th hit within ``trigger_window`` ns arrives (WCSim's NDigits
     trigger) and whether that happened; events that never trigger use their first hit (0 without hits)."""
-    order = np.lexsort((time, event))
-    ev, t = event[order], time[order].astype(np.float64)
+    # Sort by (event, time) with one float64 key: events are whole multiples of a span longer than any
+    # time difference, so the key orders exactly as a lexsort would (2-3x cheaper), up to ties.
+    t64 = time.astype(np.float64)
+    span = float(t64.max() - t64.min()) + 1.0 if len(t64) else 1.0
+    key = event * span
+    key += t64
+    order = np.argsort(key)
+    ev, t = event[order], t64[order]
     n = physics.trigger_hits - 1
     trig = np.full(n_ev, np.inf)
     if len(ev) > n:
