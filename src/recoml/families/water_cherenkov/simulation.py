@@ -20,7 +20,8 @@ black sheet, WCSim's reflectivities); each photon travels at its own group veloc
 dispersion over the detected spectrum, :mod:`recoml.families.water_cherenkov.optics`).
 
 Photons are Monte-Carlo sampled *after* folding in the quantum and collection efficiencies (so only
-photons that a PMT could record are traced): each gets an emission point, a direction on the cone, an
+photons that a PMT could record are traced; those emitted beyond the wall are dropped before tracing):
+each gets an emission point, a direction on the cone, an
 analytic intersection with the cylinder, a constant-time PMT lookup
 (:mod:`recoml.families.water_cherenkov.wall`) and is then
 kept with probability angular acceptance x exp(-d / attenuation_length) (x the muon's Frank-Tamm weight).
@@ -655,7 +656,8 @@ def _trace_block(
     s *= rep(src.scale)
     s += rep(src.start)
     # Light emitted beyond the wall (a shower's tail outside the tank: a third of WCTE's samples) is never
-    # seen: drop those samples now rather than trace their photons for nothing (the same hits).
+    # seen: drop those samples now rather than trace their photons and discard them after (as before):
+    # the hits have the same distribution, only fewer random numbers are drawn.
     inside = s < rep(src.t_exit32)
     if not inside.all():
         keep = np.flatnonzero(inside)
@@ -742,8 +744,8 @@ def _trace_block(
     ox, oy, oz = ovec
     cx, cy, cz = cvec
     # Ray / cylinder intersection (origin inside): barrel root of a t^2 + 2 b t + c = 0 with
-    # a = |d_xz|^2, b = o_xz . d_xz, c = |o_xz|^2 - R^2, or the cap plane. Samples emitted outside the
-    # tank give garbage here and are dropped below. One azimuth lane (sign, k) at a time keeps the
+    # a = |d_xz|^2, b = o_xz . d_xz, c = |o_xz|^2 - R^2, or the cap plane. Every sample is emitted
+    # inside the tank (the others were dropped above). One azimuth lane (sign, k) at a time keeps the
     # temporaries in the core's cache.
     px, pz = pvec[0], pvec[2]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
