@@ -961,8 +961,8 @@ def reflection_directions(
     f32 = np.float32
     px, py, pz = point
     n = len(px)
-    cos = (bits[:n].astype(f32) + f32(0.5)) * f32(1.0 / 65536.0)
-    cos = np.where(on_pmt, cos, np.sqrt(cos))
+    u = (bits[:n].astype(f32) + f32(0.5)) * f32(1.0 / 65536.0)
+    cos = _blend(on_pmt, u, np.sqrt(u))
     sin = np.sqrt(f32(1.0) - cos * cos)
     k = bits[n : 2 * n] >> 4
     a = np.take(tables.cos_phi, k) * sin
@@ -973,10 +973,21 @@ def reflection_directions(
     radial[radial == 0] = f32(1.0)
     ux, uz = px / radial, pz / radial
     return (
-        np.where(barrel, -(cos * ux) - b * uz, a),
-        np.where(barrel, a, -np.sign(py) * cos),
-        np.where(barrel, b * ux - cos * uz, b),
+        _blend(barrel, -(cos * ux) - b * uz, a),
+        _blend(barrel, a, -np.sign(py) * cos),
+        _blend(barrel, b * ux - cos * uz, b),
     )
+
+
+def _blend(mask: np.ndarray, yes: np.ndarray, no: np.ndarray) -> np.ndarray:
+    """``np.where(mask, yes, no)`` for finite float32 arrays as ``yes m + no (1 - m)``: exact (m is 0 or 1)
+    and several times cheaper than ``np.where``'s branch per element when the mask is unpredictable."""
+    m = mask.astype(np.float32)
+    out = yes * m
+    np.subtract(np.float32(1.0), m, out=m)
+    m *= no
+    out += m
+    return out
 
 
 def _turn(
@@ -1062,9 +1073,9 @@ def _block_hits(
     tmin = np.full(n_bins, np.inf, dtype=f32)
     np.minimum.at(tmin, key, t_hit)
     first_parent = np.full(n_bins, -1, dtype=np.int32)
-    is_first = t_hit == tmin[key]
-    first_parent[key[is_first]] = parent[is_first]
-    signal = np.flatnonzero(count)
+    first = np.flatnonzero(t_hit == np.take(tmin, key))  # np.put/take: 2-3x cheaper than masks here
+    np.put(first_parent, np.take(key, first), np.take(parent, first))
+    signal = np.flatnonzero(count > 0)  # a bool mask: 5x cheaper than the nonzero entries of int64 counts
     npe = count[signal].astype(f32)
     charge_sig = npe + f32(physics.gain_sigma) * np.sqrt(npe) * rng.standard_normal(len(npe), dtype=f32)
     if physics.time_jitter is None:
