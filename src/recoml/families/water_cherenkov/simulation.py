@@ -777,11 +777,12 @@ def _trace_block(
         # selects the reflected photons in one pass, never touching the others.
         r_pmt, r_sheet = physics.pmt_reflectivity, physics.wall_reflectivity
         reflect = max(r_pmt, r_sheet) > 0
-        if scatter_cells is not None:
-            with np.errstate(divide="ignore"):  # R = 0: an infinite threshold, never reflected
-                beyond = (-scatter_cells * np.log(np.array([r_sheet, r_pmt]))).astype(f32)
+        if scatter_cells is not None:  # R = 0: a threshold no scattering distance reaches
+            at_sheet, at_pmt = (
+                f32(-scatter_cells * np.log(r)) if r > 0 else f32(1e30) for r in (r_sheet, r_pmt)
+            )
         else:  # compared with 16-bit uniforms
-            beyond = np.array([65536 * r_sheet, 65536 * r_pmt], f32)
+            at_sheet, at_pmt = f32(65536 * r_sheet), f32(65536 * r_pmt)
         for sign in (np.add, np.subtract):
             for k in range(4):
                 dx = sign(cx, pvec[0, k])
@@ -833,7 +834,9 @@ def _trace_block(
                 if reflect:
                     # Reflection where the photon meets the wall (not the scattered ones: they meet it
                     # elsewhere); one bounce, traced on from the wall point (fx, fy, fz - the offsets).
-                    threshold = np.take(beyond, hit.view(np.uint8))
+                    threshold = hit.astype(f32)  # at_sheet + hit (at_pmt - at_sheet): no branch
+                    threshold *= at_pmt - at_sheet
+                    threshold += at_sheet
                     if scatter_cells is not None:
                         threshold += t
                         rf = np.flatnonzero(d_s >= threshold)
