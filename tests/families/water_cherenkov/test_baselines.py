@@ -3,15 +3,12 @@ and a predictions file that `recoml evaluate` scores next to a network's on the 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import h5py
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from recoml.conf import CONF_DIR
-from recoml.data.store import open_store, write_store
 from recoml.errors import DataError
 from recoml.evaluation.run import evaluate_files
 from recoml.families.water_cherenkov.baselines import (
@@ -24,6 +21,7 @@ from recoml.families.water_cherenkov.baselines import (
 from recoml.families.water_cherenkov.simulation import C_LIGHT
 from recoml.families.water_cherenkov.validation import tof_vertex_fit
 from recoml.prediction.reader import Predictions
+from tests.evaluation_helpers import store_predictions
 from tests.helpers import toy_store_dir
 
 
@@ -105,43 +103,16 @@ def test_tof_vertex_fit_stays_in_bounds() -> None:
     assert boxed[0] == pytest.approx(50.0)
 
 
-def _reference(tmp_path, data, rows: np.ndarray) -> Path:
-    """A network's predictions file for store rows ``rows``: truth from the store, a direction section."""
-    store = open_store(data)
-    d = np.asarray(store.array("directions"))[rows].reshape(-1, 3)
-    arrays = {
-        "event_index": rows,
-        "aux_label": np.asarray(store.array("labels"))[rows].astype(np.int32),
-        "aux_energy": np.asarray(store.array("energies"))[rows].reshape(-1).astype(np.float32),
-        "aux_vertex": np.asarray(store.array("positions"))[rows].reshape(-1, 3).astype(np.float32),
-        "aux_direction": d.astype(np.float32),
-        "pred_direction": d,
-        "true_direction": d,
-    }
-    attrs = {
-        "sections": [{"name": "direction", "kind": "direction", "prefix": ""}],
-        "task": "direction",
-        "task_kind": "direction",
-        "detector": "wcte",
-        "model": "perfect",
-        "split": "test",
-        "dataset": str(data),
-        "events_digest": "same-events",
-        "config": {"detector": OmegaConf.to_container(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))},
-    }
-    return write_store(tmp_path / "reference.h5", arrays, attrs=attrs)
-
-
 def test_classical_predictions_scored_next_to_a_network(tmp_path, tmp_path_factory) -> None:
     data = toy_store_dir(tmp_path_factory.getbasetemp()) / "toy_wcte.h5"
     rows = np.arange(570, 600, dtype=np.int64)
-    ref = _reference(tmp_path, data, rows)
+    ref = store_predictions(tmp_path / "reference.h5", data, rows)
     out = write_classical_predictions(ref, tmp_path / "classical.h5", n_calibration=80)
     oracle = write_classical_predictions(ref, tmp_path / "oracle.h5", n_calibration=80, true_vertex=True)
     classical = Predictions(out)
     assert [s["kind"] for s in classical.sections] == ["energy", "vertex", "direction", "classification"]
     assert [s["kind"] for s in Predictions(oracle).sections] == ["energy", "direction", "classification"]
-    assert classical.attrs["events_digest"] == "same-events"
+    assert classical.attrs["events_digest"] == "rows-570-599"
     radius = float(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml")["radius"])
     with h5py.File(out) as f:
         np.testing.assert_array_equal(f["event_index"][()], rows)
@@ -160,7 +131,7 @@ def test_classical_predictions_scored_next_to_a_network(tmp_path, tmp_path_facto
     from_truth = result.scalars("direction", "oracle")["resolution_angle_deg"]
     # From the true vertex the ring's axis is within ~10 deg (68%); the fitted vertex is worse.
     assert 0 < from_truth < 20 and from_truth < fitted
-    assert result.scalars("direction", "net")["resolution_angle_deg"] == pytest.approx(0.0, abs=1e-3)
+    assert result.scalars("direction", "net")["resolution_angle_deg"] < fitted
     alone = evaluate_files(
         [out], tmp_path / "alone", labels=["classical"], kind="energy", options={"displays": False}
     )
@@ -170,6 +141,6 @@ def test_classical_predictions_scored_next_to_a_network(tmp_path, tmp_path_facto
 
 def test_classical_predictions_need_calibration_events(tmp_path, tmp_path_factory) -> None:
     data = toy_store_dir(tmp_path_factory.getbasetemp()) / "toy_wcte.h5"
-    ref = _reference(tmp_path, data, np.arange(600, dtype=np.int64))
+    ref = store_predictions(tmp_path / "reference.h5", data, np.arange(600, dtype=np.int64))
     with pytest.raises(DataError, match="outside the predicted ones"):
         write_classical_predictions(ref, tmp_path / "classical.h5")
