@@ -228,7 +228,8 @@ def write_classical_predictions(
         raise DataError(f"{ref.path}: its event store (attribute 'dataset' = {data!r}) is not there")
     store = open_store(data, require=("hit_pmt", "hit_time", "hit_charge", "labels", "energies"))
     detector = detector_for(None, ref.attrs, store.attrs)
-    physics = store.attrs.get("physics") if isinstance(store.attrs.get("physics"), Mapping) else {}
+    stored = store.attrs.get("physics")
+    physics: Mapping[str, Any] = stored if isinstance(stored, Mapping) else {}
     with h5py.File(ref.path, "r") as f:
         truth = {k: f[k][()] for k in f if k.startswith("aux_") or k == "event_index"}
     rows = np.asarray(truth["event_index"], dtype=np.int64)

@@ -138,7 +138,7 @@ def tof_vertex_fit(
     def residual(p: np.ndarray, keep: np.ndarray) -> np.ndarray:
         return t[keep] - p[3] - np.linalg.norm(pos[keep] - p[:3], axis=1) * group_index / C_LIGHT
 
-    box = (-np.inf, np.inf)
+    box: tuple[float | np.ndarray, float | np.ndarray] = (-np.inf, np.inf)
     if bounds is not None:
         low, high = (np.asarray(b, dtype=np.float64) for b in bounds)
         box = (np.append(low, -np.inf), np.append(high, np.inf))
