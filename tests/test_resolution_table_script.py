@@ -13,7 +13,8 @@ from tests.helpers import REPO, toy_store_dir
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("resolution_table", REPO / "scripts" / "resolution_table.py")
+    path = REPO / "scripts" / "resolution_table.py"
+    spec = importlib.util.spec_from_file_location("resolution_table", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
