@@ -19,6 +19,9 @@ import math
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
+
 from recoml.evaluation.run import evaluate_files
 from recoml.families.water_cherenkov.baselines import write_classical_predictions
 from recoml.prediction.reader import Predictions, predictions_file
@@ -53,16 +56,22 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{text} {unit}".rstrip()
 
 
-def evaluate_all(paths: list[Path], output: Path, n_calibration: int) -> Results:
-    """``{kind: {run label: metrics}}`` over every network file and both baselines."""
-    baselines = {
-        CLASSICAL: write_classical_predictions(
-            paths[0], output / f"{CLASSICAL}.h5", n_calibration, overwrite=True
-        ),
-        TRUE_VERTEX: write_classical_predictions(
-            paths[0], output / f"{TRUE_VERTEX}.h5", n_calibration, overwrite=True, true_vertex=True
-        ),
-    }
+def _same_events(a: Path, b: Path) -> bool:
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        return bool(np.array_equal(fa["event_index"][()], fb["event_index"][()]))
+
+
+def evaluate_all(paths: list[Path], output: Path, n_calibration: int, reuse: bool = False) -> Results:
+    """``{kind: {run label: metrics}}`` over every network file and both baselines; ``reuse``: keep baseline
+    files already in ``output`` that cover the same events as ``paths[0]``."""
+    baselines = {}
+    for name, true_vertex in ((CLASSICAL, False), (TRUE_VERTEX, True)):
+        path = output / f"{name}.h5"
+        if not (reuse and path.is_file() and _same_events(path, paths[0])):
+            write_classical_predictions(
+                paths[0], path, n_calibration, overwrite=True, true_vertex=true_vertex
+            )
+        baselines[name] = path
     kinds_of = {label: set(Predictions(p).kinds) for label, p in baselines.items()}
     results: Results = {}
     for index, path in enumerate(paths):
@@ -102,11 +111,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("predictions", nargs="+", help="recoml predictions files or predict run directories")
     parser.add_argument("--output", required=True, type=Path)
     parser.add_argument("--n-calibration", type=int, default=1000)
+    parser.add_argument(
+        "--reuse-baselines", action="store_true", help="keep baseline files of the same events in --output"
+    )
     args = parser.parse_args(argv)
     output: Path = args.output
     output.mkdir(parents=True, exist_ok=True)
     paths = [predictions_file(p) for p in args.predictions]
-    results = evaluate_all(paths, output, args.n_calibration)
+    results = evaluate_all(paths, output, args.n_calibration, args.reuse_baselines)
     (output / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True))
     text = table(results)
     (output / "table.md").write_text(text)

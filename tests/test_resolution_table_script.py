@@ -48,3 +48,8 @@ def test_resolution_table_end_to_end(tmp_path, tmp_path_factory, capsys) -> None
     vertex_mu = results["vertex"]["network"]["resolution_total_cm/mu"]
     assert 5 < vertex_mu < 40  # 68% of a 3D Gaussian of 10 cm per axis: 10 * 1.88 = 18.8 cm
     assert json.dumps(metrics).count("resolution_total_cm/mu") >= 1
+    # --reuse-baselines keeps the baseline files of the same events (not rewritten), here for one kind.
+    written = (out / "classical.h5").stat().st_mtime_ns
+    script.main([str(vertex), "--output", str(out), "--reuse-baselines"])
+    assert (out / "classical.h5").stat().st_mtime_ns == written
+    assert set(json.loads((out / "results.json").read_text())) == {"vertex"}
