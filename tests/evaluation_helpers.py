@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
-from recoml.data.store import write_store
+from recoml.conf import CONF_DIR
+from recoml.data.store import open_store, write_store
 from recoml.metrics.physics import distance_to_wall, towall
 from recoml.utils.cli import compose_entry
 from tests.helpers import make_cfg, toy_store_dir
@@ -135,3 +137,60 @@ def write_predictions(
 
 def load_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def store_predictions(
+    path: Path, data: Path, rows: np.ndarray, kinds: tuple[str, ...] = ("direction",), seed: int = 0
+) -> Path:
+    """A network's predictions file over store rows ``rows`` of the WCTE toy store ``data``: its truth
+    (and ``aux_*``) read from the store, predictions the truth plus noise, one section per kind
+    (``classification``, ``energy``, ``vertex``, ``direction``; prefixed as a multi-task run when several)."""
+    rng = np.random.default_rng(seed)
+    store = open_store(data)
+    n = len(rows)
+    labels = np.asarray(store.array("labels"))[rows].reshape(n).astype(np.int32)
+    truth = {
+        "energy": np.asarray(store.array("energies"))[rows].reshape(n).astype(np.float32),
+        "position": np.asarray(store.array("positions"))[rows].reshape(n, 3).astype(np.float32),
+        "direction": np.asarray(store.array("directions"))[rows].reshape(n, 3).astype(np.float32),
+    }
+    arrays: dict[str, np.ndarray] = {
+        "event_index": np.asarray(rows, dtype=np.int64),
+        "aux_label": labels,
+        "aux_energy": truth["energy"],
+        "aux_vertex": truth["position"],
+        "aux_direction": truth["direction"],
+    }
+    sections = []
+    for kind in kinds:
+        name = "pid" if kind == "classification" else kind
+        prefix = f"{name}." if len(kinds) > 1 else ""
+        section = _section(kind, name, prefix)
+        p, t = f"pred_{prefix}", f"true_{prefix}"
+        if kind == "classification":
+            logits = rng.normal(size=(n, 3)) + 2.0 * np.eye(3)[labels]
+            arrays[f"{p}probabilities"] = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+            arrays[f"{t}labels"] = labels.astype(np.int64)
+        elif kind == "energy":
+            arrays[f"{p}energy"] = truth["energy"] * (1 + rng.normal(0, 0.05, n))
+            arrays[f"{t}energy"] = truth["energy"]
+        elif kind == "vertex":
+            arrays[f"{p}position"] = truth["position"] + rng.normal(0, 10.0, (n, 3))
+            arrays[f"{t}position"] = truth["position"]
+        else:
+            noisy = truth["direction"] + rng.normal(0, 0.05, (n, 3))
+            arrays[f"{p}direction"] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+            arrays[f"{t}direction"] = truth["direction"]
+        sections.append(section)
+    attrs = {
+        "sections": sections,
+        "task": "multi" if len(kinds) > 1 else sections[0]["name"],
+        "task_kind": "multi" if len(kinds) > 1 else kinds[0],
+        "detector": "wcte",
+        "model": "synthetic",
+        "split": "test",
+        "dataset": str(data),
+        "events_digest": f"rows-{int(rows[0])}-{int(rows[-1])}",
+        "config": {"detector": OmegaConf.to_container(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))},
+    }
+    return write_store(path, arrays, attrs=attrs, overwrite=True)

@@ -3,6 +3,7 @@ the evaluator registry, and one clear sentence for each kind of bad input."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,6 +124,31 @@ def test_energy_resolution_per_species_and_momentum_hand_computed(tmp_path: Path
     assert scal["bias_momentum/mu"] == pytest.approx(p(360, m_mu) / p(300, m_mu) - 1, rel=1e-5)
     assert scal["bias_momentum/e"] == pytest.approx(p(330, m_e) / p(300, m_e) - 1, rel=1e-5)
     assert "resolution_fractional/gamma" not in scal
+
+
+@pytest.mark.parametrize("quantity", ["momentum", "total"])
+def test_momentum_residual_follows_the_regressed_quantity(tmp_path: Path, quantity: str) -> None:
+    """A network that regressed momentum: the momentum residual is the fractional one itself; one that
+    regressed total energy: p = sqrt(E^2 - m^2) (not the kinetic formula). Muons, 10 % high at 400 MeV."""
+    n = 20
+    label = np.full(n, 2, dtype=np.int32)
+    true = np.full(n, 400.0, dtype=np.float32)
+    pred = np.full(n, 440.0, dtype=np.float32)
+    path = write_predictions(
+        tmp_path / "e.h5",
+        "energy",
+        n=n,
+        replace={"aux_label": label, "aux_energy": true, "true_energy": true, "pred_energy": pred},
+    )
+    with h5py.File(path, "r+") as f:
+        f.attrs["sections"] = json.dumps(
+            [{"name": "energy", "kind": "energy", "prefix": "", "quantity": quantity}]
+        )
+    scal = evaluate_files([path], tmp_path / "eval", labels=["run"]).scalars("energy", "run")
+    m_mu = 105.6583755
+    expected = 0.1 if quantity == "momentum" else np.sqrt(440**2 - m_mu**2) / np.sqrt(400**2 - m_mu**2) - 1
+    assert scal["bias_momentum/mu"] == pytest.approx(expected, rel=1e-5)
+    assert scal["bias_fractional/mu"] == pytest.approx(0.1, rel=1e-5)
 
 
 def test_vertex_resolution_is_binned_in_distance_to_wall(tmp_path: Path) -> None:

@@ -231,7 +231,8 @@ class _Regression(Evaluator):
 @register("energy")
 class EnergyEvaluator(_Regression):
     """Fractional energy residual ``(E_pred - E_true) / E_true``; with the true species (``aux_label``) the
-    fractional momentum residual ``(p_pred - p_true) / p_true`` too, both momenta from the true mass."""
+    fractional momentum residual ``(p_pred - p_true) / p_true`` too, both momenta from the true mass and
+    the energy the section declares (``quantity``: kinetic, total; ``momentum``: the residual itself)."""
 
     required = ("pred_energy", "true_energy")
     main_metric = "resolution_fractional"
@@ -240,8 +241,12 @@ class EnergyEvaluator(_Regression):
     def residuals(self, run: SectionData) -> dict[str, tuple[np.ndarray, str, bool]]:
         pred, true = run.get("pred_energy"), run.get("true_energy")
         out = {"fractional": (pm.fractional_residual(pred, true), "", True)}
-        if run.has("aux_label"):
-            kinetic = str(self.options.get("energy", "kinetic")) == "kinetic"
+        # What the network regressed (the task's section says; else option `energy`, default kinetic).
+        quantity = str(run.info.get("quantity") or self.options.get("energy", "kinetic"))
+        if quantity == "momentum":
+            out["momentum"] = out["fractional"]
+        elif run.has("aux_label"):
+            kinetic = quantity == "kinetic"
             labels = np.asarray(run.get("aux_label")).reshape(-1)
             mass = np.array([pm.SPECIES.get(int(label), ("", 0.0))[1] for label in labels])
             p_pred = pm.momentum_from_energy(pred, mass, kinetic)

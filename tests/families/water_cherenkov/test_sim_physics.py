@@ -722,3 +722,22 @@ def test_decay_electrons_add_late_hits_to_muon_events(hk):
         for on in (False, True)
     }
     assert late[True] > late[False] + 0.01
+
+
+def test_light_emitted_beyond_the_wall_is_never_traced(wcte):
+    """Samples emitted past the wall (a shower's tail outside the tank) are dropped before tracing: a shower
+    that starts 10 cm beyond the wall gives no photoelectron however many photons it has, one that starts
+    10 cm before it does (its first 10 cm are inside)."""
+    from recoml.families.water_cherenkov.simulation import _make_sources, _tables, _trace_block
+    from recoml.families.water_cherenkov.wall import wall_map
+
+    phys = NO_DARK
+    wall = wall_map(wcte, phys.collection_radius(wcte))
+    for offset, seen in ((10.0, False), (-10.0, True)):
+        rng = np.random.default_rng(4)
+        src = _make_sources(
+            wcte, ["e-"], np.array([500.0]), np.zeros((1, 3)), np.array([[1.0, 0, 0]]), rng, phys, None
+        )
+        src.start[:] = src.t_exit + offset
+        pid, pmt, t = _trace_block(src, slice(0, 1), np.array([20_000]), wall, _tables(phys), phys, rng)
+        assert (len(pid) > 0) == seen, offset

@@ -103,12 +103,17 @@ def ring_observables(
 
 
 def tof_vertex_fit(
-    pmt_positions: np.ndarray, times: np.ndarray, charges: np.ndarray, group_index: float = 1.38
+    pmt_positions: np.ndarray,
+    times: np.ndarray,
+    charges: np.ndarray,
+    group_index: float = 1.38,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, float]:
     """Classical time-of-flight vertex fit of one event: ``(vertex (cm), vertex time (ns))`` minimising a
     robust (Cauchy, then soft-L1) sum of residuals ``t - t0 - |PMT - x| n_g / c``: over every hit from the
-    best point of a coarse grid, then over the hits within 3 ns of that fit. The baseline a vertex network
-    must beat."""
+    best point of a coarse grid, then over the hits within 3 ns of that fit. ``bounds`` ``(low, high)``
+    (cm, 3 each) keeps the vertex in a box, e.g. the tank's: a point-source fit of an extended track or
+    shower otherwise drifts along it, out of the tank. The baseline a vertex network must beat."""
     from scipy.optimize import least_squares
 
     pos = np.asarray(pmt_positions, dtype=np.float64)
@@ -133,10 +138,17 @@ def tof_vertex_fit(
     def residual(p: np.ndarray, keep: np.ndarray) -> np.ndarray:
         return t[keep] - p[3] - np.linalg.norm(pos[keep] - p[:3], axis=1) * group_index / C_LIGHT
 
+    box: tuple[float | np.ndarray, float | np.ndarray] = (-np.inf, np.inf)
+    if bounds is not None:
+        low, high = (np.asarray(b, dtype=np.float64) for b in bounds)
+        box = (np.append(low, -np.inf), np.append(high, np.inf))
+        start = np.clip(start, low, high)
     everything = np.ones(len(t), dtype=bool)
-    fit = least_squares(residual, np.append(start, t0), loss="cauchy", f_scale=2.0, args=(everything,))
+    fit = least_squares(
+        residual, np.append(start, t0), loss="cauchy", f_scale=2.0, args=(everything,), bounds=box
+    )
     # Second pass on the prompt hits only (scattered, reflected, dark and late-PMT hits left out).
     prompt = np.abs(residual(fit.x, everything)) < PROMPT_WINDOW
     if prompt.sum() >= 5:
-        fit = least_squares(residual, fit.x, loss="soft_l1", f_scale=1.0, args=(prompt,))
+        fit = least_squares(residual, fit.x, loss="soft_l1", f_scale=1.0, args=(prompt,), bounds=box)
     return fit.x[:3], float(fit.x[3])

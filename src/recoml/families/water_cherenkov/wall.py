@@ -51,12 +51,17 @@ class WallMap:
     dir_x: np.ndarray = field(init=False, repr=False)
     dir_y: np.ndarray = field(init=False, repr=False)
     dir_z: np.ndarray = field(init=False, repr=False)
+    # Index in ``table`` of the first barrel cell of each (x, z) cell's slot: slot * ny + 2 n^2 (int32).
+    slot_start: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # contiguous columns: np.take on them is much faster than fancy-indexing an (P, 3) array
         for name, arr in (("wall", self.wall_pos), ("dir", self.pmt_dir)):
             for i, axis in enumerate("xyz"):
                 object.__setattr__(self, f"{name}_{axis}", np.ascontiguousarray(arr[:, i]))
+        # two integer passes per photon fewer in candidates()
+        start = self.slot.astype(np.int32) * np.int32(self.ny) + np.int32(2 * self.n * self.n)
+        object.__setattr__(self, "slot_start", start)
 
     @property
     def n_pmts(self) -> int:
@@ -78,9 +83,8 @@ class WallMap:
         cap = xi
         cap *= i32(self.n)
         cap += zi
-        bar = np.take(self.slot, cap, mode="wrap") * i32(self.ny)
+        bar = np.take(self.slot_start, cap, mode="wrap")
         bar += yi
-        bar += i32(2 * self.n * self.n)
         cap += down.view(np.int8) * i32(self.n * self.n)
         # key = cap + barrel * (bar - cap), without the (slow) np.where
         bar -= cap
