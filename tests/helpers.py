@@ -70,9 +70,13 @@ N_TOY = 600
 
 
 @functools.cache
-def toy_store_dir(root: Path, n_events: int = N_TOY, physics: tuple[tuple[str, Any], ...] = ()) -> Path:
+def toy_store_dir(
+    root: Path, n_events: int = N_TOY, physics: tuple[tuple[str, Any], ...] = (), seed: int = 0
+) -> Path:
     """A toy WCTE store under ``root`` (simulated once per process, whichever module asks first);
-    ``physics`` (name, value) pairs override the toy's PhysicsConfig defaults."""
+    ``physics`` (name, value) pairs override the toy's PhysicsConfig defaults. With the defaults it holds
+    the first ``n_events`` of what ``dataset=toy`` simulates, so training on it is not refused as another
+    toy (``recoml.data.prepare.check_toy_settings``); other settings need ``dataset.simulate=null``."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -81,6 +85,6 @@ def toy_store_dir(root: Path, n_events: int = N_TOY, physics: tuple[tuple[str, A
     data_dir = Path(root) / f"toy_data_{n_events}"
     det = instantiate(OmegaConf.load(CONF_DIR / "detector" / "wcte.yaml"))
     simulate_to_store(
-        det, data_dir / "toy_wcte.h5", n_events=n_events, seed=1, overwrite=True, physics=dict(physics)
+        det, data_dir / "toy_wcte.h5", n_events=n_events, seed=seed, overwrite=True, physics=dict(physics)
     )
     return data_dir

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from recoml.contracts.representation import Representation
 from recoml.contracts.simulator import simulator_of
 from recoml.contracts.task import Task
 from recoml.data.datamodule import EventDataModule
+from recoml.data.integrity import CHECKSUM_ATTR
+from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
 from recoml.utils.config import config_dict
 
@@ -23,9 +27,11 @@ log = logging.getLogger(__name__)
 def ensure_dataset(cfg: DictConfig) -> Path:
     """Return the dataset path; simulate it first if it is missing and the dataset says how."""
     path = Path(cfg.dataset.path)
-    if path.exists():
-        return path
     recipe = cfg.dataset.get("simulate")
+    if path.exists():
+        if recipe:
+            check_toy_settings(path, cfg)
+        return path
     if not recipe:
         raise DataError(f"dataset.path: {path} does not exist (and dataset.simulate is not set)")
     log.info("%s not found: simulating %d toy %s events", path, recipe.n_events, cfg.detector.name)
@@ -39,6 +45,68 @@ def ensure_dataset(cfg: DictConfig) -> Path:
         **config_dict(recipe),
     )
     return path
+
+
+#: Store attributes that say who wrote a store and when, not what is in it.
+WRITER_ATTRS = frozenset(
+    {"recoml_version", "git_commit", "git_dirty", "command", "host", "created_utc", "config", CHECKSUM_ATTR}
+)
+
+
+def check_toy_settings(path: Path, cfg: DictConfig) -> None:
+    """Refuse a toy store that the dataset's recipe would not make today (other generator settings, or a
+    toy physics that changed since it was simulated: otherwise an upgraded recoml trains on the old toy).
+
+    The family's own simulator writes an empty store with the recipe into a temporary directory; every
+    attribute it records, except who wrote it and when, must equal the existing store's.
+    """
+    recipe = config_dict(cfg.dataset.simulate)
+    recipe.pop("n_events", None)
+    detector = instantiate(cfg.detector)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_empty_store():
+        probe = simulator_of(detector)(
+            detector=detector, output=Path(tmp) / "probe.h5", n_events=0, **recipe
+        )[0]
+        with open_store(probe) as store:
+            expected = dict(store.attrs)
+    with open_store(path) as store:
+        differ = _differences(dict(store.attrs), expected)
+    if differ:
+        raise DataError(
+            f"{path} was simulated with other toy settings than dataset.simulate makes now "
+            f"({'; '.join(differ[:4])}): delete it to simulate it anew, set dataset.path to another file, "
+            "or dataset.simulate=null to use it as it is"
+        )
+
+
+def _differences(found: dict[str, Any], expected: dict[str, Any], prefix: str = "") -> list[str]:
+    """``physics.wall_reflectivity: 0.0 in the file, 0.1375 now``: each setting that differs, settings held
+    in dictionaries named one by one."""
+    out = []
+    for key in sorted(set(expected) - WRITER_ATTRS):
+        old, new = found.get(key, "absent"), expected[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            out += _differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            out.append(f"{prefix}{key}: {_short(old)} in the file, {_short(new)} now")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@contextlib.contextmanager
+def _quiet_empty_store() -> Iterator[None]:
+    """The probe store is empty on purpose: silence the store writer's warning about it."""
+    store_log = logging.getLogger("recoml.data.store")
+    level = store_log.level
+    store_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        store_log.setLevel(level)
 
 
 #: Keys of a ``dataset`` option that say where its events come from, not how the DataModule reads them.

@@ -37,6 +37,7 @@ EDGE_TRAINING = (
     "dataset.batch_size=2",
     "optimizer.lr=3e-3",
     "test=false",
+    "dataset.simulate=null",  # the fixture's own store (20 events of 120 particles)
 )
 
 
@@ -235,6 +236,7 @@ def test_tracker_hit_classification_through_predict_and_evaluate(tracker_data: P
             tracker_data,
             [
                 "experiment=tracking/hit_classification",
+                "dataset.simulate=null",
                 "trainer.max_epochs=1",
                 "dataset.batch_size=2",
                 "test=false",

@@ -40,6 +40,7 @@ def test_trackml_event_runs_end_to_end(real_data: Path, tmp_path: Path) -> None:
         f"detector.path={real_data / 'trackml' / 'detectors.csv.gz'}",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=2",
+        "dataset.simulate=null",  # the store made above (10 events of 150 particles)
     ]
     train(make_cfg(tmp_path, data, overrides))
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -24,7 +24,13 @@ from tests.evaluation_helpers import compose_verb
 from tests.helpers import make_cfg
 from tests.hostile_helpers import config_payload, pickle_payload, savetxt
 
-TINY_TRACKING = ("trainer.max_epochs=1", "trainer.limit_train_batches=2", "dataset.batch_size=2")
+# The fixture store is made here with its own seed and multiplicity: dataset.simulate=null takes it as it is.
+TINY_TRACKING = (
+    "trainer.max_epochs=1",
+    "trainer.limit_train_batches=2",
+    "dataset.batch_size=2",
+    "dataset.simulate=null",
+)
 
 
 @pytest.fixture(scope="module")
