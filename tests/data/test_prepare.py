@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ def _store(data: Path, **settings: object) -> Path:
     return simulate_to_store(det, data / "toy_wcte.h5", n_events=3, overwrite=True, **settings)[0]
 
 
-def test_a_store_made_by_the_recipe_is_reused(tmp_path: Path) -> None:
+def test_a_store_made_by_the_recipe_is_reused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = _store(tmp_path / "data")
     cfg = make_cfg(tmp_path, tmp_path / "data", ["dataset.simulate.n_events=5"])  # the count may differ
-    assert ensure_dataset(cfg) == store
+    with caplog.at_level(logging.INFO):
+        assert ensure_dataset(cfg) == store
+    assert "probe" not in caplog.text  # the check's empty store is silent
 
 
 def test_a_store_of_an_older_toy_physics_is_refused(tmp_path: Path) -> None:

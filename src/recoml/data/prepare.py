@@ -99,14 +99,16 @@ def _short(value: Any) -> str:
 
 @contextlib.contextmanager
 def _quiet_empty_store() -> Iterator[None]:
-    """The probe store is empty on purpose: silence the store writer's warning about it."""
-    store_log = logging.getLogger("recoml.data.store")
-    level = store_log.level
-    store_log.setLevel(logging.ERROR)
+    """The probe store is empty on purpose: silence the writers' warning and summary about it."""
+    loggers = [logging.getLogger(name) for name in ("recoml.data.store", "recoml.data.simulated")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        store_log.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 #: Keys of a ``dataset`` option that say where its events come from, not how the DataModule reads them.
