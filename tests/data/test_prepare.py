@@ -69,3 +69,10 @@ def test_a_store_from_recoml_simulate_defaults_is_what_train_expects(tmp_path: P
     dataset = ["dataset=toy_tracker", "experiment=tracking/edge_classifier"] if detector != "wcte" else []
     cfg = make_cfg(tmp_path, tmp_path / "data", [f"detector={detector}", *dataset])
     assert ensure_dataset(cfg) == tmp_path / "data" / f"toy_{detector}.h5"
+
+
+def test_the_check_ignores_exactly_what_the_provenance_record_writes() -> None:
+    from recoml.data.prepare import WRITER_ATTRS
+    from recoml.io.provenance import record
+
+    assert set(record()) <= WRITER_ATTRS

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pykdtree.kdtree import KDTree
 
 from recoml.contracts.batch import HitBatch
 from recoml.data import neighbours
@@ -86,11 +85,12 @@ def knn_rows(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 def _library_queries(points: np.ndarray, hits: int, k: int) -> None:
-    """The KD-tree library's own build + query per event, nothing else: what the kd-tree row is bounded by
-    on this machine (the targets of issue 15 were set from this on another machine)."""
+    """The KD-tree library's own build + query per event (the call the kd-tree path makes), nothing else:
+    what the kd-tree row is bounded by on this machine (the targets of issue 15 were set from this on
+    another machine)."""
     for start in range(0, len(points), hits):
         block = points[start : start + hits]
-        KDTree(block).query(block, k=k + 1, sqr_dists=True)
+        neighbours._query(block, k + 1, None)
 
 
 def tracking_rows(cfg: DictConfig) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from recoml.data.datamodule import EventDataModule
 from recoml.data.integrity import CHECKSUM_ATTR
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
+from recoml.io.provenance import RECORD_KEYS
 from recoml.utils.config import config_dict
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,7 @@ def ensure_dataset(cfg: DictConfig) -> Path:
 
 
 #: Store attributes that say who wrote a store and when, not what is in it.
-WRITER_ATTRS = frozenset(
-    {"recoml_version", "git_commit", "git_dirty", "command", "host", "created_utc", "config", CHECKSUM_ATTR}
-)
+WRITER_ATTRS = frozenset({*RECORD_KEYS, "config", CHECKSUM_ATTR})
 
 
 def check_toy_settings(path: Path, cfg: DictConfig) -> None:

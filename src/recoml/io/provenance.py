@@ -54,6 +54,10 @@ def file_sha256(path: str | os.PathLike, block: int = 8 << 20) -> str:
     return digest.hexdigest()
 
 
+#: The keys :func:`record` always writes (who wrote a file, with what, when), besides ``data_files``.
+RECORD_KEYS = ("recoml_version", "git_commit", "git_dirty", "command", "host", "created_utc")
+
+
 def record(
     data_files: Iterable[str | os.PathLike] | None = None, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
