@@ -65,9 +65,10 @@ class ImageBuilder(Representation):
     next call** in the same process, and only the pixels the previous batch wrote are cleared (an HK batch
     of 64 events is 82 MB of images, and a fresh zeroed tensor per batch was 60% of its building time on
     a CPU). A training step consumes its images before the next batch; keep a ``.clone()`` to hold on to
-    them. In DataLoader workers a new tensor is made each call (it goes to the main process through
-    shared memory); training on a CPU with workers instead runs :meth:`prepare` there (hits-sized
-    :class:`ImageHits`) and :meth:`finish` in the main process.
+    them. In DataLoader workers a new tensor is made each call; training on a CPU with workers instead
+    runs :meth:`prepare` there and :meth:`finish_into` into the loader's shared output slots
+    (``recoml.data.slots``), or hands :class:`ImageHits` (hits-sized) to :meth:`finish` in the main
+    process.
     """
 
     #: Buffers (registered in __init__).
