@@ -161,7 +161,7 @@ def test_a_worker_without_its_slot_times_out_in_one_sentence(tmp_path):
     with pytest.raises(
         SlotTimeoutError, match=r"batch 7 waited .* for output slot 0 of 1: the consumer holds"
     ):
-        pool.fill(SlotTask([0, 1], seq + 7, slot), EventDataset(write_hits(tmp_path)))
+        pool.fill(SlotTask(np.array([0, 1]), seq + 7, slot), EventDataset(write_hits(tmp_path)))
 
 
 def test_pool_bookkeeping_frees_a_slot_hold_batches_after_it_was_taken(tmp_path):
