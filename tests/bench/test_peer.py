@@ -150,11 +150,16 @@ def test_peer_suite_against_watchmal(tmp_path):
     for case in required:
         entry = report[case]
         for side in ("watchmal", "recoml"):
-            assert set(entry[side]) == set(RATES)
+            assert set(entry[side]) == {*RATES, "training_process_cpu_share"}
             assert all(math.isfinite(v) and v > 0 for v in entry[side].values())
+            assert entry[side]["training_process_cpu_share"] <= 1.0
         for rate in RATES:
             assert entry["ratio"][rate] == pytest.approx(entry["recoml"][rate] / entry["watchmal"][rate])
     assert report["wcte_batches_2w"]["workers"] == 2 and report["wcte_train_w64"]["width"] == 64
+    assert report["wcte_batches_2w"]["vs_0w"]["recoml"] == pytest.approx(
+        report["wcte_batches_2w"]["recoml"]["events_per_s"]
+        / report["wcte_batches_0w"]["recoml"]["events_per_s"]
+    )
     assert {r["case"] for r in rows} == {f"{c} ({s})" for c in required for s in ("watchmal", "recoml")}
 
 

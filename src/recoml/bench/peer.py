@@ -18,9 +18,10 @@ Cases (``peer.json``: one entry each, both rates and ``ratio`` = recoml / WatChM
   GPU check runs it on the GPU with 2 workers: the issue's GPU training targets are ratios to WatChMaL).
 
 Rates are events per CPU-second of the process and its loader workers (``psutil``) and events per wall
-second; each repeat runs WatChMaL then recoml (interleaved), the medians are reported. A worker case run
-with its 0-worker case also gets ``vs_0w``: each side's events/s with the workers over its events/s in
-one process ("2 workers on 2 idle cores >= 1.7x one process"; it measures the load too on a busy box).
+second, with the share of that CPU spent in the training process (``training_process_cpu_share``); each
+repeat runs WatChMaL then recoml (interleaved), the medians are reported. A worker case run with its
+0-worker case also gets ``vs_0w``: each side's events/s with the workers over its events/s in one
+process ("2 workers on 2 idle cores >= 1.7x one process"; it measures the load too on a busy box).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -317,22 +318,27 @@ class Side:
     loader: Any
     per_cpu: list[float]
     per_wall: list[float]
+    #: Fraction of the CPU time spent in the training process (the rest: its loader workers).
+    main_share: list[float] = field(default_factory=list)
 
     def measure(self, n_batches: int, warmup: int) -> None:
         for _ in range(warmup):  # includes the batches workers prefetched while the other side ran
             self.step(next(self.batches))
         pids = worker_pids(self.loader)
-        c0, t0, events = cpu_seconds(pids), time.perf_counter(), 0
+        c0, m0, t0, events = cpu_seconds(pids), time.process_time(), time.perf_counter(), 0
         for _ in range(n_batches):
             events += self.step(next(self.batches))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(pids) - c0
         self.per_cpu.append(events / cpu)
         self.per_wall.append(events / wall)
+        main = time.process_time() - m0  # read a moment after `cpu`: at most `cpu` (clock granularity)
+        self.main_share.append(min(main / cpu, 1.0))
 
     def medians(self) -> dict[str, float]:
         return {
             "events_per_cpu_s": statistics.median(self.per_cpu),
             "events_per_s": statistics.median(self.per_wall),
+            "training_process_cpu_share": statistics.median(self.main_share),
         }
 
 
