@@ -37,6 +37,7 @@ def write_hits(tmp_path: Path, seed: int = 4) -> Path:
         "hit_charge": rng.exponential(2.0, n).astype(np.float32),
         "hit_time": rng.normal(900, 30, n).astype(np.float32),
         "labels": rng.integers(0, 3, N_EVENTS).astype(np.int32),
+        "positions": rng.normal(0, 100, (N_EVENTS, 1, 3)).astype(np.float32),
     }
     return write_store(tmp_path / "store.h5", arrays)
 
@@ -55,12 +56,19 @@ def test_slot_reuse_never_leaks_one_batch_into_the_next(tmp_path, monkeypatch, r
     path = write_hits(tmp_path)
     builder = ImageBuilder(det, geometry_channels=True, reuse_output=True)  # "time" is a first-hit image
     hold = 3
-    dm = EventDataModule(path, batch_size=8, num_workers=2, fractions=(1.0, 0.0, 0.0), held_batches=hold)
+    dm = EventDataModule(
+        path,
+        batch_size=8,
+        num_workers=2,
+        fractions=(1.0, 0.0, 0.0),
+        held_batches=hold,
+        target_fields=("labels", "positions"),
+    )
     assert dm.build_in_workers(builder)
     loader = dm.train_dataloader()
     assert isinstance(loader, SlotLoader)
     assert loader.pool.n_slots == 2 * 2 + 1 + hold
-    reference = EventDataset(path)  # read in this process: the 0-worker path
+    reference = EventDataset(path, target_fields=("labels", "positions"))  # read here: the 0-worker path
     held: deque[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = deque(maxlen=hold - 1)
     storages, n_batches = set(), 0
     for epoch in range(3):
@@ -75,7 +83,9 @@ def test_slot_reuse_never_leaks_one_batch_into_the_next(tmp_path, monkeypatch, r
             assert torch.equal(batch.offsets, raw.offsets)
             for name, hits in raw.hits.items():
                 assert torch.equal(batch.hits[name], hits), name
-            assert torch.equal(batch.targets["labels"], raw.targets["labels"])
+            assert batch.targets.keys() == raw.targets.keys() == {"labels", "positions"}
+            for name, target in raw.targets.items():  # (B,) int64 and (B, 1, 3) float32
+                assert torch.equal(batch.targets[name], target), name
             for image, copy, hits in held:  # the consumer's earlier batches are intact
                 assert torch.equal(image, copy)
                 assert all(torch.equal(hits[k], v) for k, v in reference[hits["rows"].numpy()].hits.items())
@@ -119,6 +129,28 @@ def test_without_persistent_workers_images_are_painted_here(tmp_path):
     assert type(loader) is DataLoader
     batch = next(iter(loader))
     assert not isinstance(batch.inputs, torch.Tensor)
+    assert torch.equal(builder.finish(batch.inputs), ImageBuilder(det)(batch))
+
+
+def test_without_room_in_shared_memory_images_are_painted_here(tmp_path, monkeypatch, caplog):
+    """/dev/shm too small for the pool (a container's 64 MB): one warning, the hits hand-over instead."""
+    import recoml.data.datamodule as datamodule
+
+    det = detector("wcte")
+    dm = EventDataModule(write_hits(tmp_path), batch_size=8, num_workers=2, fractions=(1.0, 0.0, 0.0))
+    builder = ImageBuilder(det, reuse_output=True)
+    assert dm.build_in_workers(builder)
+    need = slots.pool_bytes(builder, 8, 2 * 2 + 1 + 3)
+    monkeypatch.setattr(datamodule, "shared_memory_free", lambda: need - 1)
+    with caplog.at_level("WARNING", logger="recoml.data.datamodule"):
+        loader = dm.train_dataloader()
+    assert type(loader) is DataLoader
+    assert [r.getMessage() for r in caplog.records if "free in /dev/shm" in r.getMessage()] == [
+        f"train loader: 8 output slots need {need / 1e6:.0f} MB of shared memory, {(need - 1) / 1e6:.0f} MB "
+        "free in /dev/shm; the training process paints the images instead (slower; enlarge /dev/shm, e.g. "
+        "docker --shm-size, or lower the batch size)"
+    ]
+    batch = next(iter(loader))
     assert torch.equal(builder.finish(batch.inputs), ImageBuilder(det)(batch))
 
 
@@ -169,6 +201,8 @@ def test_pool_bookkeeping_frees_a_slot_hold_batches_after_it_was_taken(tmp_path)
     never taken; a SlotRef the pool did not hand out is refused."""
     det = detector("wcte")
     pool = SlotPool(ImageBuilder(det), 2, n_slots=5, hold=2)
+    allocated = sum(t.numel() * t.element_size() for t in (*pool.outputs, pool.hit_area, pool.written))
+    assert slots.pool_bytes(ImageBuilder(det), 2, 5) == allocated
     refs = [SlotRef(*pool.assign(), n_events=2, layout=None) for _ in range(4)]
     assert [r.slot for r in refs] == [0, 1, 2, 3]
     assert pool.ticket.tolist() == [0, 1, 2, 3, -1]  # batch i may write slot i; slot 4 is free

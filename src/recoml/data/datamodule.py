@@ -25,7 +25,14 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.representation import Representation
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
-from recoml.data.slots import DEFAULT_HOLD, DEFAULT_TIMEOUT_S, SlotLoader, SlotPool
+from recoml.data.slots import (
+    DEFAULT_HOLD,
+    DEFAULT_TIMEOUT_S,
+    SlotLoader,
+    SlotPool,
+    pool_bytes,
+    shared_memory_free,
+)
 from recoml.data.splits import load_splits, make_splits, save_splits, split_meta, splits_meta
 from recoml.data.store import EventStore, open_store
 from recoml.errors import ConfigError, DataError
@@ -310,16 +317,25 @@ class EventDataModule(L.LightningDataModule):
         kwargs = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory, **extra}
         build = self._worker_builds.get(split)
         if slots and build is not None and self.persistent_workers and build.slots:
-            # In flight: the workers' prefetched batches and the one received, not yet handed over.
-            in_flight = self.num_workers * (self.prefetch_factor or 2) + 1
-            pool = SlotPool(
-                build.representation,
-                batch_size,
-                in_flight + self.held_batches,
-                hold=self.held_batches,
-                timeout_s=self.slot_timeout_s,
+            # Slots: the workers' prefetched batches, the one received and not yet handed over, and
+            # those the consumer holds.
+            n_slots = self.num_workers * (self.prefetch_factor or 2) + 1 + self.held_batches
+            need = pool_bytes(build.representation, batch_size, n_slots)
+            free = shared_memory_free()
+            if free is None or need < free:
+                pool = SlotPool(
+                    build.representation, batch_size, n_slots, self.held_batches, self.slot_timeout_s
+                )
+                return SlotLoader(pool, ds, sampler, **kwargs)
+            log.warning(
+                "%s loader: %d output slots need %.0f MB of shared memory, %.0f MB free in /dev/shm; the "
+                "training process paints the images instead (slower; enlarge /dev/shm, e.g. docker "
+                "--shm-size, or lower the batch size)",
+                split,
+                n_slots,
+                need / 1e6,
+                free / 1e6,
             )
-            return SlotLoader(pool, ds, sampler, **kwargs)
         return DataLoader(ds, sampler=sampler, **kwargs)
 
     def _eval_loader(self, split: str, slots: bool = True) -> DataLoader:

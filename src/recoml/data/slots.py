@@ -36,6 +36,7 @@ import contextlib
 import ctypes
 import logging
 import mmap
+import os
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -67,6 +68,29 @@ _WRITTEN_FRACTION = 16
 _HIT_FRACTION = 4
 _MIN_HIT_BYTES = 1 << 20
 _MADV_POPULATE_WRITE = 23  # linux/mman.h, Linux >= 5.14
+
+
+def _hit_bytes(output_bytes: int) -> int:
+    return max(_MIN_HIT_BYTES, output_bytes // _HIT_FRACTION) // 64 * 64
+
+
+def pool_bytes(representation: Representation, batch_size: int, n_slots: int) -> int:
+    """Shared memory a :class:`SlotPool` of these arguments takes (0: the output has no fixed size)."""
+    one = representation.new_output(1)
+    if one is None:
+        return 0
+    output = one.numel() * one.element_size() * batch_size
+    written = one.numel() * batch_size // _WRITTEN_FRACTION * 8
+    return n_slots * (output + _hit_bytes(output) + written)
+
+
+def shared_memory_free(path: str = "/dev/shm") -> int | None:
+    """Bytes free where POSIX shared memory lives (containers often give it 64 MB); None if unknown."""
+    try:
+        stat = os.statvfs(path)
+    except (OSError, AttributeError):
+        return None
+    return stat.f_bavail * stat.f_frsize
 
 
 class SlotTimeoutError(DataError):
@@ -117,7 +141,7 @@ class SlotPool:
         self.representation = representation
         self.batch_size, self.hold, self.timeout_s = int(batch_size), int(hold), float(timeout_s)
         self.outputs = [blank.clone().share_memory_() for _ in range(n_slots)]
-        hit_bytes = max(_MIN_HIT_BYTES, blank.numel() * blank.element_size() // _HIT_FRACTION) // 64 * 64
+        hit_bytes = _hit_bytes(blank.numel() * blank.element_size())
         self.hit_area = torch.zeros(n_slots, hit_bytes, dtype=torch.uint8).share_memory_()
         capacity = max(1, blank.numel() // _WRITTEN_FRACTION)
         # What each slot's last batch wrote (flat indices, ``representation.finish_into``'s record):
@@ -208,7 +232,8 @@ class SlotPool:
         }
         for field, key, start, dtype, shape in ref.layout:
             # set_ on the storage: a view in one call (2.5x faster than slicing and viewing the area).
-            tensor = torch.empty(0, dtype=dtype).set_(storage, (base + start) // dtype.itemsize, shape)
+            offset = (base + start) // dtype.itemsize
+            tensor = torch.empty(0, dtype=dtype).set_(storage, offset, shape, _contiguous_strides(shape))
             fields[field][key] = tensor if field in ("hits", "offsets") else tensor.clone()
         return HitBatch(
             hits=fields["hits"],
@@ -270,6 +295,14 @@ class SlotPool:
                 )
             time.sleep(pause)
             pause = min(2 * pause, 5e-3)
+
+
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= size
+    return tuple(reversed(strides))
 
 
 def _populate(tensor: torch.Tensor) -> None:
