@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from recoml.conversion.mapping import parse_mapping
 from recoml.conversion.pipeline import convert_root
+from recoml.data.identity import detector_fingerprint
 from recoml.data.store import open_store
 from recoml.errors import ConfigError, DataError
 from recoml.families.water_cherenkov import load_geometry
@@ -122,3 +123,16 @@ def test_a_raw_file_with_another_mapping_or_a_broken_objects_mapping_is_refused(
             RAW, tmp_path / "o.h5", parse_mapping(mapping | {"tree": "events"}), detector=load_geometry(RAW)
         )
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_the_geometry_tree_equals_the_text_geofile_wcsim_wrote_with_it():
+    """The independent read: WCSim's text geofile of the same commit, read with numpy."""
+    table = np.loadtxt(REPO / "tests" / "data" / "geometry" / "sk_wcsim_geofile_2010.txt.gz", skiprows=2)
+    pmts = read_geometry(RAW)
+    np.testing.assert_array_equal(table[:, 0].astype(np.int64), pmts["tube"])
+    np.testing.assert_allclose(pmts["position"], table[:, 1:4], atol=1e-3)  # float32 in ROOT, cm
+    np.testing.assert_allclose(pmts["direction"], table[:, 4:7], atol=1e-6)
+    np.testing.assert_array_equal(table[:, 7].astype(np.int64), pmts["cylloc"])
+    # so both files give the same detector (a store converted with one trains with the other)
+    text = load_geometry(REPO / "tests" / "data" / "geometry" / "sk_wcsim_geofile_2010.txt.gz")
+    assert detector_fingerprint(text) == detector_fingerprint(load_geometry(RAW))

@@ -100,7 +100,7 @@ class Model_TClonesArray(uproot.models.TClonesArray.Model_TClonesArray):  # noqa
             self.columns[member] = values.astype(values.dtype.newbyteorder("="))
             if width > 1:
                 self.columns[member] = self.columns[member].reshape(n, width)
-        self._data = []
+        self._data: list[Any] = []  # the objects are the columns above
 
 
 @contextlib.contextmanager
