@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
@@ -43,5 +45,20 @@ def test_the_module_builds_it_and_an_empty_augment_builds_none(tmp_path, toy_dat
         cfg.augment = {}
     assert RecoModule(config_dict(cfg)).augment is None
     # the built augmentation is the family's own class with the config's options
-    assert type(augmentation_of(module.detector, p=1.0)) is CylinderAugment
-    assert torch.equal(module.augment.permutations, augmentation_of(module.detector).permutations)
+    built = augmentation_of(module.detector, p=1.0)
+    assert isinstance(built, CylinderAugment) and built.p == 1.0
+    assert torch.equal(module.augment.permutations, built.permutations)
+
+
+def test_a_tank_without_exact_symmetries_gets_none_and_no_warning(caplog):
+    """The real 2010 Super-K geometry of tests/data/root (irregular PMT placement) has no exact symmetry
+    among reflect_x, flip_y and quarter turns: nothing was asked for by name, so no warning either."""
+    raw = DATA_DIR / "root" / "wcsim_raw_2010.root"
+    caplog.set_level(logging.INFO, logger="recoml.families.water_cherenkov.augment")
+    assert _augment(["detector=from_file", f"detector.path={raw}"]) is None
+    assert "no exact reflection or rotation symmetry" in caplog.text
+    assert not [r for r in caplog.records if r.name.endswith("augment") and r.levelno >= logging.WARNING]
+    # asked for by name (augment=cylinder), the missing transforms are warned about
+    caplog.clear()
+    explicit = _augment(["detector=from_file", f"detector.path={raw}", "augment=cylinder"])
+    assert isinstance(explicit, CylinderAugment) and "reflect_x is not an exact symmetry" in caplog.text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from hydra.utils import get_class
+from hydra.utils import get_method
 from torch import nn
 
 from recoml.contracts.detector import Detector
@@ -21,14 +21,14 @@ log = logging.getLogger(__name__)
 
 def augmentation_of(detector: Detector, **options: Any) -> nn.Module | None:
     """The family's symmetry augmentation for ``detector`` built with ``options`` (e.g. ``p``), or None
-    (logged) when the family declares none."""
+    (logged) when the family declares none or the detector has none."""
     target = detector.augmentation_target
     if target is None:
         log.info(
             "detector %s (%s family) declares no symmetries: no augmentation", detector.name, detector.family
         )
         return None
-    module = get_class(target)(detector=detector, **options)
-    if not isinstance(module, nn.Module):
+    module = get_method(target)(detector=detector, **options)
+    if module is not None and not isinstance(module, nn.Module):
         raise TypeError(f"{target} (augmentation_target of {type(detector).__name__}) built a {type(module)}")
     return module
