@@ -7,9 +7,9 @@ Each simulated particle is a *light source* on a straight line from its vertex a
   computed at the emission point (the ring angle shrinks as the muon slows) and a Frank-Tamm weight
   sin^2(theta); photon angles get a small Gaussian smear (multiple scattering);
 * electrons/positrons shower: emission points follow a longitudinal gamma-distribution profile in
-  radiation lengths (t_max = ln(E/E_c) - 0.5, b = 0.5), the total Cherenkov track length is
-  ``shower_cm_per_mev`` x E, photons are at the beta = 1 angle smeared by ``shower_angle_sigma`` (the
-  many shower particles' directions) -- fuzzier rings;
+  radiation lengths (t_max = ln(E/E_c) - 0.5, b = 0.5), the total Cherenkov-equivalent track length is
+  ``shower_cm_per_mev`` x E (Geant4 cascades, Raedel and Wiebusch 2013), photons are at the beta = 1
+  angle smeared by ``shower_angle_sigma`` (the many shower particles' directions) -- fuzzier rings;
 * gammas travel an exponential distance (mean 9/7 X0) without light, then shower like an electron;
 * pi0 decay at the vertex into two gammas (see :func:`recoml.families.water_cherenkov.particles.pi0_decay`);
 * muons that stop in the tank decay into a Michel electron (a late, low-energy shower at the stopping
@@ -17,14 +17,16 @@ Each simulated particle is a *light source* on a straight line from its vertex a
 
 Light may Rayleigh-scatter once on its way, and is reflected once where it meets the wall (PMTs and
 black sheet, WCSim's reflectivities); each photon travels at its own group velocity (chromatic
-dispersion over the detected spectrum, :mod:`recoml.families.water_cherenkov.optics`).
+dispersion over the detected spectrum, :mod:`recoml.families.water_cherenkov.optics`) and is absorbed
+with the absorption length of its wavelength (the same draw).
 
 Photons are Monte-Carlo sampled *after* folding in the quantum and collection efficiencies (so only
 photons that a PMT could record are traced; those emitted beyond the wall are dropped before tracing):
 each gets an emission point, a direction on the cone, an
 analytic intersection with the cylinder, a constant-time PMT lookup
 (:mod:`recoml.families.water_cherenkov.wall`) and is then
-kept with probability angular acceptance x exp(-d / attenuation_length) (x the muon's Frank-Tamm weight).
+kept with probability angular acceptance x exp(-d / absorption length at the photon's wavelength) (x the
+muon's Frank-Tamm weight).
 Photons are sampled in bundles of 8 sharing an emission point and cone angle, 45 deg apart in azimuth
 (see :data:`BUNDLE`), and traced in blocks of whole events, all in float32 numpy.
 Solid angle and coverage emerge from the geometry. Charge is the number of photoelectrons with a
@@ -51,7 +53,7 @@ from scipy.special import gammaincinv, ndtr, ndtri
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
 from recoml.families.water_cherenkov.detector import WCDetector
-from recoml.families.water_cherenkov.optics import group_index_quantiles
+from recoml.families.water_cherenkov.optics import absorption_quantiles, group_index_quantiles
 from recoml.families.water_cherenkov.particles import (
     ELECTRON_MASS,
     KIND_GAMMA,
@@ -84,6 +86,10 @@ BLOCK_PHOTONS = 1 << 19
 # like real shower fluctuations.
 BUNDLE = 8
 
+#: Cherenkov-equivalent track length of an electromagnetic cascade in water (cm per MeV): Raedel and
+#: Wiebusch's Geant4 value in ice, 532.07 cm/GeV at 0.91 g/cm^3, scaled by the density (see PhysicsConfig).
+SHOWER_CM_PER_MEV = 0.53207 * 0.91 / 1.00
+
 # Lookup-table resolutions (random 16-bit numbers index them; see _Tables).
 _Q_BINS = 1024  # quantiles of the emission-point distributions
 _A_STEP = 1.0 / 16.0  # shower profile shape parameter grid
@@ -98,11 +104,12 @@ class PhysicsConfig:
     The defaults trace 764 x 0.24 x 0.9 x sin^2(theta) = 72 photons per cm of a beta = 1 track. With them
     a 500 MeV (kinetic) particle at the tank centre, isotropic direction, gives on average:
 
-    - WCTE (2,014 3-inch PMTs): e- ~440 hits / ~2,000 p.e.; mu- ~250 / ~1,800; gamma ~280 / ~1,450;
-    - HK (19,994 20-inch PMTs): e- ~1,600 hits / ~2,000 p.e.; mu- ~900 / ~1,600; gamma ~1,650 / ~2,000
+    - WCTE (2,014 3-inch PMTs): e- ~620 hits / ~2,540 p.e.; mu- ~460 / ~2,120; gamma ~460 / ~1,980;
+    - HK (19,994 20-inch box-and-line PMTs): e- ~2,680 hits / ~3,710 p.e.; mu- ~1,760 / ~2,860; gamma
+      ~2,680 / ~3,730
 
     (muons leave WCTE before ranging out; gammas often convert outside it) plus n_pmts x dark_rate x
-    readout_window dark hits (2 in WCTE, 20 in HK per event).
+    readout_window dark hits (3 in WCTE, 113 in HK per event).
     """
 
     # Phase index (Cherenkov angle, cos = 1 / (beta n)) and group index (photon speed c / n_g) of water,
@@ -120,15 +127,23 @@ class PhysicsConfig:
     # type's (wavelength-averaged over the Frank-Tamm spectrum, see PMT_TYPES).
     quantum_efficiency: float | None = None
     collection_efficiency: float | None = None
-    # Wavelength-averaged lengths of pure water: absorbed photons are lost; Rayleigh-scattered photons
-    # change direction (1 + cos^2 phase function) and are traced on to the wall (one scatter).
-    attenuation_length: float = 8000.0  # cm, absorption length
+    # Pure water (WCSim's tables, see optics.py). Absorbed photons are lost: attenuation_length None draws
+    # each photon's wavelength from the detected spectrum and absorbs it with WCSim's ABSORPTION_water x
+    # ABWFF 1.30 at that wavelength (19 m at 550 nm, 550 m at 400 nm); a number (cm) is one length for
+    # every photon. Rayleigh-scattered photons change direction (1 + cos^2 phase function) and are traced on
+    # to the wall (one scatter) after an exponential distance of scattering_length: WCSim's RAYLEIGH_water
+    # x RAYFF 0.75 averaged over the detected spectrum is 100.6 m (optics.mean_rayleigh_length).
+    attenuation_length: float | None = None  # cm, absorption length; None: per wavelength (WCSim)
     scattering_length: float = 10000.0  # cm, Rayleigh scattering length (inf: no scattering)
     muon_dedx: float = 2.0  # MeV/cm, continuous energy loss of muons
     radiation_length: float = 36.0  # cm, X0 of water
     critical_energy: float = 78.0  # MeV, E_c of water, sets the shower maximum
     shower_b: float = 0.5  # longitudinal profile dE/dt ~ t^(a-1) exp(-b t), t in X0
-    shower_cm_per_mev: float = 0.45  # total Cherenkov-radiating charged track length per MeV of a shower
+    # Cherenkov-equivalent track length of an electromagnetic cascade per MeV: Geant4's 5.3207 m/GeV for
+    # electrons in ice of 0.91 g/cm^3 (Raedel and Wiebusch, Astropart. Phys. 44 (2013) 102, arXiv:1210.5140,
+    # l = alpha E^beta with alpha = 532.07 cm/GeV, beta = 1.000; positrons 532.11, gammas 532.09), scaled to
+    # water by the density ratio 0.91 / 1.00 (their eq. 9): 0.4842 cm/MeV.
+    shower_cm_per_mev: float = SHOWER_CM_PER_MEV
     # Shower photon angles about the Cherenkov cone: a core of nearly axis-parallel charged particles (the
     # sharp edge at the Cherenkov angle) plus a broad part from the many low-energy ones.
     shower_core_fraction: float = 0.55
@@ -194,8 +209,11 @@ class PhysicsConfig:
             raise ConfigError(f"physics.pmt_type must be one of {sorted(PMT_TYPES)}, got '{self.pmt_type}'")
         if self.trigger_hits < 1 or self.trigger_window <= 0:
             raise ConfigError("physics.trigger_hits must be >= 1 and physics.trigger_window > 0")
+        if self.attenuation_length is not None and self.attenuation_length <= 0:
+            raise ConfigError(
+                f"physics.attenuation_length must be > 0 or None, got {self.attenuation_length}"
+            )
         for name in (
-            "attenuation_length",
             "scattering_length",
             "radiation_length",
             "critical_energy",
@@ -329,7 +347,9 @@ class _Tables:
     sin_phi: np.ndarray
     smear: np.ndarray  # (2 * _ANGLE_BINS,) rad: row 0 shower profile quantiles, row 1 unit normal ones
     exp_quantiles: np.ndarray  # (65536,): -ln(u) at the 16-bit quantiles u (exponential distances)
-    group_delta: np.ndarray  # (1024,): group-index deviations from the mean over the detected spectrum
+    # Per wavelength bin of the detected spectrum (1024 equal-probability bins, one draw per photon):
+    group_delta: np.ndarray  # group-index deviations from the mean over the spectrum
+    inv_absorption: np.ndarray  # 1 / absorption length (1/cm)
 
 
 @functools.lru_cache(maxsize=8)
@@ -353,6 +373,7 @@ def _tables(physics: PhysicsConfig) -> _Tables:
         smear=delta.astype(f32),
         exp_quantiles=(-np.log((np.arange(65536) + 0.5) / 65536)).astype(f32),
         group_delta=group_index_quantiles(),
+        inv_absorption=absorption_quantiles(),
     )
 
 
@@ -883,12 +904,21 @@ def _trace_block(
     else:
         prob = cos_inc ** f32(power)
     path = t_h * f32(wall.cell)
-    prob *= np.exp(path * f32(-1.0 / physics.attenuation_length))
+    n_h = len(sample)
+    # Each photon's wavelength: one of the 1024 equal-probability bins of the detected spectrum, drawn once
+    # for its absorption length and its group index.
+    wavelength_bin = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h] >> 6
+    if physics.attenuation_length is None:
+        absorption = np.take(tables.inv_absorption, wavelength_bin)
+        absorption *= path
+        np.negative(absorption, out=absorption)
+        prob *= np.exp(absorption)
+    else:
+        prob *= np.exp(path * f32(-1.0 / physics.attenuation_length))
     sn = np.take(sin, sample)
     sn *= sn
     sn *= np.take(src.inv_sin2max32, pid)
     prob *= sn
-    n_h = len(sample)
     u_acc = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h].astype(f32)
     u_acc += f32(0.5)
     u_acc *= f32(1.0 / 65536.0)
@@ -901,10 +931,7 @@ def _trace_block(
     t_hit /= np.take(src.p0.astype(f32), pid) + np.take(mom, sample)
     t_hit *= s_h * f32(1.0 / C_LIGHT)
     if physics.chromatic_dispersion:
-        n_k = len(keep)
-        group = np.take(
-            tables.group_delta, rng.bit_generator.random_raw((n_k + 3) // 4).view(np.uint16)[:n_k] >> 6
-        )
+        group = np.take(tables.group_delta, np.take(wavelength_bin, keep))
         group += f32(physics.group_index)
         group *= path
         group *= f32(1.0 / C_LIGHT)
