@@ -638,8 +638,9 @@ def test_reflection_directions_point_into_the_tank_with_their_laws():
 
 
 def test_reflected_light_adds_late_charge(hk):
-    """One bounce off PMTs (R = 0.32, WCSim RGCFF) and the black sheet (0.055 x 2.5, WCSim BSRFF): a few to
-    25 % more charge, nearly all of it more than 10 ns after the direct light (it crosses the tank again)."""
+    """One bounce off PMTs (0.176, WCSim's glass dome and RGCFF surface) and the black sheet (0.055 x 2.5,
+    WCSim BSRFF): a few to 25 % more charge, nearly all of it more than 10 ns after the direct light (it
+    crosses the tank again)."""
     base = {
         "dark_rate": 0.0,
         "trigger": False,
@@ -684,15 +685,15 @@ def test_group_index_spread_over_the_detected_spectrum(hk):
 def test_shower_track_length_is_the_geant4_cascade_value(hk):
     """Raedel and Wiebusch (Astropart. Phys. 44 (2013) 102): a cascade's Cherenkov-equivalent track length
     is 532.07 cm/GeV in ice of 0.91 g/cm^3, in water x 0.91 (their density scaling): 0.4842 cm/MeV (the
-    Rossi X0 / E_c = 0.45 it replaces was 7 % short). A 500 MeV electron traces 764 x QE x CE x (1 - 1 /
-    1.33^2) photons per cm over 242.1 cm."""
+    Rossi X0 / E_c = 0.45 it replaces was 7 % short). A 500 MeV electron traces 764 x QE x CE x surface x
+    (1 - 1 / 1.33^2) photons per cm over 242.1 cm."""
     from recoml.families.water_cherenkov.simulation import SHOWER_CM_PER_MEV
 
     assert SHOWER_CM_PER_MEV == pytest.approx(0.4842, abs=1e-4)
     assert PhysicsConfig().shower_cm_per_mev == SHOWER_CM_PER_MEV
     x = np.array([[1.0, 0.0, 0.0]])
     src = light_sources(hk, ["e-"], np.array([500.0]), np.zeros((1, 3)), x, np.random.default_rng(0))
-    per_cm = 764.0 * 0.276 * 0.95 * (1.0 - 1.0 / 1.33**2)
+    per_cm = 764.0 * 0.276 * 0.95 * 0.8768 * (1.0 - 1.0 / 1.33**2)
     assert src["mean_photons"][0] == pytest.approx(per_cm * 242.1, rel=1e-3)
 
 
@@ -714,6 +715,28 @@ def test_water_optics_are_wcsims_tables():
     # blue light is absorbed far less than red: most of the detected spectrum lives longer than 100 m
     inv = absorption_quantiles()
     assert np.mean(1.0 / inv > 10_000.0) > 0.7 and (1.0 / inv).min() < 3_000.0
+
+
+def test_pmt_surfaces_are_wcsims_in_geant4s_sense():
+    """WCSim's glass-photocathode surface has REFLECTIVITY 0.32, which Geant4 (WCSimOpBoundaryProcess)
+    reads as: absorbed and handed to the QE with probability 0.68, else a Fresnel boundary from glass into
+    n = 1 (total internal reflection beyond 48.1 deg in water: sin^2 > (1 / 1.34419)^2 = 0.5535, 44.7 % of a
+    beam on a sphere). By hand: normal-incidence water-glass reflectance ((1.5309 - 1.34419) / (1.5309 +
+    1.34419))^2 = 0.42 %; the reflectivity is at least 0.32 x 0.447 x (1 - r_out)^2 = 0.134 and the TIR
+    share plus Fresnel make it 0.176 (not the 0.32 read as a reflectivity before); the detection is (1 -
+    <r_out> = 0.968) x 0.68 / 0.75 = 0.877. Box-and-line and R3600 carry it, the toy's 3-inch values not."""
+    from recoml.families.water_cherenkov.optics import fresnel_reflectance, wcsim_pmt_surface
+    from recoml.families.water_cherenkov.simulation import PMT_TYPES
+
+    assert fresnel_reflectance(1.34419, 1.5309, np.array([1.0]))[0] == pytest.approx(0.0042172, rel=1e-4)
+    assert fresnel_reflectance(1.5309, 1.0, np.array([np.cos(np.radians(41.0))]))[0] == 1.0
+    surface = wcsim_pmt_surface()
+    assert 0.134 < surface.reflectivity == pytest.approx(0.176, abs=0.002)
+    assert surface.detection == pytest.approx(0.968 * 0.68 / 0.75, abs=0.002)
+    assert PhysicsConfig().pmt_reflectivity == surface.reflectivity
+    assert PMT_TYPES["BoxandLine20inchHQE"].surface_detection == surface.detection
+    assert PMT_TYPES["R3600"].surface_detection == surface.detection
+    assert PMT_TYPES["R14374"].surface_detection == 1.0
 
 
 def test_absorption_depends_on_each_photons_wavelength(hk):

@@ -18,18 +18,27 @@ Sources of the numbers (physical data tables, not code):
 * absorption and Rayleigh scattering lengths of pure water: WCSim ``WCSimConstructMaterials.cc``
   (``ABSORPTION_water`` and ``RAYLEIGH_water``, "values from SKDETSIM"), times WCSim's tuning defaults
   ``ABWFF`` = 1.30 and ``RAYFF`` = 0.75 (``WCSimTuningParameters.cc``); WCSim's Mie scattering is off
-  (``MIEFF`` = 0).
+  (``MIEFF`` = 0);
+* the 20-inch PMT's surfaces: WCSim's glass (``RINDEX_glass``, a BK7 formula: 1.531 at 400 nm) and its
+  glass-photocathode surface (``WCSimConstructMaterials.cc``: dielectric_dielectric, polished,
+  ``REFLECTIVITY`` = ``RGCFF`` = 0.32, the photocathode side n = 1), whose reflectivity Geant4's boundary
+  process (``WCSimOpBoundaryProcess.cc``) uses as: with probability 1 - 0.32 the photon is absorbed and
+  handed to the sensitive detector, else the ordinary Fresnel boundary decides (total internal reflection
+  beyond the critical angle). The sensitive detector then applies the QE times 1 / (1 - 0.25)
+  (``WCSimWCSD.cc``, WCSim's default ``PMT_QE_Method`` 3, "translated from skdetsim").
 """
 
 from __future__ import annotations
 
 import functools
 import io
+from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
 
 __all__ = [
+    "PMTSurface",
     "absorption_quantiles",
     "detected_wavelength_quantiles",
     "group_index_quantiles",
@@ -122,3 +131,50 @@ def mean_rayleigh_length() -> float:
     the length whose exponential gives the same fraction of scattered photons over short paths."""
     wavelength, weight = _detected_spectrum()
     return float(1.0 / np.sum(weight / water_rayleigh_length(wavelength)))
+
+
+#: WCSim's glass-photocathode surface reflectivity (RGCFF), its QE scale at the sensitive detector
+#: (1 / (1 - 0.25)), and the indices of water and PMT glass at 400 nm (RINDEX1, RINDEX_glass).
+RGCFF = 0.32
+QE_RATIO = 1.0 / (1.0 - 0.25)
+N_WATER_400 = 1.34419
+N_GLASS_400 = 1.5309
+
+
+def fresnel_reflectance(n1: float, n2: float, cos_incidence: np.ndarray) -> np.ndarray:
+    """Unpolarised Fresnel reflectance from index ``n1`` into ``n2`` (1 beyond the critical angle)."""
+    cos1 = np.asarray(cos_incidence, dtype=np.float64)
+    sin2 = n1 / n2 * np.sqrt(np.maximum(1.0 - cos1**2, 0.0))
+    cos2 = np.sqrt(np.maximum(1.0 - sin2**2, 0.0))
+    rs = ((n1 * cos1 - n2 * cos2) / (n1 * cos1 + n2 * cos2)) ** 2
+    rp = ((n1 * cos2 - n2 * cos1) / (n1 * cos2 + n2 * cos1)) ** 2
+    return np.where(sin2 >= 1.0, 1.0, 0.5 * (rs + rp))
+
+
+@dataclass(frozen=True)
+class PMTSurface:
+    """What WCSim's 20-inch PMT surfaces do to a photon that reaches the PMT, averaged over where it meets
+    the glass dome: ``reflectivity`` back into the water, ``detection`` the probability that it is handed
+    to the photocathode's QE (times WCSim's QE scale 1 / (1 - 0.25), so a photon is detected with
+    ``detection`` x QE x CE)."""
+
+    reflectivity: float
+    detection: float
+
+
+@functools.lru_cache(maxsize=1)
+def wcsim_pmt_surface(samples: int = 100_000) -> PMTSurface:
+    """:class:`PMTSurface` of WCSim's glass dome. A beam meets a sphere with sin^2 of the incidence angle
+    uniform in [0, 1]; at each angle the water-glass Fresnel reflectance ``r_out`` (both plain dielectrics),
+    then the glass-photocathode surface: absorbed (to the sensitive detector) with probability 1 - RGCFF,
+    else the Fresnel boundary from glass into n = 1, ``r_in`` (total internal reflection for photons more
+    than 48 deg off the local normal in water), the reflected part leaving through the glass again:
+    reflectivity = r_out + (1 - r_out)^2 RGCFF r_in, detection = (1 - r_out) (1 - RGCFF) QE_RATIO."""
+    sin2 = (np.arange(samples) + 0.5) / samples
+    cos_water = np.sqrt(1.0 - sin2)
+    r_out = fresnel_reflectance(N_WATER_400, N_GLASS_400, cos_water)
+    cos_glass = np.sqrt(1.0 - (N_WATER_400 / N_GLASS_400) ** 2 * sin2)
+    r_in = fresnel_reflectance(N_GLASS_400, 1.0, cos_glass)
+    reflectivity = np.mean(r_out + (1.0 - r_out) ** 2 * RGCFF * r_in)
+    detection = np.mean((1.0 - r_out) * (1.0 - RGCFF)) * QE_RATIO
+    return PMTSurface(reflectivity=float(reflectivity), detection=float(detection))

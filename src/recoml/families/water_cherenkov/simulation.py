@@ -53,7 +53,11 @@ from scipy.special import gammaincinv, ndtr, ndtri
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
 from recoml.families.water_cherenkov.detector import WCDetector
-from recoml.families.water_cherenkov.optics import absorption_quantiles, group_index_quantiles
+from recoml.families.water_cherenkov.optics import (
+    absorption_quantiles,
+    group_index_quantiles,
+    wcsim_pmt_surface,
+)
 from recoml.families.water_cherenkov.particles import (
     ELECTRON_MASS,
     KIND_GAMMA,
@@ -86,6 +90,8 @@ BLOCK_PHOTONS = 1 << 19
 # like real shower fluctuations.
 BUNDLE = 8
 
+_WCSIM_PMT_SURFACE = wcsim_pmt_surface()
+
 #: Cherenkov-equivalent track length of an electromagnetic cascade in water (cm per MeV): Raedel and
 #: Wiebusch's Geant4 value in ice, 532.07 cm/GeV at 0.91 g/cm^3, scaled by the density (see PhysicsConfig).
 SHOWER_CM_PER_MEV = 0.53207 * 0.91 / 1.00
@@ -104,9 +110,9 @@ class PhysicsConfig:
     The defaults trace 764 x 0.24 x 0.9 x sin^2(theta) = 72 photons per cm of a beta = 1 track. With them
     a 500 MeV (kinetic) particle at the tank centre, isotropic direction, gives on average:
 
-    - WCTE (2,014 3-inch PMTs): e- ~620 hits / ~2,540 p.e.; mu- ~460 / ~2,120; gamma ~460 / ~1,980;
-    - HK (19,994 20-inch box-and-line PMTs): e- ~2,680 hits / ~3,710 p.e.; mu- ~1,760 / ~2,860; gamma
-      ~2,680 / ~3,730
+    - WCTE (2,014 3-inch PMTs): e- ~590 hits / ~2,490 p.e.; mu- ~430 / ~2,080; gamma ~430 / ~1,940;
+    - HK (19,994 20-inch box-and-line PMTs): e- ~2,390 hits / ~3,200 p.e.; mu- ~1,560 / ~2,460; gamma
+      ~2,380 / ~3,210
 
     (muons leave WCTE before ranging out; gammas often convert outside it) plus n_pmts x dark_rate x
     readout_window dark hits (3 in WCTE, 113 in HK per event).
@@ -156,11 +162,12 @@ class PhysicsConfig:
     muon_angle_sigma: float = 0.0  # deg
     muon_delta_fraction: float = 0.0625
     # Reflection at the tank wall, one bounce (WCSim's optical surfaces and tuning defaults): a photon that
-    # reaches a PMT is reflected by the photocathode with pmt_reflectivity (WCSim RGCFF = 0.32; specular off
+    # reaches a PMT is reflected with pmt_reflectivity (WCSim's glass dome and glass-photocathode surface,
+    # RGCFF = 0.32 in Geant4's sense, averaged over the dome: 0.176, optics.wcsim_pmt_surface; specular off
     # the PMT sphere, which spreads a beam isotropically: drawn uniform over the inward hemisphere); one
     # that reaches the black sheet with wall_reflectivity (WCSim 0.055 x BSRFF 2.5, Lambertian:
     # "groundfrontpainted"). 0 switches either off.
-    pmt_reflectivity: float = 0.32
+    pmt_reflectivity: float = _WCSIM_PMT_SURFACE.reflectivity
     wall_reflectivity: float = 0.1375
     # Muons that stop in the tank decay into a Michel electron after an exponential time (mu+: 2,197 ns;
     # mu-: 1,795 ns in water, after nuclear capture on oxygen took muon_capture_fraction of them; Suzuki,
@@ -237,11 +244,12 @@ class PhysicsConfig:
                 raise ConfigError(f"physics.{name} must be in [0, 1], got {value}")
 
     def detected_photons_per_cm(self, detector: WCDetector) -> float:
-        """Photons per cm (per unit sin^2 theta) that survive QE and collection, i.e. that are traced."""
+        """Photons per cm (per unit sin^2 theta) that survive the PMT surfaces, QE and collection, i.e. that
+        are traced."""
         pmt = self.pmt(detector)
         qe = pmt.quantum_efficiency if self.quantum_efficiency is None else self.quantum_efficiency
         ce = pmt.collection_efficiency if self.collection_efficiency is None else self.collection_efficiency
-        return self.frank_tamm_photons_per_cm * qe * ce
+        return self.frank_tamm_photons_per_cm * qe * ce * pmt.surface_detection
 
     @property
     def conversion_length(self) -> float:
@@ -277,6 +285,9 @@ class PMTType:
     quantum_efficiency: float  # averaged over the Frank-Tamm spectrum (~1 / lambda^2) in 300-600 nm
     collection_efficiency: float
     sigma: float = 0.0
+    # Fraction of the photons reaching the PMT that its surfaces hand to the QE: WCSim's 20-inch glass and
+    # photocathode surface with its QE scale (optics.wcsim_pmt_surface); 1 where QE x CE is the whole story.
+    surface_detection: float = _WCSIM_PMT_SURFACE.detection
 
     def time_smear(self, npe: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Transit-time smear (ns) of hits of ``npe`` photoelectrons."""
@@ -302,7 +313,10 @@ _BL_LAMBDA = (0.4113, 0.07827)
 #: Detection efficiency: WCSim's QE tables (WCSimPMTObject.cc, 280-660 nm in 20 nm steps) averaged with
 #: the Frank-Tamm weight 1 / lambda^2 over 300-600 nm, and WCSim's collection efficiency: box-and-line
 #: (HQE R3600 table x 1 / 0.73, WCSim's factor for the B&L photon detection) 0.276 x CE 0.95; SK 20-inch
-#: R3600 (PMT20inch) 0.135 x CE 1.0. The 3-inch R14374 keeps the toy's WCTE values 0.24 x 0.9.
+#: R3600 (PMT20inch) 0.135 x CE 1.0, both times WCSim's surface detection 0.877 (a photon reaching the
+#: 20-inch PMT passes the water-glass boundary, 3 %, and the glass-photocathode surface, whose REFLECTIVITY
+#: 0.32 sends a third of the photons to a Fresnel boundary instead of the photocathode; the QE is scaled by
+#: 1 / (1 - 0.25): optics.wcsim_pmt_surface). The 3-inch R14374 keeps the toy's WCTE values 0.24 x 0.9.
 PMT_TYPES: dict[str, PMTType] = {
     "R14374": PMTType(
         "R14374",
@@ -311,6 +325,7 @@ PMT_TYPES: dict[str, PMTType] = {
         quantum_efficiency=0.24,
         collection_efficiency=0.9,
         sigma=0.6,
+        surface_detection=1.0,
     ),
     "BoxandLine20inchHQE": PMTType(
         "BoxandLine20inchHQE",
