@@ -27,6 +27,7 @@ def test_the_page_lists_a_whole_walk() -> None:
     verbs = [re.match(r"python (-m recoml\.(\w+)|scripts/)", c).group(2) or "script" for c in commands]
     assert {"simulate", "convert", "train", "predict", "evaluate", "script"} <= set(verbs)
     assert sum("km3net" in c for c in commands) >= 6 and all(c.startswith("python ") for c in commands)
+    assert sum("wcsim_raw_2010.root" in c for c in commands) >= 2  # real WCSim events and geometry
 
 
 @pytest.mark.slow
@@ -50,3 +51,7 @@ def test_every_command_of_the_page_runs(tmp_path: Path) -> None:
         assert len(f["event_index"]) == 10 and "ood_score" in f and "true_labels" not in f
     with h5py.File(outputs / "wcte_predict" / "predictions.h5") as f:
         assert len(f["event_index"]) == 120 and f.attrs["n_training_events"] == 0
+    # the real raw WCSim pi0: 1,135 MeV total, regressed as kinetic energy (minus the pi0 mass)
+    with h5py.File(outputs / "sk_predict" / "predictions.h5") as f:
+        assert len(f["event_index"]) == 1 and abs(float(f["true_energy"][0]) - 1000.0) < 0.1
+    assert (outputs / "sk_evaluate" / "report.md").is_file()

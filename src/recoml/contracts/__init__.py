@@ -4,6 +4,7 @@ generic engine (detectors, tasks, simulators, converters) and the types that cro
 This package imports nothing else of recoml except :mod:`recoml.errors`; everything else may import it.
 """
 
+from recoml.contracts.augmentation import augmentation_of
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.converter import Converter
 from recoml.contracts.detector import Detector
@@ -11,4 +12,13 @@ from recoml.contracts.representation import Representation
 from recoml.contracts.simulator import Simulator, simulator_of
 from recoml.contracts.task import Task
 
-__all__ = ["Converter", "Detector", "HitBatch", "Representation", "Simulator", "Task", "simulator_of"]
+__all__ = [
+    "Converter",
+    "Detector",
+    "HitBatch",
+    "Representation",
+    "Simulator",
+    "Task",
+    "augmentation_of",
+    "simulator_of",
+]

@@ -27,6 +27,11 @@ class Detector(ABC):
     simulator_target: ClassVar[str]
 
     name: str
+    #: Import path of the family's augmentation by exact detector symmetries (a callable taking ``detector=``
+    #: and a probability ``p`` that returns an ``nn.Module``, or None for a detector without any), built by
+    #: :func:`recoml.contracts.augmentation_of` for ``augment=symmetries``; ``None``: the family declares
+    #: no symmetry, training batches stay as they are.
+    augmentation_target: ClassVar[str | None] = None
     #: Import path of the module that draws this family's events (``figures()`` and ``interactive()``,
     #: used by ``recoml display`` and the evaluation report); ``None``: no event display.
     event_display: ClassVar[str | None] = None

@@ -18,13 +18,11 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers Blosc & co. with h5py)
 import numpy as np
 
-from recoml.conversion.assemble import NAN_POLICIES, ChunkStats, build_chunk
 from recoml.conversion.mapping import RootMapping
 from recoml.conversion.pmt_match import PmtMatcher
 from recoml.conversion.sensor_lookup import SensorLookup
-from recoml.data.store import StoreWriter
+from recoml.conversion.whole_files import convert_whole_files
 from recoml.errors import ConfigError, DataError
-from recoml.io.provenance import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -77,32 +75,25 @@ def convert_hdf5_table(
     hash_inputs: bool = True,
 ) -> Path:
     """Convert every input file's table into one store (events in file order)."""
-    if nan_policy not in NAN_POLICIES:
-        raise ConfigError(f"nan_policy '{nan_policy}' is not one of {list(NAN_POLICIES)}")
     if mapping.layout != "long" or mapping.event_column is None:
         raise ConfigError(f"mapping '{mapping.name}': an HDF5 hit table needs layout: long and event_column")
+    column = mapping.event_column
     names = sorted({*mapping.branches})
-    total = ChunkStats()
-    sources = []
-    with StoreWriter(output, attrs=attrs, overwrite=overwrite, object_types=list(mapping.objects)) as writer:
-        for path in inputs:
-            values = read_columns(path, mapping.tree, names)
-            n_rows = len(values[mapping.event_column])
-            if n_rows:
-                chunk, stats = build_chunk(mapping, values, n_rows, 0, str(path), nan_policy, matcher, lookup)
-                if stats.n_events:
-                    writer.append(chunk)
-                total.n_entries += stats.n_entries
-                total.n_events += stats.n_events
-                total.dropped_events += stats.dropped_events
-            sources.append(
-                {
-                    "path": str(path),
-                    "sha256": file_sha256(path) if hash_inputs else None,
-                    "table": mapping.tree,
-                    "rows": n_rows,
-                }
-            )
-        writer.attrs["source_files"] = sources
-    log.info("converted %d hits into %d events: %s", total.n_entries, total.n_events, output)
-    return Path(output)
+
+    def read(path: Path) -> tuple[dict[str, Any], int, dict[str, Any]]:
+        values = read_columns(path, mapping.tree, names)
+        rows = len(np.asarray(values[column]))
+        return values, rows, {"table": mapping.tree, "rows": rows}
+
+    return convert_whole_files(
+        inputs,
+        output,
+        mapping,
+        read,
+        attrs=attrs,
+        matcher=matcher,
+        lookup=lookup,
+        overwrite=overwrite,
+        nan_policy=nan_policy,
+        hash_inputs=hash_inputs,
+    )

@@ -44,7 +44,7 @@ CONVENTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
 LAYOUTS = ("jagged", "long")
 _ROOT_KEYS = {
     "name", "format", "description", "tree", "layout", "event_column", "aliases", "objects", "events",
-    "pmt_match", "sensor_lookup", "time_origin", "energy_kind",
+    "pmt_match", "sensor_lookup", "time_origin", "energy_kind", "reader",
 }  # fmt: skip
 _TRACKML_KEYS = {"name", "format", "description", "detectors", "cells", "events", "converter"}
 _FIELD_KEYS = {"expr", "dtype", "shape", "scale"}
@@ -117,9 +117,12 @@ class RootMapping:
     pmt_match: PmtMatch | None
     raw: dict[str, Any] = field(repr=False)
     sensor_lookup: SensorLookupSpec | None = None
-    format: str = "root"  # root | hdf5 (a flat hit table, read like a long tree)
+    format: str = "root"  # root | hdf5 (a flat hit table, read like a long tree) | objects (see reader)
     time_origin: str | None = None  # vertex | trigger: what hit times are measured from
     energy_kind: str | None = None  # kinetic | total | momentum: what `energies` holds
+    #: ``format: objects``: import path of a family's reader ``(path, tree, names) -> ({name: values},
+    #: n_events)`` for files of class objects no branch can read (raw WCSim); jagged layout.
+    reader: str | None = None
 
     @property
     def expressions(self) -> list[Expression]:
@@ -260,6 +263,15 @@ def _parse_root(raw: dict[str, Any], where: str) -> RootMapping:
             tuple(Expression.parse(p, f"{where} pmt_match.position") for p in pos),  # type: ignore[arg-type]
             None if tol is None else float(tol),
         )
+    fmt = str(raw.get("format", "root"))
+    reader = raw.get("reader")
+    if (fmt == "objects") != bool(reader):
+        raise ConfigError(
+            f"{where}: 'reader' (the import path of a family's object reader) goes with format 'objects', "
+            f"and format 'objects' needs one; got format '{fmt}' and reader {reader!r}"
+        )
+    if fmt == "objects" and layout != "jagged":
+        raise ConfigError(f"{where}: format 'objects' gives one entry per event: layout must be 'jagged'")
     return RootMapping(
         str(raw.get("name", "mapping")),
         str(tree),
@@ -271,8 +283,9 @@ def _parse_root(raw: dict[str, Any], where: str) -> RootMapping:
         pmt_match,
         raw,
         _sensor_lookup(raw, objects, where),
-        str(raw.get("format", "root")),
+        fmt,
         *_conventions(raw, where),
+        None if reader is None else str(reader),
     )
 
 
@@ -339,8 +352,8 @@ def parse_mapping(cfg: Any, where: str = "convert") -> RootMapping | TrackmlMapp
         )
     where = f"{where} mapping '{name}'"
     fmt = raw.get("format", "root")
-    if fmt in ("root", "hdf5"):  # an HDF5 hit table is mapped like a ROOT long tree
+    if fmt in ("root", "hdf5", "objects"):  # hit tables and object files are mapped like ROOT trees
         return _parse_root(raw, where)
     if fmt == "trackml":
         return _parse_trackml(raw, where)
-    raise ConfigError(f"{where}: format '{fmt}' is not one of ['root', 'hdf5', 'trackml']")
+    raise ConfigError(f"{where}: format '{fmt}' is not one of ['root', 'hdf5', 'objects', 'trackml']")

@@ -28,6 +28,7 @@ from recoml.conversion.mapping import RootMapping
 from recoml.conversion.pmt_match import PmtMatcher
 from recoml.conversion.root_reader import check_branches, event_boundary, open_tree, read_branches
 from recoml.conversion.sensor_lookup import SensorLookup
+from recoml.conversion.whole_files import convert_whole_files, object_reader
 from recoml.data.identity import FINGERPRINT_ATTR, detector_fingerprint
 from recoml.data.store import StoreWriter
 from recoml.errors import ConfigError, DataError
@@ -261,15 +262,29 @@ def convert_root(
                 "detector: add detector=from_file detector.path=<geometry file>"
             )
         lookup = SensorLookup.from_detector(detector, list(mapping.sensor_lookup.keys))
+    whole = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
+    whole |= conversion_identity(mapping, detector)
     if mapping.format == "hdf5":
         from recoml.conversion.hdf5_table import convert_hdf5_table
 
-        table_attrs = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
         return convert_hdf5_table(
             files,
             output,
             mapping,
-            attrs=table_attrs | conversion_identity(mapping, detector),
+            attrs=whole,
+            matcher=matcher,
+            lookup=lookup,
+            overwrite=overwrite,
+            nan_policy=nan_policy,
+            hash_inputs=hash_inputs,
+        )
+    if mapping.format == "objects":
+        return convert_whole_files(
+            files,
+            output,
+            mapping,
+            object_reader(mapping),
+            attrs=whole,
             matcher=matcher,
             lookup=lookup,
             overwrite=overwrite,

@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 
 _TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD")
 FLATTEN_HINT = (
-    "raw WCSim output stores whole WCSimRootEvent objects, which must be flattened first into per-event "
-    "numeric branches (e.g. hitx, hity, hitz, charge, time, energy, vertex), for example with WatChMaL "
-    "DataTools' event_dump.py or a short ROOT macro; see docs/converting.md"
+    "branches of class objects must be flattened first into per-event numeric branches (e.g. hitx, hity, "
+    "hitz, charge, time, energy, vertex), for example with a short ROOT macro (raw WCSim output is read "
+    "as it is with convert=raw_wcsim); see docs/converting.md"
 )
 
 
@@ -63,8 +63,8 @@ def check_not_raw_wcsim(path: Path, file: Any) -> None:
         raise DataError(
             f"{path} is raw WCSim output ({', '.join(repr(k) for k in found)}: "
             "WCSimRootEvent class containers), "
-            "which a branch mapping cannot read; flatten it to one entry per event with per-hit branches "
-            "(docs/converting.md, 'Raw WCSim output') and convert the flat file with convert=flat_wcsim_tubes"
+            "which a branch mapping cannot read; convert it with convert=raw_wcsim detector=from_file "
+            f"detector.path={path} (its own geometry tree; docs/converting.md, 'Raw WCSim output')"
         )
 
 

@@ -179,7 +179,8 @@ def test_raw_wcsim_output_is_recognised_whatever_the_mapping(tmp_path: Path) -> 
             + (["detector=wcte"] if mapping == "flat_wcsim" else [])
         )
         with pytest.raises(
-            DataError, match=r"is raw WCSim output \('wcsimT', 'wcsimGeoT'.*convert=flat_wcsim_tubes"
+            DataError,
+            match=r"is raw WCSim output \('wcsimT', 'wcsimGeoT'.*convert=raw_wcsim detector=from_file",
         ):
             convert_from_config(cfg)
     assert not (tmp_path / "o.h5").exists()
@@ -293,7 +294,7 @@ def test_a_real_raw_wcsim_file_is_recognised(tmp_path: Path) -> None:
         )
         with pytest.raises(
             DataError,
-            match=r"wcsim_raw_2010.root is raw WCSim output \('wcsimT', 'wcsimGeoT'.*=flat_wcsim_tubes",
+            match=r"wcsim_raw_2010.root is raw WCSim output \('wcsimT', 'wcsimGeoT'.*convert=raw_wcsim",
         ):
             convert_from_config(cfg)
     assert not (tmp_path / "o.h5").exists()

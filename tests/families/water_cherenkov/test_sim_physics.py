@@ -175,11 +175,12 @@ def test_total_charge_rises_with_energy(wcte):
 
 
 def test_light_yield_in_documented_range(wcte, hk):
-    """500 MeV electrons at the centre: a few hundred hits in WCTE, about two thousand p.e. in HK."""
+    """500 MeV electrons at the centre: a few hundred hits in WCTE, about three and a half thousand p.e. of
+    direct light in HK."""
     hits, _, _ = _single(wcte, "e-", 500.0, 20)
     assert 250 < len(hits["hit_pmt"]) / 20 < 700
     hits, _, _ = _single(hk, "e-", 500.0, 5)
-    assert 1500 < hits["hit_charge"].sum() / 5 < 3000
+    assert 2500 < hits["hit_charge"].sum() / 5 < 4500
 
 
 def test_no_light_below_cherenkov_threshold(wcte):
@@ -637,8 +638,9 @@ def test_reflection_directions_point_into_the_tank_with_their_laws():
 
 
 def test_reflected_light_adds_late_charge(hk):
-    """One bounce off PMTs (R = 0.32, WCSim RGCFF) and the black sheet (0.055 x 2.5, WCSim BSRFF): a few to
-    25 % more charge, nearly all of it more than 10 ns after the direct light (it crosses the tank again)."""
+    """One bounce off PMTs (0.176, WCSim's glass dome and RGCFF surface) and the black sheet (0.055 x 2.5,
+    WCSim BSRFF): a few to 25 % more charge, nearly all of it more than 10 ns after the direct light (it
+    crosses the tank again)."""
     base = {
         "dark_rate": 0.0,
         "trigger": False,
@@ -678,6 +680,83 @@ def test_group_index_spread_over_the_detected_spectrum(hk):
         for on in (False, True)
     }
     assert width[True] > 1.3 * width[False]
+
+
+def test_shower_track_length_is_the_geant4_cascade_value(hk):
+    """Raedel and Wiebusch (Astropart. Phys. 44 (2013) 102): a cascade's Cherenkov-equivalent track length
+    is 532.07 cm/GeV in ice of 0.91 g/cm^3, in water x 0.91 (their density scaling): 0.4842 cm/MeV (the
+    Rossi X0 / E_c = 0.45 it replaces was 7 % short). A 500 MeV electron traces 764 x QE x CE x surface x
+    (1 - 1 / 1.33^2) photons per cm over 242.1 cm."""
+    from recoml.families.water_cherenkov.simulation import SHOWER_CM_PER_MEV
+
+    assert SHOWER_CM_PER_MEV == pytest.approx(0.4842, abs=1e-4)
+    assert PhysicsConfig().shower_cm_per_mev == SHOWER_CM_PER_MEV
+    x = np.array([[1.0, 0.0, 0.0]])
+    src = light_sources(hk, ["e-"], np.array([500.0]), np.zeros((1, 3)), x, np.random.default_rng(0))
+    per_cm = 764.0 * 0.276 * 0.95 * 0.8768 * (1.0 - 1.0 / 1.33**2)
+    assert src["mean_photons"][0] == pytest.approx(per_cm * 242.1, rel=1e-3)
+
+
+def test_water_optics_are_wcsims_tables():
+    """WCSim's water (WCSimConstructMaterials.cc x the tuning defaults ABWFF 1.30, RAYFF 0.75), by hand at
+    400 nm = 3.0996 eV, between the table's 3.02438 and 3.09999 eV: absorption (35567.9 + 0.9949 x (42583.0
+    - 35567.9)) x 1.30 = 553 m; Rayleigh (17570.9 + 0.9949 x (15543.0 - 17570.9)) x 0.75 = 131.9 m. The
+    Rayleigh length averaged over the detected spectrum (as a rate) is the toy's 100 m scattering length."""
+    from recoml.families.water_cherenkov.optics import (
+        absorption_quantiles,
+        mean_rayleigh_length,
+        water_absorption_length,
+        water_rayleigh_length,
+    )
+
+    assert water_absorption_length(np.array([400.0]))[0] == pytest.approx(55311.0, rel=2e-3)
+    assert water_rayleigh_length(np.array([400.0]))[0] == pytest.approx(13187.0, rel=2e-3)
+    assert mean_rayleigh_length() == pytest.approx(PhysicsConfig().scattering_length, rel=0.01)
+    # blue light is absorbed far less than red: most of the detected spectrum lives longer than 100 m
+    inv = absorption_quantiles()
+    assert np.mean(1.0 / inv > 10_000.0) > 0.7 and (1.0 / inv).min() < 3_000.0
+
+
+def test_pmt_surfaces_are_wcsims_in_geant4s_sense():
+    """WCSim's glass-photocathode surface has REFLECTIVITY 0.32, which Geant4 (WCSimOpBoundaryProcess)
+    reads as: absorbed and handed to the QE with probability 0.68, else a Fresnel boundary from glass into
+    n = 1 (total internal reflection beyond 48.1 deg in water: sin^2 > (1 / 1.34419)^2 = 0.5535, 44.7 % of a
+    beam on a sphere). By hand: normal-incidence water-glass reflectance ((1.5309 - 1.34419) / (1.5309 +
+    1.34419))^2 = 0.42 %; the reflectivity is at least 0.32 x 0.447 x (1 - r_out)^2 = 0.134 and the TIR
+    share plus Fresnel make it 0.176 (not the 0.32 read as a reflectivity before); the detection is (1 -
+    <r_out> = 0.968) x 0.68 / 0.75 = 0.877. Box-and-line and R3600 carry it, the toy's 3-inch values not."""
+    from recoml.families.water_cherenkov.optics import fresnel_reflectance, wcsim_pmt_surface
+    from recoml.families.water_cherenkov.simulation import PMT_TYPES
+
+    assert fresnel_reflectance(1.34419, 1.5309, np.array([1.0]))[0] == pytest.approx(0.0042172, rel=1e-4)
+    assert fresnel_reflectance(1.5309, 1.0, np.array([np.cos(np.radians(41.0))]))[0] == 1.0
+    surface = wcsim_pmt_surface()
+    assert 0.134 < surface.reflectivity == pytest.approx(0.176, abs=0.002)
+    assert surface.detection == pytest.approx(0.968 * 0.68 / 0.75, abs=0.002)
+    assert PhysicsConfig().pmt_reflectivity == surface.reflectivity
+    assert PMT_TYPES["BoxandLine20inchHQE"].surface_detection == surface.detection
+    assert PMT_TYPES["R3600"].surface_detection == surface.detection
+    assert PMT_TYPES["R14374"].surface_detection == 1.0
+
+
+def test_absorption_depends_on_each_photons_wavelength(hk):
+    """Charge with WCSim's absorption / charge without = the mean over the light of the spectrum-averaged
+    survival <exp(-d / L(lambda))> at each hit's distance d (0.88 at HK's ~30 m, where a single 80 m
+    length would give 0.69 and the spectrum-averaged rate 1 / <1 / L> = 194 m would give 0.86)."""
+    from recoml.families.water_cherenkov.optics import absorption_quantiles
+
+    clear, v, w = _single(
+        hk, "e-", 600.0, 10, physics=PhysicsConfig(dark_rate=0.0, attenuation_length=1e12, **DIRECT)
+    )
+    water, _, _ = _single(hk, "e-", 600.0, 10, physics=PhysicsConfig(dark_rate=0.0, **DIRECT))
+    ev = _events(clear)
+    d = np.linalg.norm(hk.pmt_positions[clear["hit_pmt"]] - v[ev], axis=1)
+    survival = np.exp(-d[:, None] * absorption_quantiles()[None, :].astype(np.float64)).mean(axis=1)
+    expected = np.average(survival, weights=clear["hit_charge"])
+    ratio = water["hit_charge"].sum() / clear["hit_charge"].sum()
+    assert abs(ratio - expected) < 0.02, (ratio, expected)
+    single = np.average(np.exp(-d / 8000.0), weights=clear["hit_charge"])
+    assert ratio > single + 0.1
 
 
 def test_michel_spectrum_mean_and_endpoint():

@@ -108,6 +108,8 @@ class CylinderAugment(nn.Module):
 
     Acts only in training mode (``module.train()``); in eval mode the batch is returned as is. Given a
     ``torch.Generator`` the draws are deterministic (made on the generator's device, then moved).
+    A transform asked for that is not an exact symmetry is left out with a warning (``warn_missing``) or
+    an info line (:func:`exact_symmetries`, where nothing was asked for by name).
     """
 
     #: Buffers (registered in __init__).
@@ -123,6 +125,7 @@ class CylinderAugment(nn.Module):
         p: float = 0.5,
         rotation_steps: int = 4,
         tolerance: float = 1e-3,
+        warn_missing: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
@@ -137,11 +140,12 @@ class CylinderAugment(nn.Module):
         self.flip_y = flip_y and Symmetry(False, True, 0) in symmetries
         steps = [m for m in range(1, self.rotation_steps) if Symmetry(False, False, m) in symmetries]
         self.rotation_choices: list[int] = steps if rotate else []
+        report = log.warning if warn_missing else log.info
         for name, asked, ok in (("reflect_x", reflect_x, self.reflect_x), ("flip_y", flip_y, self.flip_y)):
             if asked and not ok:
-                log.warning("detector %s: %s is not an exact symmetry; it is left out", detector.name, name)
+                report("detector %s: %s is not an exact symmetry; it is left out", detector.name, name)
         if rotate and len(steps) < self.rotation_steps - 1:
-            log.warning(
+            report(
                 "detector %s: only rotations by %s degrees (of every %s) are exact symmetries",
                 detector.name,
                 [round(360 * m / self.rotation_steps) for m in steps],
@@ -238,3 +242,14 @@ def direction_to_angles(direction: torch.Tensor) -> torch.Tensor:
     polar = torch.arccos(direction[..., 1].clamp(-1.0, 1.0))
     azimuth = torch.atan2(direction[..., 2], direction[..., 0])
     return torch.stack([polar, azimuth], dim=-1)
+
+
+def exact_symmetries(detector: WCDetector, p: float = 0.5) -> CylinderAugment | None:
+    """``augment=symmetries`` for a water-Cherenkov tank: every exact symmetry it has among
+    :class:`CylinderAugment`'s (none asked for by name, so none missing is worth a warning), or None when
+    it has none (an irregular real geometry)."""
+    augment = CylinderAugment(detector, p=p, warn_missing=False)
+    if not (augment.reflect_x or augment.flip_y or augment.rotation_choices):
+        log.info("detector %s has no exact reflection or rotation symmetry: no augmentation", detector.name)
+        return None
+    return augment

@@ -32,6 +32,7 @@ class WCDetector(Detector):
 
     family: ClassVar[str] = "water_cherenkov"
     simulator_target: ClassVar[str] = "recoml.families.water_cherenkov.to_store.simulate_to_store"
+    augmentation_target: ClassVar[str | None] = "recoml.families.water_cherenkov.augment.exact_symmetries"
 
     name: str
     radius: float

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from recoml.errors import GeometryError
+from recoml.errors import DataError, GeometryError
 from recoml.families.water_cherenkov.detector import WCDetector
 from recoml.families.water_cherenkov.image_map import (
     BOTTOM,
@@ -67,6 +67,7 @@ from recoml.families.water_cherenkov.image_map import (
     image_map_from_positions,
     read_image_map_csv,
 )
+from recoml.families.water_cherenkov.wcsim_raw import read_geometry
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +288,9 @@ def read_tube_table(
 
 
 def _parse(path: Path) -> _Raw:
-    """Dispatch on content: a zip archive is a WatChMaL .npz, a JSON object the WCTE design geometry,
-    any other text a WCSim geofile (text formats may be gzipped)."""
+    """Dispatch on content: a zip archive is a WatChMaL .npz, a ROOT file raw WCSim output (its geometry
+    tree), a JSON object the WCTE design geometry, any other text a WCSim geofile (text formats may be
+    gzipped)."""
     if not path.is_file():
         raise GeometryError(f"{path}: geometry file not found")
     try:
@@ -297,6 +299,8 @@ def _parse(path: Path) -> _Raw:
         raise GeometryError(f"{path}: cannot read the geometry file ({err})") from err
     if data[:4] == b"PK\x03\x04" or path.suffix == ".npz":
         return _parse_npz(path)
+    if data[:4] == b"root":
+        return _parse_wcsim_root(path)
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -319,6 +323,15 @@ def _parse(path: Path) -> _Raw:
     if len(first) == 4 and all(_is_number(t) for t in first):
         return _parse_wcsim_old(path, numbered)
     return _parse_wcsim_mpmt(path, numbered)
+
+
+def _parse_wcsim_root(path: Path) -> _Raw:
+    """Raw WCSim output: the PMTs of its ``wcsimGeoT`` geometry tree (the geometry its events used)."""
+    try:
+        pmts = read_geometry(path)
+    except DataError as err:
+        raise GeometryError(str(err)) from None
+    return _Raw(ids=pmts["tube"], pos=pmts["position"], dirs=pmts["direction"], cylloc=pmts["cylloc"])
 
 
 def _parse_npz(path: Path) -> _Raw:

@@ -7,9 +7,9 @@ Each simulated particle is a *light source* on a straight line from its vertex a
   computed at the emission point (the ring angle shrinks as the muon slows) and a Frank-Tamm weight
   sin^2(theta); photon angles get a small Gaussian smear (multiple scattering);
 * electrons/positrons shower: emission points follow a longitudinal gamma-distribution profile in
-  radiation lengths (t_max = ln(E/E_c) - 0.5, b = 0.5), the total Cherenkov track length is
-  ``shower_cm_per_mev`` x E, photons are at the beta = 1 angle smeared by ``shower_angle_sigma`` (the
-  many shower particles' directions) -- fuzzier rings;
+  radiation lengths (t_max = ln(E/E_c) - 0.5, b = 0.5), the total Cherenkov-equivalent track length is
+  ``shower_cm_per_mev`` x E (Geant4 cascades, Raedel and Wiebusch 2013), photons are at the beta = 1
+  angle smeared by ``shower_angle_sigma`` (the many shower particles' directions) -- fuzzier rings;
 * gammas travel an exponential distance (mean 9/7 X0) without light, then shower like an electron;
 * pi0 decay at the vertex into two gammas (see :func:`recoml.families.water_cherenkov.particles.pi0_decay`);
 * muons that stop in the tank decay into a Michel electron (a late, low-energy shower at the stopping
@@ -17,14 +17,16 @@ Each simulated particle is a *light source* on a straight line from its vertex a
 
 Light may Rayleigh-scatter once on its way, and is reflected once where it meets the wall (PMTs and
 black sheet, WCSim's reflectivities); each photon travels at its own group velocity (chromatic
-dispersion over the detected spectrum, :mod:`recoml.families.water_cherenkov.optics`).
+dispersion over the detected spectrum, :mod:`recoml.families.water_cherenkov.optics`) and is absorbed
+with the absorption length of its wavelength (the same draw).
 
 Photons are Monte-Carlo sampled *after* folding in the quantum and collection efficiencies (so only
 photons that a PMT could record are traced; those emitted beyond the wall are dropped before tracing):
 each gets an emission point, a direction on the cone, an
 analytic intersection with the cylinder, a constant-time PMT lookup
 (:mod:`recoml.families.water_cherenkov.wall`) and is then
-kept with probability angular acceptance x exp(-d / attenuation_length) (x the muon's Frank-Tamm weight).
+kept with probability angular acceptance x exp(-d / absorption length at the photon's wavelength) (x the
+muon's Frank-Tamm weight).
 Photons are sampled in bundles of 8 sharing an emission point and cone angle, 45 deg apart in azimuth
 (see :data:`BUNDLE`), and traced in blocks of whole events, all in float32 numpy.
 Solid angle and coverage emerge from the geometry. Charge is the number of photoelectrons with a
@@ -51,7 +53,11 @@ from scipy.special import gammaincinv, ndtr, ndtri
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
 from recoml.families.water_cherenkov.detector import WCDetector
-from recoml.families.water_cherenkov.optics import group_index_quantiles
+from recoml.families.water_cherenkov.optics import (
+    absorption_quantiles,
+    group_index_quantiles,
+    wcsim_pmt_surface,
+)
 from recoml.families.water_cherenkov.particles import (
     ELECTRON_MASS,
     KIND_GAMMA,
@@ -84,6 +90,12 @@ BLOCK_PHOTONS = 1 << 19
 # like real shower fluctuations.
 BUNDLE = 8
 
+_WCSIM_PMT_SURFACE = wcsim_pmt_surface()
+
+#: Cherenkov-equivalent track length of an electromagnetic cascade in water (cm per MeV): Raedel and
+#: Wiebusch's Geant4 value in ice, 532.07 cm/GeV at 0.91 g/cm^3, scaled by the density (see PhysicsConfig).
+SHOWER_CM_PER_MEV = 0.53207 * 0.91 / 1.00
+
 # Lookup-table resolutions (random 16-bit numbers index them; see _Tables).
 _Q_BINS = 1024  # quantiles of the emission-point distributions
 _A_STEP = 1.0 / 16.0  # shower profile shape parameter grid
@@ -98,11 +110,12 @@ class PhysicsConfig:
     The defaults trace 764 x 0.24 x 0.9 x sin^2(theta) = 72 photons per cm of a beta = 1 track. With them
     a 500 MeV (kinetic) particle at the tank centre, isotropic direction, gives on average:
 
-    - WCTE (2,014 3-inch PMTs): e- ~440 hits / ~2,000 p.e.; mu- ~250 / ~1,800; gamma ~280 / ~1,450;
-    - HK (19,994 20-inch PMTs): e- ~1,600 hits / ~2,000 p.e.; mu- ~900 / ~1,600; gamma ~1,650 / ~2,000
+    - WCTE (2,014 3-inch PMTs): e- ~590 hits / ~2,490 p.e.; mu- ~430 / ~2,080; gamma ~430 / ~1,940;
+    - HK (19,994 20-inch box-and-line PMTs): e- ~2,390 hits / ~3,200 p.e.; mu- ~1,560 / ~2,460; gamma
+      ~2,380 / ~3,210
 
     (muons leave WCTE before ranging out; gammas often convert outside it) plus n_pmts x dark_rate x
-    readout_window dark hits (2 in WCTE, 20 in HK per event).
+    readout_window dark hits (3 in WCTE, 113 in HK per event).
     """
 
     # Phase index (Cherenkov angle, cos = 1 / (beta n)) and group index (photon speed c / n_g) of water,
@@ -120,15 +133,23 @@ class PhysicsConfig:
     # type's (wavelength-averaged over the Frank-Tamm spectrum, see PMT_TYPES).
     quantum_efficiency: float | None = None
     collection_efficiency: float | None = None
-    # Wavelength-averaged lengths of pure water: absorbed photons are lost; Rayleigh-scattered photons
-    # change direction (1 + cos^2 phase function) and are traced on to the wall (one scatter).
-    attenuation_length: float = 8000.0  # cm, absorption length
+    # Pure water (WCSim's tables, see optics.py). Absorbed photons are lost: attenuation_length None draws
+    # each photon's wavelength from the detected spectrum and absorbs it with WCSim's ABSORPTION_water x
+    # ABWFF 1.30 at that wavelength (19 m at 550 nm, 550 m at 400 nm); a number (cm) is one length for
+    # every photon. Rayleigh-scattered photons change direction (1 + cos^2 phase function) and are traced on
+    # to the wall (one scatter) after an exponential distance of scattering_length: WCSim's RAYLEIGH_water
+    # x RAYFF 0.75 averaged over the detected spectrum is 100.6 m (optics.mean_rayleigh_length).
+    attenuation_length: float | None = None  # cm, absorption length; None: per wavelength (WCSim)
     scattering_length: float = 10000.0  # cm, Rayleigh scattering length (inf: no scattering)
     muon_dedx: float = 2.0  # MeV/cm, continuous energy loss of muons
     radiation_length: float = 36.0  # cm, X0 of water
     critical_energy: float = 78.0  # MeV, E_c of water, sets the shower maximum
     shower_b: float = 0.5  # longitudinal profile dE/dt ~ t^(a-1) exp(-b t), t in X0
-    shower_cm_per_mev: float = 0.45  # total Cherenkov-radiating charged track length per MeV of a shower
+    # Cherenkov-equivalent track length of an electromagnetic cascade per MeV: Geant4's 5.3207 m/GeV for
+    # electrons in ice of 0.91 g/cm^3 (Raedel and Wiebusch, Astropart. Phys. 44 (2013) 102, arXiv:1210.5140,
+    # l = alpha E^beta with alpha = 532.07 cm/GeV, beta = 1.000; positrons 532.11, gammas 532.09), scaled to
+    # water by the density ratio 0.91 / 1.00 (their eq. 9): 0.4842 cm/MeV.
+    shower_cm_per_mev: float = SHOWER_CM_PER_MEV
     # Shower photon angles about the Cherenkov cone: a core of nearly axis-parallel charged particles (the
     # sharp edge at the Cherenkov angle) plus a broad part from the many low-energy ones.
     shower_core_fraction: float = 0.55
@@ -141,11 +162,12 @@ class PhysicsConfig:
     muon_angle_sigma: float = 0.0  # deg
     muon_delta_fraction: float = 0.0625
     # Reflection at the tank wall, one bounce (WCSim's optical surfaces and tuning defaults): a photon that
-    # reaches a PMT is reflected by the photocathode with pmt_reflectivity (WCSim RGCFF = 0.32; specular off
+    # reaches a PMT is reflected with pmt_reflectivity (WCSim's glass dome and glass-photocathode surface,
+    # RGCFF = 0.32 in Geant4's sense, averaged over the dome: 0.176, optics.wcsim_pmt_surface; specular off
     # the PMT sphere, which spreads a beam isotropically: drawn uniform over the inward hemisphere); one
     # that reaches the black sheet with wall_reflectivity (WCSim 0.055 x BSRFF 2.5, Lambertian:
     # "groundfrontpainted"). 0 switches either off.
-    pmt_reflectivity: float = 0.32
+    pmt_reflectivity: float = _WCSIM_PMT_SURFACE.reflectivity
     wall_reflectivity: float = 0.1375
     # Muons that stop in the tank decay into a Michel electron after an exponential time (mu+: 2,197 ns;
     # mu-: 1,795 ns in water, after nuclear capture on oxygen took muon_capture_fraction of them; Suzuki,
@@ -194,8 +216,11 @@ class PhysicsConfig:
             raise ConfigError(f"physics.pmt_type must be one of {sorted(PMT_TYPES)}, got '{self.pmt_type}'")
         if self.trigger_hits < 1 or self.trigger_window <= 0:
             raise ConfigError("physics.trigger_hits must be >= 1 and physics.trigger_window > 0")
+        if self.attenuation_length is not None and self.attenuation_length <= 0:
+            raise ConfigError(
+                f"physics.attenuation_length must be > 0 or None, got {self.attenuation_length}"
+            )
         for name in (
-            "attenuation_length",
             "scattering_length",
             "radiation_length",
             "critical_energy",
@@ -219,11 +244,12 @@ class PhysicsConfig:
                 raise ConfigError(f"physics.{name} must be in [0, 1], got {value}")
 
     def detected_photons_per_cm(self, detector: WCDetector) -> float:
-        """Photons per cm (per unit sin^2 theta) that survive QE and collection, i.e. that are traced."""
+        """Photons per cm (per unit sin^2 theta) that survive the PMT surfaces, QE and collection, i.e. that
+        are traced."""
         pmt = self.pmt(detector)
         qe = pmt.quantum_efficiency if self.quantum_efficiency is None else self.quantum_efficiency
         ce = pmt.collection_efficiency if self.collection_efficiency is None else self.collection_efficiency
-        return self.frank_tamm_photons_per_cm * qe * ce
+        return self.frank_tamm_photons_per_cm * qe * ce * pmt.surface_detection
 
     @property
     def conversion_length(self) -> float:
@@ -259,6 +285,9 @@ class PMTType:
     quantum_efficiency: float  # averaged over the Frank-Tamm spectrum (~1 / lambda^2) in 300-600 nm
     collection_efficiency: float
     sigma: float = 0.0
+    # Fraction of the photons reaching the PMT that its surfaces hand to the QE: WCSim's 20-inch glass and
+    # photocathode surface with its QE scale (optics.wcsim_pmt_surface); 1 where QE x CE is the whole story.
+    surface_detection: float = _WCSIM_PMT_SURFACE.detection
 
     def time_smear(self, npe: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Transit-time smear (ns) of hits of ``npe`` photoelectrons."""
@@ -284,7 +313,10 @@ _BL_LAMBDA = (0.4113, 0.07827)
 #: Detection efficiency: WCSim's QE tables (WCSimPMTObject.cc, 280-660 nm in 20 nm steps) averaged with
 #: the Frank-Tamm weight 1 / lambda^2 over 300-600 nm, and WCSim's collection efficiency: box-and-line
 #: (HQE R3600 table x 1 / 0.73, WCSim's factor for the B&L photon detection) 0.276 x CE 0.95; SK 20-inch
-#: R3600 (PMT20inch) 0.135 x CE 1.0. The 3-inch R14374 keeps the toy's WCTE values 0.24 x 0.9.
+#: R3600 (PMT20inch) 0.135 x CE 1.0, both times WCSim's surface detection 0.877 (a photon reaching the
+#: 20-inch PMT passes the water-glass boundary, 3 %, and the glass-photocathode surface, whose REFLECTIVITY
+#: 0.32 sends a third of the photons to a Fresnel boundary instead of the photocathode; the QE is scaled by
+#: 1 / (1 - 0.25): optics.wcsim_pmt_surface). The 3-inch R14374 keeps the toy's WCTE values 0.24 x 0.9.
 PMT_TYPES: dict[str, PMTType] = {
     "R14374": PMTType(
         "R14374",
@@ -293,6 +325,7 @@ PMT_TYPES: dict[str, PMTType] = {
         quantum_efficiency=0.24,
         collection_efficiency=0.9,
         sigma=0.6,
+        surface_detection=1.0,
     ),
     "BoxandLine20inchHQE": PMTType(
         "BoxandLine20inchHQE",
@@ -329,7 +362,9 @@ class _Tables:
     sin_phi: np.ndarray
     smear: np.ndarray  # (2 * _ANGLE_BINS,) rad: row 0 shower profile quantiles, row 1 unit normal ones
     exp_quantiles: np.ndarray  # (65536,): -ln(u) at the 16-bit quantiles u (exponential distances)
-    group_delta: np.ndarray  # (1024,): group-index deviations from the mean over the detected spectrum
+    # Per wavelength bin of the detected spectrum (1024 equal-probability bins, one draw per photon):
+    group_delta: np.ndarray  # group-index deviations from the mean over the spectrum
+    inv_absorption: np.ndarray  # 1 / absorption length (1/cm)
 
 
 @functools.lru_cache(maxsize=8)
@@ -353,6 +388,7 @@ def _tables(physics: PhysicsConfig) -> _Tables:
         smear=delta.astype(f32),
         exp_quantiles=(-np.log((np.arange(65536) + 0.5) / 65536)).astype(f32),
         group_delta=group_index_quantiles(),
+        inv_absorption=absorption_quantiles(),
     )
 
 
@@ -883,12 +919,21 @@ def _trace_block(
     else:
         prob = cos_inc ** f32(power)
     path = t_h * f32(wall.cell)
-    prob *= np.exp(path * f32(-1.0 / physics.attenuation_length))
+    n_h = len(sample)
+    # Each photon's wavelength: one of the 1024 equal-probability bins of the detected spectrum, drawn once
+    # for its absorption length and its group index.
+    wavelength_bin = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h] >> 6
+    if physics.attenuation_length is None:
+        absorption = np.take(tables.inv_absorption, wavelength_bin)
+        absorption *= path
+        np.negative(absorption, out=absorption)
+        prob *= np.exp(absorption)
+    else:
+        prob *= np.exp(path * f32(-1.0 / physics.attenuation_length))
     sn = np.take(sin, sample)
     sn *= sn
     sn *= np.take(src.inv_sin2max32, pid)
     prob *= sn
-    n_h = len(sample)
     u_acc = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h].astype(f32)
     u_acc += f32(0.5)
     u_acc *= f32(1.0 / 65536.0)
@@ -901,10 +946,7 @@ def _trace_block(
     t_hit /= np.take(src.p0.astype(f32), pid) + np.take(mom, sample)
     t_hit *= s_h * f32(1.0 / C_LIGHT)
     if physics.chromatic_dispersion:
-        n_k = len(keep)
-        group = np.take(
-            tables.group_delta, rng.bit_generator.random_raw((n_k + 3) // 4).view(np.uint16)[:n_k] >> 6
-        )
+        group = np.take(tables.group_delta, np.take(wavelength_bin, keep))
         group += f32(physics.group_index)
         group *= path
         group *= f32(1.0 / C_LIGHT)
