@@ -174,7 +174,8 @@ def raw_event_comparison(
     events."""
     physics = physics or PhysicsConfig()
     detector = load_geometry(path)
-    axis = read_tube_table(path).file_axis
+    table = read_tube_table(path)  # the tubes as load_geometry orders them
+    axis = table.file_axis
     with raw_wcsim_objects():
         trigger = uproot.open(path)["wcsimT"]["wcsimrootevent/fEventList"].array(library="np")[0][0]
     tracks = trigger.member("fTracks").columns
@@ -193,7 +194,7 @@ def raw_event_comparison(
     directions = to_detector_frame(tracks["fDir"][chosen], axis)
     # the real event: digit tubes to the detector's PMTs, the primary's vertex
     vertex = to_detector_frame(np.asarray(trigger.member("fVtx"), dtype=np.float64), axis)
-    row = {int(t): k for k, t in enumerate(detector.sensor_ids[:, 0])}
+    row = {int(t): k for k, t in enumerate(table.sensor_ids[:, 0])}
     pmts = np.array([row[int(t)] for t in digits["fTubeId"]])
     real = _hit_summary(detector, pmts, digits["fT"], digits["fQ"], vertex, physics.group_index)
 
