@@ -19,7 +19,15 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from recoml.bench.peer import CASES, RATES, bench_peer, import_watchmal, write_peer_files
+from recoml.bench.peer import (
+    CASES,
+    RATES,
+    add_worker_scaling,
+    bench_peer,
+    import_watchmal,
+    peer_table,
+    write_peer_files,
+)
 from recoml.conf import CONFIG_MODULE
 from recoml.data.dataset import EventDataset
 from recoml.families.water_cherenkov.images import ImageBuilder
@@ -86,6 +94,30 @@ def test_peer_files_follow_watchmal_layout(tmp_path):
     assert files.h5.stat().st_mtime_ns == mtime
 
 
+def test_worker_cases_report_their_rate_over_one_process():
+    """`vs_0w`: each side's events/s with workers over its own 0-worker events/s, only where the 0-worker
+    case ran, and shown in the table."""
+
+    def case(watchmal: float, recoml: float) -> dict:
+        rates = (
+            {"events_per_cpu_s": 1.0, "events_per_s": watchmal},
+            {"events_per_cpu_s": 1.0, "events_per_s": recoml},
+        )
+        return {"watchmal": rates[0], "recoml": rates[1], "ratio": {r: 1.0 for r in RATES}}
+
+    results = {
+        "wcte_batches_0w": case(100.0, 1000.0),
+        "wcte_batches_2w": case(150.0, 1900.0),
+        "hk_batches_2w": case(10.0, 20.0),  # its 0-worker case did not run
+        "wcte_train_w64": case(1.0, 1.0),
+    }
+    add_worker_scaling(results)
+    assert results["wcte_batches_2w"]["vs_0w"] == {"watchmal": 1.5, "recoml": 1.9}
+    assert [k for k, r in results.items() if "vs_0w" in r] == ["wcte_batches_2w"]
+    table = peer_table(results, "test box")
+    assert "1.50x / 1.90x" in list(table.columns[-1].cells)
+
+
 requires_watchmal = pytest.mark.skipif(
     not (WATCHMAL and (Path(WATCHMAL) / "watchmal").is_dir()),
     reason="set RECOML_WATCHMAL=DIR, a checkout of github.com/WatChMaL/WatChMaL holding the watchmal package",
@@ -118,11 +150,16 @@ def test_peer_suite_against_watchmal(tmp_path):
     for case in required:
         entry = report[case]
         for side in ("watchmal", "recoml"):
-            assert set(entry[side]) == set(RATES)
+            assert set(entry[side]) == {*RATES, "training_process_cpu_share"}
             assert all(math.isfinite(v) and v > 0 for v in entry[side].values())
+            assert entry[side]["training_process_cpu_share"] <= 1.0
         for rate in RATES:
             assert entry["ratio"][rate] == pytest.approx(entry["recoml"][rate] / entry["watchmal"][rate])
     assert report["wcte_batches_2w"]["workers"] == 2 and report["wcte_train_w64"]["width"] == 64
+    assert report["wcte_batches_2w"]["vs_0w"]["recoml"] == pytest.approx(
+        report["wcte_batches_2w"]["recoml"]["events_per_s"]
+        / report["wcte_batches_0w"]["recoml"]["events_per_s"]
+    )
     assert {r["case"] for r in rows} == {f"{c} ({s})" for c in required for s in ("watchmal", "recoml")}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -174,15 +175,17 @@ def test_readme_custom_model_recipe_trains_a_net_that_declares_only_its_inputs(
 def test_cpu_training_with_workers_builds_inputs_in_them(
     tmp_path: Path, toy_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a CPU with DataLoader workers the images are prepared (after augmentation) in the workers: the
-    batches reaching the training step carry them, and training, validation and test run."""
+    """On a CPU with DataLoader workers the images are built (after augmentation) in the workers, into
+    the loaders' shared output slots: the batches reaching the training step carry the finished images,
+    equal to this process's build from the batch's hits, and training, validation and test run."""
     from recoml.tasks.module import RecoModule
 
     seen: list[bool] = []
     step = RecoModule.training_step
 
     def spying_step(self, batch, batch_idx):
-        seen.append(batch.inputs is not None)
+        finished = isinstance(batch.inputs, torch.Tensor)
+        seen.append(finished and torch.equal(batch.inputs, self.representation(replace(batch, inputs=None))))
         return step(self, batch, batch_idx)
 
     monkeypatch.setattr(RecoModule, "training_step", spying_step)

@@ -18,7 +18,10 @@ Cases (``peer.json``: one entry each, both rates and ``ratio`` = recoml / WatChM
   GPU check runs it on the GPU with 2 workers: the issue's GPU training targets are ratios to WatChMaL).
 
 Rates are events per CPU-second of the process and its loader workers (``psutil``) and events per wall
-second; each repeat runs WatChMaL then recoml (interleaved), the medians are reported.
+second, with the share of that CPU spent in the training process (``training_process_cpu_share``); each
+repeat runs WatChMaL then recoml (interleaved), the medians are reported. A worker case run with its
+0-worker case also gets ``vs_0w``: each side's events/s with the workers over its events/s in one
+process ("2 workers on 2 idle cores >= 1.7x one process"; it measures the load too on a busy box).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -315,22 +318,27 @@ class Side:
     loader: Any
     per_cpu: list[float]
     per_wall: list[float]
+    #: Fraction of the CPU time spent in the training process (the rest: its loader workers).
+    main_share: list[float] = field(default_factory=list)
 
     def measure(self, n_batches: int, warmup: int) -> None:
         for _ in range(warmup):  # includes the batches workers prefetched while the other side ran
             self.step(next(self.batches))
         pids = worker_pids(self.loader)
-        c0, t0, events = cpu_seconds(pids), time.perf_counter(), 0
+        c0, m0, t0, events = cpu_seconds(pids), time.process_time(), time.perf_counter(), 0
         for _ in range(n_batches):
             events += self.step(next(self.batches))
         wall, cpu = time.perf_counter() - t0, cpu_seconds(pids) - c0
         self.per_cpu.append(events / cpu)
         self.per_wall.append(events / wall)
+        main = time.process_time() - m0  # read a moment after `cpu`: at most `cpu` (clock granularity)
+        self.main_share.append(min(main / cpu, 1.0))
 
     def medians(self) -> dict[str, float]:
         return {
             "events_per_cpu_s": statistics.median(self.per_cpu),
             "events_per_s": statistics.median(self.per_wall),
+            "training_process_cpu_share": statistics.median(self.main_share),
         }
 
 
@@ -444,6 +452,15 @@ def bench_peer(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
             *(r["recoml"][k] for k in RATES),
             *(r["ratio"][k] for k in RATES),
         )
+    add_worker_scaling(results)
+    for case, r in results.items():
+        if "vs_0w" in r:
+            log.info(
+                "peer %s vs one process (events/s): WatChMaL %.2fx, recoml %.2fx",
+                case,
+                r["vs_0w"]["watchmal"],
+                r["vs_0w"]["recoml"],
+            )
     meta = {
         "watchmal": str(Path(p.watchmal).resolve()),
         "files": {
@@ -467,12 +484,26 @@ def bench_peer(cfg: DictConfig, workdir: Path) -> list[dict[str, Any]]:
     ]
 
 
+def add_worker_scaling(results: dict[str, Any]) -> None:
+    """``vs_0w`` of each ``<det>_batches_<n>w`` case whose 0-worker case ran too: per side, events/s with
+    the workers over events/s in one process."""
+    for case, r in results.items():
+        detector, kind, rest = case.split("_", 2)
+        alone = results.get(f"{detector}_{kind}_0w")
+        if kind == "batches" and rest != "0w" and alone is not None:
+            r["vs_0w"] = {
+                side: r[side]["events_per_s"] / alone[side]["events_per_s"] for side in ("watchmal", "recoml")
+            }
+
+
 def peer_table(results: dict[str, Any], machine: str) -> Table:
-    """The peer cases side by side: both rates of each side and their ratios."""
+    """The peer cases side by side: both rates of each side, their ratios, and for worker cases each
+    side's events/s over its 0-worker events/s."""
     table = Table(title=f"recoml vs WatChMaL, same files ({machine})")
     table.add_column("case", no_wrap=True)
     for col in ("WatChMaL ev/CPU-s", "recoml ev/CPU-s", "ratio", "WatChMaL ev/s", "recoml ev/s", "ratio"):
         table.add_column(col, justify="right")
+    table.add_column("vs 0w ev/s (WatChMaL / recoml)", justify="right")
     for case in CASES:
         if case in results:
             r = results[case]
@@ -483,5 +514,7 @@ def peer_table(results: dict[str, Any], machine: str) -> Table:
                     f"{r['recoml'][rate]:,.0f}",
                     f"{r['ratio'][rate]:.2f}x",
                 ]
+            scaling = r.get("vs_0w")
+            cells.append(f"{scaling['watchmal']:.2f}x / {scaling['recoml']:.2f}x" if scaling else "")
             table.add_row(case, *cells)
     return table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from recoml.contracts.batch import HitBatch
@@ -61,3 +62,18 @@ class Representation(nn.Module):
     def finish(self, prepared: Any) -> Any:
         """The model's input from :meth:`prepare`'s result."""
         return prepared
+
+    def new_output(self, n_events: int) -> torch.Tensor | None:
+        """A blank output for up to ``n_events`` events that :meth:`finish_into` can fill batch after batch,
+        or None when the output has no fixed size (graphs, point clouds). DataLoader workers then finish
+        batches into such tensors in shared memory (``recoml.data.slots``) instead of handing over
+        :meth:`prepare`'s result."""
+        return None
+
+    def finish_into(
+        self, prepared: Any, out: torch.Tensor, written: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Finish ``prepared`` into ``out`` (a :meth:`new_output` tensor that held an earlier batch):
+        clear what that batch wrote (``written``, this method's earlier record; None: clear it whole),
+        fill in this batch; returns the batch's view of ``out`` and the record of what it wrote."""
+        raise NotImplementedError(f"{type(self).__name__} has no fixed-size output")

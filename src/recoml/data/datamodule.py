@@ -25,6 +25,14 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.representation import Representation
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
+from recoml.data.slots import (
+    DEFAULT_HOLD,
+    DEFAULT_TIMEOUT_S,
+    SlotLoader,
+    SlotPool,
+    pool_bytes,
+    shared_memory_free,
+)
 from recoml.data.splits import load_splits, make_splits, save_splits, split_meta, splits_meta
 from recoml.data.store import EventStore, open_store
 from recoml.errors import ConfigError, DataError
@@ -73,10 +81,13 @@ class StatisticsSample:
 @dataclass
 class BuildInputs:
     """In a DataLoader worker: ``augment`` (training batches) then the first part of the model's input
-    (``representation.prepare``) attached to the batch as ``batch.inputs``."""
+    (``representation.prepare``) attached to the batch as ``batch.inputs``; ``slots``: the
+    representation's output has a fixed size, so loaders let workers finish it into shared output slots
+    (``recoml.data.slots``)."""
 
     representation: Representation
     augment: nn.Module | None = None
+    slots: bool = False
 
     def __call__(self, batch: HitBatch) -> HitBatch:
         with torch.no_grad():
@@ -93,7 +104,10 @@ class EventDataModule(L.LightningDataModule):
     ``root_files`` when given) and saves them next to the data as ``<stem>_splits.npz`` (reused while
     seed, fractions and grouping match). ``predict_split`` names the split ``predict_dataloader`` serves
     (``train``/``val``/``test``/``all``). ``persistent_workers=None`` means ``num_workers > 0``.
-    An existing ``<stem>_splits.npz`` without recoml metadata (e.g. WatChMaL's) is used as it is.
+    ``held_batches``: how many batches a consumer of the loaders may hold at once when workers finish
+    the inputs into shared output slots (:meth:`build_in_workers`); ``slot_timeout_s`` how long a worker
+    waits for a slot before failing. An existing ``<stem>_splits.npz`` without recoml metadata (e.g.
+    WatChMaL's) is used as it is.
     """
 
     def __init__(
@@ -114,6 +128,8 @@ class EventDataModule(L.LightningDataModule):
         drop_last: bool = False,
         predict_split: str = "test",
         prefetch_factor: int | None = None,
+        held_batches: int = DEFAULT_HOLD,
+        slot_timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         super().__init__()
         # In checkpoints (reproducibility) but not logged: keys like `seed` may clash with the model's.
@@ -138,6 +154,8 @@ class EventDataModule(L.LightningDataModule):
             raise ConfigError(f"predict_split must be one of train, val, test, all; got '{predict_split}'")
         self.predict_split = predict_split
         self.prefetch_factor = prefetch_factor
+        self.held_batches = int(held_batches)
+        self.slot_timeout_s = float(slot_timeout_s)
         self.store: EventStore | None = None
         self.splits: dict[str, np.ndarray] | None = None
         self._datasets: dict[str, EventDataset] = {}
@@ -230,9 +248,12 @@ class EventDataModule(L.LightningDataModule):
     def build_in_workers(self, representation: Representation, augment: nn.Module | None = None) -> bool:
         """Build the model's inputs in the DataLoader workers (training on a CPU: the training process is
         left the model step): ``augment`` then ``representation.prepare`` on training batches, ``prepare``
-        alone on the others; the module finishes them (:meth:`RecoModule.inputs`). Refused (False, one log
-        line) without workers, for builders that cannot hand their output over, and for builders with
-        trainable parameters (a worker's copy would not follow the optimizer)."""
+        alone on the others. Fixed-size outputs (images) are then finished in the workers too, into shared
+        output slots allocated once per loader (``recoml.data.slots``: the training process only wraps a
+        slot, so 2 workers make batches about twice as fast as one process); others are finished by the
+        module (:meth:`RecoModule.inputs`). Refused (False, one log line) without workers, for builders
+        that cannot hand their output over, and for builders with trainable parameters (a worker's copy
+        would not follow the optimizer)."""
         why = ""
         if self.num_workers == 0:
             why = "no DataLoader workers"
@@ -243,11 +264,16 @@ class EventDataModule(L.LightningDataModule):
         if why:
             _info_rank_zero("model inputs built in the training process (%s)", why)
             return False
-        train, other = BuildInputs(representation, augment), BuildInputs(representation)
+        slots = representation.new_output(1) is not None
+        train, other = BuildInputs(representation, augment, slots), BuildInputs(representation, None, slots)
         self._worker_builds = {"train": train, "val": other, "test": other, "all": other}
         for split, ds in self._datasets.items():
             ds.worker_transform = self._worker_builds[split]
-        _info_rank_zero("model inputs built in the %d DataLoader workers", self.num_workers)
+        _info_rank_zero(
+            "model inputs built in the %d DataLoader workers%s",
+            self.num_workers,
+            " into shared output slots" if slots and self.persistent_workers else "",
+        )
         return True
 
     def statistics_sample(self, max_events: int | None = DEFAULT_STATISTICS_EVENTS, seed: int = 0):
@@ -275,25 +301,48 @@ class EventDataModule(L.LightningDataModule):
 
     # -- loaders --------------------------------------------------------------------------------------
 
-    def _loader(self, ds: EventDataset, sampler: torch.utils.data.Sampler) -> DataLoader:
+    def _loader(
+        self, split: str, sampler: torch.utils.data.Sampler, batch_size: int, slots: bool = True
+    ) -> DataLoader:
+        """The split's DataLoader; a :class:`SlotLoader` (workers finish the inputs into shared output
+        slots allocated here, once per loader) when the inputs are built in persistent workers and the
+        representation's output has a fixed size (images). Not for prediction (``slots=False``): Lightning
+        rebuilds prediction loaders with its own sampler."""
+        ds = self.dataset(split)
         extra: dict[str, Any] = {}
         if self.num_workers > 0:
             extra["persistent_workers"] = self.persistent_workers
             if self.prefetch_factor is not None:
                 extra["prefetch_factor"] = self.prefetch_factor
-        return DataLoader(
-            ds,
-            sampler=sampler,
-            batch_size=None,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            **extra,
-        )
+        kwargs = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory, **extra}
+        build = self._worker_builds.get(split)
+        if slots and build is not None and self.persistent_workers and build.slots:
+            # Slots: the workers' prefetched batches, the one received and not yet handed over, and
+            # those the consumer holds.
+            n_slots = self.num_workers * (self.prefetch_factor or 2) + 1 + self.held_batches
+            need = pool_bytes(build.representation, batch_size, n_slots)
+            free = shared_memory_free()
+            if free is None or need < free:
+                pool = SlotPool(
+                    build.representation, batch_size, n_slots, self.held_batches, self.slot_timeout_s
+                )
+                return SlotLoader(pool, ds, sampler, **kwargs)
+            log.warning(
+                "%s loader: %d output slots need %.0f MB of shared memory, %.0f MB free in /dev/shm; the "
+                "training process paints the images instead (slower; enlarge /dev/shm, e.g. docker "
+                "--shm-size, or lower the batch size)",
+                split,
+                n_slots,
+                need / 1e6,
+                free / 1e6,
+            )
+        return DataLoader(ds, sampler=sampler, **kwargs)
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str, slots: bool = True) -> DataLoader:
         ds = self.dataset(split)
         rank, world = self._rank_world()
-        return self._loader(ds, EvalBatchSampler(len(ds), self.eval_batch_size, rank=rank, world_size=world))
+        sampler = EvalBatchSampler(len(ds), self.eval_batch_size, rank=rank, world_size=world)
+        return self._loader(split, sampler, self.eval_batch_size, slots)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset("train")
@@ -306,7 +355,7 @@ class EventDataModule(L.LightningDataModule):
                 f"the 'train' split of {self.path} gives no batch of {self.batch_size} events per rank "
                 f"({len(ds)} events, {world} rank(s), drop_last={self.drop_last})"
             )
-        return self._loader(ds, sampler)
+        return self._loader("train", sampler, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -315,7 +364,7 @@ class EventDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.predict_split)
+        return self._eval_loader(self.predict_split, slots=False)
 
     def teardown(self, stage: str | None = None) -> None:
         if self.store is not None:

@@ -43,18 +43,19 @@ def _to_tensor(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=_tensor_dtype(arr.dtype)))
 
 
-def _packed_tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
-    """Tensors (converted dtypes) that are views of one buffer.
+def _packed_tensors(arrays: list[np.ndarray], into: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Tensors (converted dtypes) that are views of one buffer: ``into`` (uint8) when they fit, else a
+    new one.
 
     A DataLoader worker then moves one shared-memory segment per batch instead of one per field, which
-    about doubles the batches/s that cross the worker queue.
+    about doubles the batches/s that cross the worker queue (or none: ``into`` is a shared output slot).
     """
     dtypes = [_tensor_dtype(a.dtype) for a in arrays]
     starts, total = [], 0
     for a, dt in zip(arrays, dtypes):
         starts.append(total)
         total += -(-a.size * dt.itemsize // 8) * 8  # 8-byte aligned
-    buf = torch.empty(total, dtype=torch.uint8)
+    buf = into if into is not None and total <= len(into) else torch.empty(total, dtype=torch.uint8)
     out = []
     for a, dt, s in zip(arrays, dtypes, starts):
         t = buf[s : s + a.size * dt.itemsize].view(torch.from_numpy(np.empty(0, dt)).dtype).view(a.shape)
@@ -132,6 +133,13 @@ class EventDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, item: int | Sequence[int] | np.ndarray | torch.Tensor) -> HitBatch:
+        return self.read_batch(item)
+
+    def read_batch(
+        self, item: int | Sequence[int] | np.ndarray | torch.Tensor, into: torch.Tensor | None = None
+    ) -> HitBatch:
+        """``self[item]``; in a DataLoader worker its tensors are views of ``into`` (uint8, a shared
+        output slot) when they fit, else of one new buffer, and ``worker_transform`` is applied."""
         pos = np.asarray(item, dtype=np.int64).reshape(-1)
         if len(pos) and (pos.min() < -len(self) or pos.max() >= len(self)):
             raise IndexError(f"position out of range for a dataset of {len(self)} events")
@@ -146,7 +154,7 @@ class EventDataset(Dataset):
         hit_keys = [k[len(HIT_PREFIX) :] if k.startswith(HIT_PREFIX) else k for k in flat]
         columns = [*flat.values(), *events.values(), offsets, rows]
         if get_worker_info() is not None:
-            tensors = _packed_tensors(columns)
+            tensors = _packed_tensors(columns, into)
         else:
             tensors = [_to_tensor(a) for a in columns]
         nh, ne = len(flat), len(events)

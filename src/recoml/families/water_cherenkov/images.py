@@ -65,9 +65,10 @@ class ImageBuilder(Representation):
     next call** in the same process, and only the pixels the previous batch wrote are cleared (an HK batch
     of 64 events is 82 MB of images, and a fresh zeroed tensor per batch was 60% of its building time on
     a CPU). A training step consumes its images before the next batch; keep a ``.clone()`` to hold on to
-    them. In DataLoader workers a new tensor is made each call (it goes to the main process through
-    shared memory); training on a CPU with workers instead runs :meth:`prepare` there (hits-sized
-    :class:`ImageHits`) and :meth:`finish` in the main process.
+    them. In DataLoader workers a new tensor is made each call; training on a CPU with workers instead
+    runs :meth:`prepare` there and :meth:`finish_into` into the loader's shared output slots
+    (``recoml.data.slots``), or hands :class:`ImageHits` (hits-sized) to :meth:`finish` in the main
+    process.
     """
 
     #: Buffers (registered in __init__).
@@ -92,7 +93,7 @@ class ImageBuilder(Representation):
         super().__init__()
         self.reuse_output = bool(reuse_output)
         self._buffer: torch.Tensor | None = None  # the last output, reused by the next call
-        self._written = torch.zeros(0, dtype=torch.int64)  # its flat indices that hold hits
+        self._written: torch.Tensor | None = None  # flat indices its last batch wrote (finish_into)
         self.quantities: tuple[str, ...] = tuple(quantities)
         if not self.quantities:
             raise ConfigError("ImageBuilder: at least one quantity is needed")
@@ -162,18 +163,47 @@ class ImageBuilder(Representation):
             values.append(value if self.normalizer is None else self.normalizer(name, value))
         return ImageHits(base, values, len(batch.offsets) - 1)
 
-    def finish(self, prepared: ImageHits) -> torch.Tensor:
-        """The images: the hits of :meth:`prepare` scattered into zeros (the reused buffer when allowed)."""
-        base = prepared.index
+    def finish(self, prepared: ImageHits | torch.Tensor) -> torch.Tensor:
+        """The images: the hits of :meth:`prepare` scattered into zeros (the reused buffer when allowed);
+        a tensor is images a DataLoader worker already finished into a shared slot, returned as they are."""
+        if isinstance(prepared, torch.Tensor):
+            return prepared
+        reuse = self.reuse_output and get_worker_info() is None  # a worker's output leaves the worker
+        buffer, written = self._buffer, self._written
+        if not (
+            reuse
+            and buffer is not None
+            and buffer.device == prepared.index.device
+            and buffer.shape[0] >= prepared.n_events
+        ):
+            buffer = self.new_output(prepared.n_events, prepared.index.device)
+            written = prepared.index[:0]  # a new buffer: nothing to clear
+        out, self._written = self.finish_into(prepared, buffer, written)
+        self._buffer = buffer if reuse else None
+        return out
+
+    def new_output(self, n_events: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """All-zero images for ``n_events`` events, geometry channels set."""
+        out = torch.zeros((n_events, self.out_channels, *self.image_shape), device=device)
+        if self.geometry_channels:
+            out[:, self.out_channels - len(self.geometry_image) :] = self.geometry_image
+        return out
+
+    def finish_into(
+        self, prepared: ImageHits, out: torch.Tensor, written: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clear the pixels an earlier batch wrote into ``out`` (``written``: its hits' flat indices in the
+        first quantity's block; None: every quantity channel), then scatter this batch's hits; returns
+        its images (``out[:n_events]``) and its hits' flat indices. The one painting code of in-process
+        batches (the reused buffer) and of DataLoader workers' shared slots."""
         step = self.pmts_per_module * self.image_shape[0] * self.image_shape[1]  # one quantity's block
-        out = self._blank(prepared.n_events, base.device)
         flat = out.view(-1)
-        if self.reuse_output and get_worker_info() is None:
-            self._written = (
-                base
-                if len(self.quantities) == 1
-                else torch.cat([base + q * step for q in range(len(self.quantities))])
-            )
+        if written is None:
+            out[:, : len(self.quantities) * self.pmts_per_module].zero_()
+        elif len(written):
+            for q in range(len(self.quantities)):
+                flat.index_fill_(0, written + q * step if q else written, 0.0)
+        base = prepared.index
         for q, (name, values) in enumerate(zip(self.quantities, prepared.values)):
             index = base + q * step if q else base
             reduce = self.reduce[name]
@@ -184,30 +214,7 @@ class ImageBuilder(Representation):
                 # include_self=False, and the same result (every such pixel gets at least one hit).
                 flat.index_fill_(0, index, float("inf") if reduce == "amin" else float("-inf"))
                 flat.scatter_reduce_(0, index, values, reduce, include_self=True)
-        return out
-
-    def _blank(self, n_events: int, device: torch.device) -> torch.Tensor:
-        """All-zero images (geometry channels set): the previous call's output with only the pixels it
-        wrote cleared (cost per hit, not per pixel), or a new tensor when it cannot be reused."""
-        shape = (n_events, self.out_channels, *self.image_shape)
-        buffer = self._buffer
-        reusable = (
-            self.reuse_output
-            and get_worker_info() is None  # a worker's output goes to shared memory and stays in use
-            and buffer is not None
-            and buffer.device == device
-            and buffer.shape[0] >= n_events
-        )
-        if reusable:
-            assert buffer is not None
-            buffer.view(-1).index_fill_(0, self._written, 0.0)
-            return buffer[:n_events]
-        out = torch.zeros(shape, device=device, dtype=torch.float32)
-        if self.geometry_channels:
-            out[:, self.out_channels - len(self.geometry_image) :] = self.geometry_image
-        if self.reuse_output and get_worker_info() is None:
-            self._buffer = out
-        return out
+        return out[: prepared.n_events], base
 
     def extra_repr(self) -> str:
         return (
