@@ -182,6 +182,12 @@ def load_geometry(
     )
 
 
+def to_detector_frame(vectors: np.ndarray, file_axis: str) -> np.ndarray:
+    """Vectors ``(..., 3)`` of a geometry file's frame (event vertices, directions) turned as
+    :func:`load_geometry` turns the file's tubes: its tank axis ``file_axis`` onto y."""
+    return np.asarray(vectors, dtype=np.float64) @ _TO_Y[file_axis].T
+
+
 def read_tube_table(
     path: str | Path, *, sensors: str = "inner", pmts_per_module: int | None = None, axis: str | None = None
 ) -> TubeTable:

@@ -15,14 +15,19 @@ with the true vertex, direction and vertex time (times relative to the trigger):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import uproot
 
+from recoml.errors import DataError
 from recoml.families.water_cherenkov.detector import WCDetector
 from recoml.families.water_cherenkov.particles import isotropic_directions
+from recoml.families.water_cherenkov.readers import load_geometry, read_tube_table, to_detector_frame
 from recoml.families.water_cherenkov.simulation import C_LIGHT, PhysicsConfig, simulate_particles
+from recoml.families.water_cherenkov.wcsim_raw import raw_wcsim_objects
 
-__all__ = ["OBSERVABLES", "ring_observables"]
+__all__ = ["OBSERVABLES", "raw_event_comparison", "ring_observables"]
 
 OBSERVABLES = (
     "hits",
@@ -152,3 +157,93 @@ def tof_vertex_fit(
     if prompt.sum() >= 5:
         fit = least_squares(residual, fit.x, loss="soft_l1", f_scale=1.0, args=(prompt,), bounds=box)
     return fit.x[:3], float(fit.x[3])
+
+
+#: PDG codes of the particles the toy simulates, by name.
+_TOY_KIND = {22: "gamma", 11: "e-", -11: "e+", 13: "mu-", -13: "mu+"}
+
+
+def raw_event_comparison(
+    path: str | Path, n_toy: int = 40, seed: int = 0, physics: PhysicsConfig | None = None
+) -> dict[str, dict[str, float]]:
+    """The toy against a real raw WCSim event, on the file's own geometry: the file's first event's
+    primary (a pi0 as its two decay photons, from their own tracks) simulated ``n_toy`` times with the
+    same vertex, directions and energies. ``{"real": ..., "toy": ...}`` each with ``hits``, ``charge``
+    (p.e.) and ``late_hit_fraction`` / ``late_charge_fraction`` (residual more than 10 ns after its peak;
+    no vertex time is needed, so WCSim's trigger offset does not matter). The toy's are means over its
+    events."""
+    physics = physics or PhysicsConfig()
+    detector = load_geometry(path)
+    table = read_tube_table(path)  # the tubes as load_geometry orders them
+    axis = table.file_axis
+    with raw_wcsim_objects():
+        trigger = uproot.open(path)["wcsimT"]["wcsimrootevent/fEventList"].array(library="np")[0][0]
+    tracks = trigger.member("fTracks").columns
+    digits = trigger.member("fCherenkovDigiHits").columns
+    primary = int(np.flatnonzero(tracks["fFlag"] == 0)[0])
+    if tracks["fIpnu"][primary] == 111:
+        chosen = np.flatnonzero((tracks["fIpnu"] == 22) & (tracks["fParenttype"] == 111))
+    else:
+        chosen = np.array([primary])
+    codes = tracks["fIpnu"][chosen].tolist()
+    if any(c not in _TOY_KIND for c in codes):
+        raise DataError(f"{path}: particles {codes} of its first event are not simulated by the toy")
+    kinds = [_TOY_KIND[c] for c in codes]
+    kinetic = (tracks["fE"][chosen] - tracks["fM"][chosen]).astype(np.float64)
+    starts = to_detector_frame(tracks["fStart"][chosen], axis)
+    directions = to_detector_frame(tracks["fDir"][chosen], axis)
+    # the real event: digit tubes to the detector's PMTs, the primary's vertex
+    vertex = to_detector_frame(np.asarray(trigger.member("fVtx"), dtype=np.float64), axis)
+    row = {int(t): k for k, t in enumerate(table.sensor_ids[:, 0])}
+    pmts = np.array([row[int(t)] for t in digits["fTubeId"]])
+    real = _hit_summary(detector, pmts, digits["fT"], digits["fQ"], vertex, physics.group_index)
+
+    rng = np.random.default_rng(seed)
+    m = len(kinds)
+    hits = simulate_particles(
+        detector,
+        kinds * n_toy,
+        np.tile(kinetic, n_toy),
+        np.tile(starts, (n_toy, 1)),
+        np.tile(directions, (n_toy, 1)),
+        rng,
+        physics,
+        event=np.repeat(np.arange(n_toy), m),
+        n_events=n_toy,
+    )
+    offsets = np.append(hits["event_hits_index"], len(hits["hit_pmt"]))
+    toy = [
+        _hit_summary(
+            detector,
+            hits["hit_pmt"][a:b],
+            hits["hit_time"][a:b],
+            hits["hit_charge"][a:b],
+            vertex,
+            physics.group_index,
+        )
+        for a, b in zip(offsets[:-1], offsets[1:])
+    ]
+    return {"real": real, "toy": {k: float(np.mean([t[k] for t in toy])) for k in real}}
+
+
+def _hit_summary(
+    detector: WCDetector,
+    pmts: np.ndarray,
+    times: np.ndarray,
+    charges: np.ndarray,
+    vertex: np.ndarray,
+    group_index: float,
+) -> dict[str, float]:
+    """Hits, charge and late fractions of one event (residuals from ``vertex``, relative to their peak)."""
+    q = np.asarray(charges, dtype=np.float64)
+    dist = np.linalg.norm(detector.pmt_positions[np.asarray(pmts)].astype(np.float64) - vertex, axis=1)
+    residual = np.asarray(times, dtype=np.float64) - dist * group_index / C_LIGHT
+    counts, edges = np.histogram(residual, np.arange(residual.min(), residual.max() + 1.0, 0.5))
+    peak = edges[int(np.argmax(counts))] + 0.25
+    late = residual > peak + LATE_AFTER_PEAK
+    return {
+        "hits": float(len(q)),
+        "charge": float(q.sum()),
+        "late_hit_fraction": float(late.mean()),
+        "late_charge_fraction": float(q[late].sum() / q.sum()),
+    }
