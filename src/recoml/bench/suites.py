@@ -82,7 +82,7 @@ SIMULATION_EFFECTS: dict[str, dict[str, Any]] = {
     "decay electrons": {"decay_electrons": False},
     "Rayleigh scattering": {"scattering_length": float("inf")},
     "trigger": {"trigger": False},
-    "muon scattering and delta rays": {"muon_multiple_scattering": False, "muon_delta_fraction": 0.0},
+    "muon scattering and delta rays": {"muon_multiple_scattering": False, "muon_delta_rays": False},
 }
 
 

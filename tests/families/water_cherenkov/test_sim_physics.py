@@ -41,7 +41,7 @@ DIRECT = {
     "wall_reflectivity": 0.0,
     "chromatic_dispersion": False,
     "muon_multiple_scattering": False,
-    "muon_delta_fraction": 0.0,
+    "muon_delta_rays": False,
     "decay_electrons": False,
 }
 NO_DARK = PhysicsConfig(dark_rate=0.0, **DIRECT)
@@ -757,6 +757,68 @@ def test_absorption_depends_on_each_photons_wavelength(hk):
     assert abs(ratio - expected) < 0.02, (ratio, expected)
     single = np.average(np.exp(-d / 8000.0), weights=clear["hit_charge"])
     assert ratio > single + 0.1
+
+
+def test_knock_on_electrons_follow_the_pdg_spectrum():
+    """PDG "Passage of particles through matter", knock-on electrons. A 500 MeV (kinetic) muon, p = 596.4
+    MeV, beta gamma = 5.645, gamma = 5.732: W_max = 2 x 0.511 x 5.645^2 / (1 + 2 x 5.732 x 0.511 / 105.66) =
+    30.85 MeV by hand. The knock-on light per cm, integrated over T in the other order, is a single integral
+    of the electron's Cherenkov weight w(T') / (dE/dx) times int_T'^W (1 - beta^2 T / W) / T^2 dT = 1/T' -
+    1/W - (beta^2 / W) ln(W / T'): scipy's quad of that equals the table's double integral; it is ~10 % of
+    the muon's own light per cm at the vertex (sin^2 theta = 0.417 of a beta = 1 track's 0.435)."""
+    from scipy.integrate import quad
+
+    from recoml.families.water_cherenkov.delta_rays import (
+        ELECTRON_DEDX,
+        K_ZA_WATER,
+        knock_on_track_per_cm,
+        max_energy_transfer,
+    )
+
+    p = 596.4
+    assert max_energy_transfer(np.array([p]))[0] == pytest.approx(30.85, abs=0.05)
+    n = 1.33
+    t_th = ELECTRON_MASS * (1 / np.sqrt(1 - 1 / n**2) - 1)
+    assert t_th == pytest.approx(0.264, abs=0.001)
+    w_max = float(max_energy_transfer(np.array([p]))[0])
+    beta2 = p**2 / (p**2 + MUON_MASS**2)
+
+    def integrand(t: float) -> float:
+        beta_e2 = 1 - (ELECTRON_MASS / (t + ELECTRON_MASS)) ** 2
+        weight = max(1 - 1 / (n * n * beta_e2), 0.0) / (1 - 1 / n**2)
+        outer = 1 / t - 1 / w_max - beta2 / w_max * np.log(w_max / t)
+        return weight / ELECTRON_DEDX * outer
+
+    expected = 0.5 * K_ZA_WATER / beta2 * quad(integrand, t_th, w_max, limit=200)[0]
+    per_cm = knock_on_track_per_cm(np.array([p]), n)[0]
+    assert per_cm == pytest.approx(expected, rel=0.01)
+    muon_sin2 = 1 - ((500 + MUON_MASS) / (n * p)) ** 2
+    assert 0.08 < per_cm * (1 - 1 / n**2) / muon_sin2 < 0.12
+
+
+def test_knock_on_light_is_added_to_muons_and_lands_wide(hk):
+    """With knock-on electrons a 500 MeV muon's direct light grows by their share (7-10 % over the track:
+    it falls with the muon's momentum), and that light is broad: the electrons leave at cos = (T / p)(p_max
+    / W_max), ~45 deg for 1 MeV, and scatter, so a third or more of it lands beyond 50 deg from the muon,
+    where the muon's own cone (40.3 deg) puts nothing."""
+    from recoml.families.water_cherenkov.delta_rays import knock_on_light_cosines
+
+    angles = np.degrees(np.arccos(knock_on_light_cosines(30.85, 1.33)))
+    assert 40.0 < np.median(angles) < 65.0 and 0.35 < np.mean(angles > 50.0) < 0.7
+
+    def light(on: bool) -> tuple[float, float]:
+        phys = PhysicsConfig(dark_rate=0.0, **{**DIRECT, "muon_delta_rays": on})
+        hits, v, w = _single(hk, "mu-", 500.0, 20, physics=phys)
+        ev = _events(hits)
+        rel = hk.pmt_positions[hits["hit_pmt"]] - v[ev]
+        ang = np.degrees(np.arccos(np.sum(rel * w[ev], 1) / np.linalg.norm(rel, axis=1)))
+        q = hits["hit_charge"]
+        return float(q.sum()), float(q[ang > 50.0].sum())
+
+    (q_off, wide_off), (q_on, wide_on) = light(False), light(True)
+    assert 1.04 < q_on / q_off < 1.13
+    assert wide_off < 0.005 * q_off
+    assert wide_on - wide_off > 0.3 * (q_on - q_off)
 
 
 def test_michel_spectrum_mean_and_endpoint():

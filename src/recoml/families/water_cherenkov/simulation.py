@@ -5,7 +5,8 @@ Each simulated particle is a *light source* on a straight line from its vertex a
 * muons (``mu-``, ``mu+``) lose ``muon_dedx`` MeV/cm continuously; light is emitted from the vertex until
   the muon drops below the Cherenkov threshold or leaves the tank, at cos(theta) = 1/(beta n) with beta
   computed at the emission point (the ring angle shrinks as the muon slows) and a Frank-Tamm weight
-  sin^2(theta); photon angles get a small Gaussian smear (multiple scattering);
+  sin^2(theta); photon angles get a small Gaussian smear (multiple scattering); their knock-on electrons
+  add broad light (:mod:`recoml.families.water_cherenkov.delta_rays`);
 * electrons/positrons shower: emission points follow a longitudinal gamma-distribution profile in
   radiation lengths (t_max = ln(E/E_c) - 0.5, b = 0.5), the total Cherenkov-equivalent track length is
   ``shower_cm_per_mev`` x E (Geant4 cascades, Raedel and Wiebusch 2013), photons are at the beta = 1
@@ -52,6 +53,7 @@ from scipy.special import gammaincinv, ndtr, ndtri
 
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
+from recoml.families.water_cherenkov.delta_rays import knock_on_tables
 from recoml.families.water_cherenkov.detector import WCDetector
 from recoml.families.water_cherenkov.optics import (
     absorption_quantiles,
@@ -110,8 +112,8 @@ class PhysicsConfig:
     The defaults trace 764 x 0.24 x 0.9 x sin^2(theta) = 72 photons per cm of a beta = 1 track. With them
     a 500 MeV (kinetic) particle at the tank centre, isotropic direction, gives on average:
 
-    - WCTE (2,014 3-inch PMTs): e- ~590 hits / ~2,490 p.e.; mu- ~430 / ~2,080; gamma ~430 / ~1,940;
-    - HK (19,994 20-inch box-and-line PMTs): e- ~2,390 hits / ~3,200 p.e.; mu- ~1,560 / ~2,460; gamma
+    - WCTE (2,014 3-inch PMTs): e- ~590 hits / ~2,490 p.e.; mu- ~480 / ~2,240; gamma ~430 / ~1,940;
+    - HK (19,994 20-inch box-and-line PMTs): e- ~2,390 hits / ~3,200 p.e.; mu- ~1,680 / ~2,660; gamma
       ~2,380 / ~3,210
 
     (muons leave WCTE before ranging out; gammas often convert outside it) plus n_pmts x dark_rate x
@@ -156,11 +158,11 @@ class PhysicsConfig:
     shower_core_sigma: float = 2.5  # deg
     shower_angle_sigma: float = 25.0  # deg, the broad part
     # Muons: Highland multiple scattering of the muon direction at each emission point, a constant extra
-    # smear, and a fraction of the light from delta rays (knock-on electrons: the shower's broad profile;
-    # in steps of 1/16).
+    # smear, and the Cherenkov light of their knock-on electrons (delta rays, PDG spectrum and kinematics,
+    # added to the muon's own light at the local muon momentum: 9 % of it at 500 MeV; delta_rays.py).
     muon_multiple_scattering: bool = True
     muon_angle_sigma: float = 0.0  # deg
-    muon_delta_fraction: float = 0.0625
+    muon_delta_rays: bool = True
     # Reflection at the tank wall, one bounce (WCSim's optical surfaces and tuning defaults): a photon that
     # reaches a PMT is reflected with pmt_reflectivity (WCSim's glass dome and glass-photocathode surface,
     # RGCFF = 0.32 in Geant4's sense, averaged over the dome: 0.176, optics.wcsim_pmt_surface; specular off
@@ -203,7 +205,6 @@ class PhysicsConfig:
             raise ConfigError(f"physics.refractive_index must be > 1, got {self.refractive_index}")
         for name in (
             "shower_core_fraction",
-            "muon_delta_fraction",
             "pmt_reflectivity",
             "wall_reflectivity",
             "muon_capture_fraction",
@@ -430,7 +431,7 @@ class _Sources:
     p0: np.ndarray  # (M,) momentum at the vertex (muon) or 1
     m2: np.ndarray  # (M,) mass^2 (muon) or 0
     dedx: np.ndarray  # (M,) MeV/cm (muon) or 0
-    sin2max: np.ndarray  # (M,) largest sin^2 of the Cherenkov angle along the track
+    sin2max: np.ndarray  # (M,) largest emission weight along the track: sin^2 theta (+ knock-on light)
     highland: np.ndarray  # (M,) rad, 13.6 MeV / (beta p) at the vertex (muons; 0 otherwise)
     t_exit: np.ndarray  # (M,) cm from the vertex to the wall along the direction
     mean_photons: np.ndarray  # (M,) expected number of traced photons
@@ -574,6 +575,7 @@ def _make_sources(
 
     muon = kind == KIND_MUON
     if muon.any():
+        tables = knock_on_tables(float(n_idx))
         mass = MUON_MASS
         e_mu = energies[muon] + mass
         p_mu = np.sqrt(e_mu**2 - mass**2)
@@ -582,9 +584,15 @@ def _make_sources(
         s2 = np.maximum(1.0 - (e_mu / (n_idx * p_mu)) ** 2, 0.0)
         e0[muon], p0[muon], m2[muon], dedx[muon] = e_mu, p_mu, mass**2, physics.muon_dedx
         scale[muon] = length
-        sin2max[muon] = s2
+        # knock-on electrons' light, largest at the vertex momentum, in units of a beta = 1 track's sin^2
+        knock_on = (
+            (1.0 - 1.0 / n_idx**2) * np.interp(np.log(p_mu), tables.log_momentum, tables.per_cm)
+            if physics.muon_delta_rays
+            else 0.0
+        )
+        sin2max[muon] = s2 + knock_on
         highland[muon] = 13.6 / (p_mu * p_mu / e_mu)  # 13.6 MeV / (beta p), beta p = p^2 / E
-        mean[muon] = yield_cm * s2 * length
+        mean[muon] = yield_cm * sin2max[muon] * length
     frame_u, frame_v = orthonormal_frames(directions)
     return _Sources(
         event=event,
@@ -722,28 +730,46 @@ def _trace_block(
     sin = cos * cos
     np.subtract(f32(1.0), sin, out=sin)
     np.sqrt(sin, out=sin)
-    # Smear of the polar angle about the particle direction: the shower profile (showers, and the delta-ray
-    # share of muon light), or for muons a normal deviate times the Highland angle at the emission point
-    # (theta0 = 13.6 MeV / (beta p) sqrt(x / X0) (1 + 0.038 ln(x / X0)), PDG eq. 34.15; the momentum at the
-    # vertex) combined with the constant muon_angle_sigma.
+    # Smear of the polar angle about the particle direction: the shower profile (showers), or for muons a
+    # normal deviate times the Highland angle at the emission point (theta0 = 13.6 MeV / (beta p) sqrt(x /
+    # X0) (1 + 0.038 ln(x / X0)), PDG eq. 34.15; the momentum at the vertex) combined with the constant
+    # muon_angle_sigma.
     is_mu = rep((src.kind == KIND_MUON).astype(np.uint8), np.uint8).astype(bool)
-    muon_row = is_mu & ((k_sm & 15) >= np.uint16(round(16 * physics.muon_delta_fraction)))
     si = (k_sm >> 4).astype(np.intp)
-    si += muon_row.astype(np.intp) * _ANGLE_BINS
+    si += is_mu.astype(np.intp) * _ANGLE_BINS
     delta = np.take(tables.smear, si, mode="wrap")
-    if muon_row.any():
+    if is_mu.any():
         scale = np.full(nb, f32(np.deg2rad(physics.muon_angle_sigma)))
         if physics.muon_multiple_scattering:
             x = np.maximum(s - rep(src.start), f32(1e-3)) * f32(1.0 / physics.radiation_length)
             highland = rep(src.highland) * np.sqrt(x) * np.maximum(1.0 + f32(0.038) * np.log(x), f32(0.0))
             scale = np.sqrt(scale * scale + highland * highland)
-        delta = np.where(muon_row, delta * scale, delta)
+        delta = np.where(is_mu, delta * scale, delta)
     cd = np.cos(delta)
     sd = np.sin(delta)
     cos2 = cos * cd
     cos2 -= sin * sd
     sin2 = sin * cd
     sin2 += cos * sd
+    # Emission weight (Frank-Tamm sin^2 theta, applied at survival) and the muons' knock-on electrons: their
+    # light (weight s2_1 x track per cm at the local momentum) is a sample's with probability weight_ko /
+    # (sin^2 + weight_ko), at an angle to the muon from the table of its W_max bin.
+    weight = sin * sin
+    if physics.muon_delta_rays and is_mu.any():
+        mu = np.flatnonzero(is_mu)
+        ko_tables = knock_on_tables(float(physics.refractive_index))
+        p_mu = np.take(mom, mu)
+        ko = np.interp(np.log(p_mu), ko_tables.log_momentum, ko_tables.per_cm).astype(f32)
+        ko *= f32(1.0 - 1.0 / physics.refractive_index**2)
+        total = np.take(weight, mu) + ko
+        weight[mu] = total
+        u_ko = rng.bit_generator.random_raw((len(mu) + 3) // 4).view(np.uint16)[: len(mu)].astype(f32)
+        chosen = np.flatnonzero((u_ko + f32(0.5)) * total < ko * f32(65536.0))
+        rows = mu[chosen]
+        ko_index = np.searchsorted(ko_tables.bin_edges, p_mu[chosen]) * _ANGLE_BINS
+        ko_index += np.take(k_sm, rows) >> 4
+        cos2[rows] = np.take(ko_tables.cos, ko_index)
+        sin2[rows] = np.take(ko_tables.sin, ko_index)
     pi = (k_phi >> 4).astype(np.intp)
     ca = np.take(tables.cos_phi, pi, mode="wrap")
     ca *= sin2
@@ -930,8 +956,7 @@ def _trace_block(
         prob *= np.exp(absorption)
     else:
         prob *= np.exp(path * f32(-1.0 / physics.attenuation_length))
-    sn = np.take(sin, sample)
-    sn *= sn
+    sn = np.take(weight, sample)
     sn *= np.take(src.inv_sin2max32, pid)
     prob *= sn
     u_acc = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h].astype(f32)
