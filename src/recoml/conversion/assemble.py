@@ -37,6 +37,16 @@ class ChunkStats:
     dropped_objects: dict[str, int] = field(default_factory=dict)
     nan_counts: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: ChunkStats) -> None:
+        """Add another chunk's counts to these (totals over a conversion)."""
+        self.n_entries += other.n_entries
+        self.n_events += other.n_events
+        self.dropped_events += other.dropped_events
+        for key, value in other.dropped_objects.items():
+            self.dropped_objects[key] = self.dropped_objects.get(key, 0) + value
+        for key, value in other.nan_counts.items():
+            self.nan_counts[key] = self.nan_counts.get(key, 0) + value
+
 
 def _is_jagged(value: Any) -> bool:
     """An awkward array with a variable number of values per event (``N * var * ...``)."""

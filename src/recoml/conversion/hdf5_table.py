@@ -9,7 +9,6 @@ with the filters of ``hdf5plugin`` (Blosc, LZ4, Zstd, ...) registered.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,7 @@ import hdf5plugin  # noqa: F401  (registers Blosc & co. with h5py)
 import numpy as np
 
 from recoml.conversion.mapping import RootMapping
-from recoml.conversion.pmt_match import PmtMatcher
-from recoml.conversion.sensor_lookup import SensorLookup
-from recoml.conversion.whole_files import convert_whole_files
+from recoml.conversion.whole_files import FileReader
 from recoml.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -62,19 +59,8 @@ def read_columns(path: Path, table: str, names: Sequence[str]) -> dict[str, np.n
     raise DataError(f"{path}: '{table}' is neither a compound table nor a group of column datasets")
 
 
-def convert_hdf5_table(
-    inputs: Sequence[Path],
-    output: str | os.PathLike,
-    mapping: RootMapping,
-    *,
-    attrs: dict[str, Any],
-    matcher: PmtMatcher | None = None,
-    lookup: SensorLookup | None = None,
-    overwrite: bool = False,
-    nan_policy: str = "raise",
-    hash_inputs: bool = True,
-) -> Path:
-    """Convert every input file's table into one store (events in file order)."""
+def hdf5_reader(mapping: RootMapping) -> FileReader:
+    """The mapping's table (``tree``) of each input, read whole, as a :data:`FileReader` (rows: hits)."""
     if mapping.layout != "long" or mapping.event_column is None:
         raise ConfigError(f"mapping '{mapping.name}': an HDF5 hit table needs layout: long and event_column")
     column = mapping.event_column
@@ -85,15 +71,4 @@ def convert_hdf5_table(
         rows = len(np.asarray(values[column]))
         return values, rows, {"table": mapping.tree, "rows": rows}
 
-    return convert_whole_files(
-        inputs,
-        output,
-        mapping,
-        read,
-        attrs=attrs,
-        matcher=matcher,
-        lookup=lookup,
-        overwrite=overwrite,
-        nan_policy=nan_policy,
-        hash_inputs=hash_inputs,
-    )
+    return read

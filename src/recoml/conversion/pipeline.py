@@ -262,29 +262,16 @@ def convert_root(
                 "detector: add detector=from_file detector.path=<geometry file>"
             )
         lookup = SensorLookup.from_detector(detector, list(mapping.sensor_lookup.keys))
-    whole = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
-    whole |= conversion_identity(mapping, detector)
-    if mapping.format == "hdf5":
-        from recoml.conversion.hdf5_table import convert_hdf5_table
+    if mapping.format in ("hdf5", "objects"):  # inputs read whole, one file at a time
+        from recoml.conversion.hdf5_table import hdf5_reader
 
-        return convert_hdf5_table(
-            files,
-            output,
-            mapping,
-            attrs=whole,
-            matcher=matcher,
-            lookup=lookup,
-            overwrite=overwrite,
-            nan_policy=nan_policy,
-            hash_inputs=hash_inputs,
-        )
-    if mapping.format == "objects":
+        whole = {"converter": "recoml.convert", "mapping_name": mapping.name, "mapping": mapping.raw}
         return convert_whole_files(
             files,
             output,
             mapping,
-            object_reader(mapping),
-            attrs=whole,
+            hdf5_reader(mapping) if mapping.format == "hdf5" else object_reader(mapping),
+            attrs=whole | conversion_identity(mapping, detector),
             matcher=matcher,
             lookup=lookup,
             overwrite=overwrite,
@@ -332,7 +319,7 @@ def convert_root(
                 ):
                     if chunk is not None and stats.n_events:
                         writer.append(chunk)
-                    _add_stats(total, stats)
+                    total.add(stats)
                     remaining[task.path] -= n_read
                     if remaining[task.path] <= 0:
                         done_files.add(task.path)
@@ -355,16 +342,6 @@ def convert_root(
         reset_worker_state()
     _log_stats(output, total)
     return output
-
-
-def _add_stats(total: ChunkStats, stats: ChunkStats) -> None:
-    total.n_entries += stats.n_entries
-    total.n_events += stats.n_events
-    total.dropped_events += stats.dropped_events
-    for key, value in stats.dropped_objects.items():
-        total.dropped_objects[key] = total.dropped_objects.get(key, 0) + value
-    for key, value in stats.nan_counts.items():
-        total.nan_counts[key] = total.nan_counts.get(key, 0) + value
 
 
 def _log_stats(output: Path, total: ChunkStats) -> None:

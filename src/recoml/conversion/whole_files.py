@@ -55,9 +55,7 @@ def convert_whole_files(
                 )
                 if stats.n_events:
                     writer.append(chunk)
-                total.n_entries += stats.n_entries
-                total.n_events += stats.n_events
-                total.dropped_events += stats.dropped_events
+                total.add(stats)
             sources.append(
                 {"path": str(path), "sha256": file_sha256(path) if hash_inputs else None}
                 | record

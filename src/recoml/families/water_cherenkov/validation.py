@@ -18,14 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import uproot
 
 from recoml.errors import DataError
 from recoml.families.water_cherenkov.detector import WCDetector
 from recoml.families.water_cherenkov.particles import isotropic_directions
 from recoml.families.water_cherenkov.readers import load_geometry, read_tube_table, to_detector_frame
 from recoml.families.water_cherenkov.simulation import C_LIGHT, PhysicsConfig, simulate_particles
-from recoml.families.water_cherenkov.wcsim_raw import raw_wcsim_objects
+from recoml.families.water_cherenkov.wcsim_raw import primary_track, read_triggers
 
 __all__ = ["OBSERVABLES", "raw_event_comparison", "ring_observables"]
 
@@ -176,11 +175,10 @@ def raw_event_comparison(
     detector = load_geometry(path)
     table = read_tube_table(path)  # the tubes as load_geometry orders them
     axis = table.file_axis
-    with raw_wcsim_objects():
-        trigger = uproot.open(path)["wcsimT"]["wcsimrootevent/fEventList"].array(library="np")[0][0]
+    trigger = read_triggers(path)[0][0]
     tracks = trigger.member("fTracks").columns
     digits = trigger.member("fCherenkovDigiHits").columns
-    primary = int(np.flatnonzero(tracks["fFlag"] == 0)[0])
+    primary = primary_track(tracks, path, 0)
     if tracks["fIpnu"][primary] == 111:
         chosen = np.flatnonzero((tracks["fIpnu"] == 22) & (tracks["fParenttype"] == 111))
     else:

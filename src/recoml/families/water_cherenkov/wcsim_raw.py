@@ -33,7 +33,14 @@ from recoml.errors import DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EVENT_FIELDS", "raw_wcsim_objects", "read_events", "read_geometry"]
+__all__ = [
+    "EVENT_FIELDS",
+    "primary_track",
+    "raw_wcsim_objects",
+    "read_events",
+    "read_geometry",
+    "read_triggers",
+]
 
 #: ROOT streamer basic types (``TStreamerElement.fType``) of the members WCSim's classes hold.
 _BASIC = {1: "i1", 2: ">i2", 3: ">i4", 4: ">i8", 5: ">f4", 8: ">f8", 11: "u1", 12: ">u2", 13: ">u4", 18: "?"}
@@ -134,6 +141,43 @@ def _branch(file: Any, path: Path, tree: str, candidates: Sequence[str]) -> Any:
     raise DataError(f"{path}: tree '{tree}' has none of the branches {list(candidates)} of raw WCSim output")
 
 
+def read_triggers(path: str | Path, tree: str = "wcsimT") -> list[Any]:
+    """The triggers of every event of a raw WCSim file (uproot's ``WCSimRootTrigger`` objects, with
+    member-wise ``columns`` for their arrays); every event checked to have one, whose digits are as many
+    as it announces."""
+    path = Path(path)
+    file = _open(path, tree)
+    with raw_wcsim_objects():
+        try:
+            events = _branch(file, path, tree, ["wcsimrootevent/fEventList"]).array(library="np")
+        except Exception as err:  # deserialization of a WCSim version this reader does not know
+            raise DataError(
+                f"{path}: cannot decode its WCSimRootEvent objects ({type(err).__name__}: {err})"
+            ) from err
+    for i, triggers in enumerate(events):
+        if not len(triggers):
+            raise DataError(f"{path}: event {i} of tree '{tree}' has no trigger")
+        first = triggers[0]
+        n_digits, expected = (
+            len(first.member("fCherenkovDigiHits").columns["fTubeId"]),
+            int(first.member("fNcherenkovdigihits")),
+        )
+        if n_digits != expected:
+            raise DataError(
+                f"{path}: event {i} announces {expected} digits (fNcherenkovdigihits) but holds {n_digits}"
+            )
+    return list(events)
+
+
+def primary_track(tracks: dict[str, np.ndarray], path: str | Path, event: int) -> int:
+    """Row of the primary particle among a trigger's track columns: WCSim flags the beam -1, the target -2
+    and primaries 0; the first primary."""
+    primary = np.flatnonzero(tracks["fFlag"] == 0)
+    if not len(primary):
+        raise DataError(f"{path}: event {event} has no primary track (fFlag == 0) among its tracks")
+    return int(primary[0])
+
+
 def read_events(
     path: str | Path, tree: str = "wcsimT", names: Sequence[str] | None = None
 ) -> tuple[dict[str, Any], int]:
@@ -145,31 +189,13 @@ def read_events(
         raise DataError(
             f"{path}: raw WCSim events hold no field(s) {unknown}; they hold {list(EVENT_FIELDS)}"
         )
-    file = _open(path, tree)
-    with raw_wcsim_objects():
-        try:
-            events = _branch(file, path, tree, ["wcsimrootevent/fEventList"]).array(library="np")
-        except Exception as err:  # deserialization of a WCSim version this reader does not know
-            raise DataError(
-                f"{path}: cannot decode its WCSimRootEvent objects ({type(err).__name__}: {err})"
-            ) from err
+    events = read_triggers(path, tree)
     rows: dict[str, list[Any]] = {k: [] for k in EVENT_FIELDS}
     for i, triggers in enumerate(events):
-        if not len(triggers):
-            raise DataError(f"{path}: event {i} of tree '{tree}' has no trigger")
         first = triggers[0]
         digits = first.member("fCherenkovDigiHits").columns
-        expected = int(first.member("fNcherenkovdigihits"))
-        if len(digits["fTubeId"]) != expected:
-            raise DataError(
-                f"{path}: event {i} announces {expected} digits (fNcherenkovdigihits) but holds "
-                f"{len(digits['fTubeId'])}"
-            )
         tracks = first.member("fTracks").columns
-        primary = np.flatnonzero(tracks["fFlag"] == 0)  # WCSim: -1 beam, -2 target, 0 primaries
-        if not len(primary):
-            raise DataError(f"{path}: event {i} has no primary track (fFlag == 0) among its tracks")
-        k = int(primary[0])
+        k = primary_track(tracks, path, i)
         direction, vertex = tracks["fDir"][k], np.asarray(first.member("fVtx"), dtype=np.float64)
         rows["tube"].append(digits["fTubeId"])
         rows["charge"].append(digits["fQ"])
