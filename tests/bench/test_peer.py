@@ -7,11 +7,13 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
 import numpy as np
+import psutil
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -26,6 +28,8 @@ from recoml.bench.peer import (
     bench_peer,
     import_watchmal,
     peer_table,
+    settle,
+    worker_pids,
     write_peer_files,
 )
 from recoml.conf import CONFIG_MODULE
@@ -116,6 +120,42 @@ def test_worker_cases_report_their_rate_over_one_process():
     assert [k for k, r in results.items() if "vs_0w" in r] == ["wcte_batches_2w"]
     table = peer_table(results, "test box")
     assert "1.50x / 1.90x" in list(table.columns[-1].cells)
+
+
+class BusyItems(torch.utils.data.Dataset):
+    """Items that each take ~0.15 s of CPU (a stand-in for a peer's expensive batches)."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> int:
+        end = time.process_time() + 0.15
+        while time.process_time() < end:
+            pass
+        return i
+
+
+def test_settle_waits_until_a_loaders_workers_finished_their_prefetch():
+    """After one item, the worker still has its prefetched items to make (~0.3 CPU-s); `settle` returns
+    only once it has, so the other side's measurement does not share the cores with it."""
+    loader = torch.utils.data.DataLoader(
+        BusyItems(), batch_size=None, num_workers=1, prefetch_factor=3, persistent_workers=True
+    )
+    items = iter(loader)
+    assert next(items) == 0
+    pids = worker_pids(loader)
+    assert len(pids) == 1
+
+    def worker_cpu() -> float:
+        times = psutil.Process(pids[0]).cpu_times()
+        return times.user + times.system
+
+    settle(loader)
+    before = worker_cpu()
+    time.sleep(0.2)
+    assert worker_cpu() - before < 0.05  # idle: nothing left to make
+    assert before > 0.35  # it did make the 3 prefetched items before settle returned
+    del items
 
 
 requires_watchmal = pytest.mark.skipif(

@@ -42,12 +42,15 @@ def write_hits(tmp_path: Path, seed: int = 4) -> Path:
     return write_store(tmp_path / "store.h5", arrays)
 
 
+@pytest.mark.parametrize("group", [1, 3])
 @pytest.mark.parametrize("room", ["ample", "tight"])
-def test_slot_reuse_never_leaks_one_batch_into_the_next(tmp_path, monkeypatch, room):
-    """Over 3 epochs, each batch a worker finished into a reused slot equals the 0-worker build of the
-    same events, while the consumer keeps its `held_batches - 1` earlier batches, which stay unchanged
-    (no slot in use is overwritten). "tight": slots whose record of painted pixels and hit area are too
-    small (full clears; hits handed over the usual way)."""
+def test_slot_reuse_never_leaks_one_batch_into_the_next(tmp_path, monkeypatch, room, group):
+    """Over 3 epochs, the batches come in the sampler's order, none dropped or repeated, and each batch a
+    worker finished into a reused slot equals the 0-worker build of the same events, while the consumer
+    keeps its `held_batches - 1` earlier batches, which stay unchanged (no slot in use is overwritten).
+    "tight": slots whose record of painted pixels and hit area are too small (full clears; hits handed
+    over the usual way). group 3: workers finish 3 consecutive batches per DataLoader item (9 batches per
+    epoch: the last item of a pass is full, the abandoned pass stops inside an item)."""
     if room == "tight":
         monkeypatch.setattr(slots, "_WRITTEN_FRACTION", 10**9)
         monkeypatch.setattr(slots, "_MIN_HIT_BYTES", 64)
@@ -63,20 +66,27 @@ def test_slot_reuse_never_leaks_one_batch_into_the_next(tmp_path, monkeypatch, r
         fractions=(1.0, 0.0, 0.0),
         held_batches=hold,
         target_fields=("labels", "positions"),
+        batches_per_message=group,
     )
     assert dm.build_in_workers(builder)
     loader = dm.train_dataloader()
     assert isinstance(loader, SlotLoader)
-    assert loader.pool.n_slots == 2 * 2 + 1 + hold
+    assert loader.pool.n_slots == group * (2 * 2 + 1) + hold
+    assert len(loader) == N_EVENTS // 8
+    rows_of = dm.dataset("train").indices
     reference = EventDataset(path, target_fields=("labels", "positions"))  # read here: the 0-worker path
     held: deque[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]] = deque(maxlen=hold - 1)
     storages, n_batches = set(), 0
     for epoch in range(3):
         loader.sampler.set_epoch(epoch)
+        order = TrainBatchSampler(N_EVENTS, 8, seed=0)
+        order.set_epoch(epoch)
+        expected_rows = [rows_of[positions] for positions in order]
         for i, batch in enumerate(loader):
-            if epoch == 1 and i == 3:  # an abandoned pass: the next one gets its slots back
+            if epoch == 1 and i == 4:  # an abandoned pass: the next one gets its slots back
                 break
             rows = batch.event_index
+            assert rows.tolist() == expected_rows[i].tolist()  # in order, none dropped or repeated
             expected = ImageBuilder(det, geometry_channels=True)(reference[rows.numpy()])
             assert torch.equal(batch.inputs, expected)
             raw = reference[rows.numpy()]
@@ -92,7 +102,9 @@ def test_slot_reuse_never_leaks_one_batch_into_the_next(tmp_path, monkeypatch, r
             storages.add(batch.inputs.untyped_storage().data_ptr())
             held.append((batch.inputs, batch.inputs.clone(), {**batch.hits, "rows": rows.clone()}))
             n_batches += 1
-    assert n_batches == 2 * N_EVENTS // 8 + 3
+        else:
+            assert i == len(expected_rows) - 1
+    assert n_batches == 2 * N_EVENTS // 8 + 4
     # Allocated once: every batch is a view of one of the pool's slots.
     assert storages <= {t.untyped_storage().data_ptr() for t in loader.pool.outputs}
     assert loader.pool.n_promised == 0  # the full-size pool always had a free slot
@@ -140,15 +152,16 @@ def test_without_room_in_shared_memory_images_are_painted_here(tmp_path, monkeyp
     dm = EventDataModule(write_hits(tmp_path), batch_size=8, num_workers=2, fractions=(1.0, 0.0, 0.0))
     builder = ImageBuilder(det, reuse_output=True)
     assert dm.build_in_workers(builder)
-    need = slots.pool_bytes(builder, 8, 2 * 2 + 1 + 3)
+    n_slots = slots.batches_per_message(builder, 8) * (2 * 2 + 1) + 3
+    need = slots.pool_bytes(builder, 8, n_slots)
     monkeypatch.setattr(datamodule, "shared_memory_free", lambda: need - 1)
     with caplog.at_level("WARNING", logger="recoml.data.datamodule"):
         loader = dm.train_dataloader()
     assert type(loader) is DataLoader
     assert [r.getMessage() for r in caplog.records if "free in /dev/shm" in r.getMessage()] == [
-        f"train loader: 8 output slots need {need / 1e6:.0f} MB of shared memory, {(need - 1) / 1e6:.0f} MB "
-        "free in /dev/shm; the training process paints the images instead (slower; enlarge /dev/shm, e.g. "
-        "docker --shm-size, or lower the batch size)"
+        f"train loader: {n_slots} output slots need {need / 1e6:.0f} MB of shared memory, "
+        f"{(need - 1) / 1e6:.0f} MB free in /dev/shm; the training process paints the images instead "
+        "(slower; enlarge /dev/shm, e.g. docker --shm-size, or lower the batch size)"
     ]
     batch = next(iter(loader))
     assert torch.equal(builder.finish(batch.inputs), ImageBuilder(det)(batch))

@@ -19,7 +19,8 @@ Cases (``peer.json``: one entry each, both rates and ``ratio`` = recoml / WatChM
 
 Rates are events per CPU-second of the process and its loader workers (``psutil``) and events per wall
 second, with the share of that CPU spent in the training process (``training_process_cpu_share``); each
-repeat runs WatChMaL then recoml (interleaved), the medians are reported. A worker case run with its
+repeat runs WatChMaL then recoml (interleaved; a side starts once the other's workers have finished the
+batches they prefetched, :func:`settle`), the medians are reported. A worker case run with its
 0-worker case also gets ``vs_0w``: each side's events/s with the workers over its events/s in one
 process ("2 workers on 2 idle cores >= 1.7x one process"; it measures the load too on a busy box).
 """
@@ -299,14 +300,28 @@ def worker_pids(loader: Any) -> list[int]:
     return [w.pid for w in getattr(iterator, "_workers", []) if w.pid is not None]
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds (user + system) so far of this process and ``pids``."""
-    total = time.process_time()
+def cpu_seconds(pids: list[int], main: bool = True) -> float:
+    """CPU seconds (user + system) so far of ``pids`` and (``main``) this process."""
+    total = time.process_time() if main else 0.0
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
             t = psutil.Process(pid).cpu_times()
             total += t.user + t.system
     return total
+
+
+def settle(loader: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> None:
+    """Wait until ``loader``'s workers stop using CPU (they finish the batches they prefetched), so that the
+    other side's measurement has the cores to itself: a WatChMaL worker's 4 prefetched WCTE batches take
+    about 0.45 CPU-s, most of a recoml window of 96 batches on 2 cores."""
+    pids = worker_pids(loader)
+    deadline, last = time.monotonic() + timeout_s, cpu_seconds(pids, main=False)
+    while pids and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        now = cpu_seconds(pids, main=False)
+        if now - last < 0.2 * interval_s:  # psutil counts in clock ticks (10 ms)
+            return
+        last = now
 
 
 @dataclass
@@ -346,6 +361,7 @@ def interleaved(sides: dict[str, Side], repeats: int, n_batches: int, warmup: in
     for _ in range(repeats):
         for side in sides.values():
             side.measure(n_batches, warmup)
+            settle(side.loader)
     entry: dict[str, Any] = {name: side.medians() for name, side in sides.items()}
     entry["ratio"] = {r: entry["recoml"][r] / entry["watchmal"][r] for r in RATES}
     entry["repeats"] = repeats

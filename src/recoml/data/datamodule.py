@@ -30,6 +30,7 @@ from recoml.data.slots import (
     DEFAULT_TIMEOUT_S,
     SlotLoader,
     SlotPool,
+    batches_per_message,
     pool_bytes,
     shared_memory_free,
 )
@@ -106,8 +107,9 @@ class EventDataModule(L.LightningDataModule):
     (``train``/``val``/``test``/``all``). ``persistent_workers=None`` means ``num_workers > 0``.
     ``held_batches``: how many batches a consumer of the loaders may hold at once when workers finish
     the inputs into shared output slots (:meth:`build_in_workers`); ``slot_timeout_s`` how long a worker
-    waits for a slot before failing. An existing ``<stem>_splits.npz`` without recoml metadata (e.g.
-    WatChMaL's) is used as it is.
+    waits for a slot before failing; ``batches_per_message`` how many consecutive batches a worker
+    finishes per DataLoader item then (None: :func:`recoml.data.slots.batches_per_message`). An existing
+    ``<stem>_splits.npz`` without recoml metadata (e.g. WatChMaL's) is used as it is.
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class EventDataModule(L.LightningDataModule):
         prefetch_factor: int | None = None,
         held_batches: int = DEFAULT_HOLD,
         slot_timeout_s: float = DEFAULT_TIMEOUT_S,
+        batches_per_message: int | None = None,
     ) -> None:
         super().__init__()
         # In checkpoints (reproducibility) but not logged: keys like `seed` may clash with the model's.
@@ -156,6 +159,9 @@ class EventDataModule(L.LightningDataModule):
         self.prefetch_factor = prefetch_factor
         self.held_batches = int(held_batches)
         self.slot_timeout_s = float(slot_timeout_s)
+        if batches_per_message is not None and int(batches_per_message) < 1:
+            raise ConfigError(f"batches_per_message must be >= 1 or null (automatic): {batches_per_message}")
+        self.batches_per_message = None if batches_per_message is None else int(batches_per_message)
         self.store: EventStore | None = None
         self.splits: dict[str, np.ndarray] | None = None
         self._datasets: dict[str, EventDataset] = {}
@@ -317,16 +323,17 @@ class EventDataModule(L.LightningDataModule):
         kwargs = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory, **extra}
         build = self._worker_builds.get(split)
         if slots and build is not None and self.persistent_workers and build.slots:
-            # Slots: the workers' prefetched batches, the one received and not yet handed over, and
-            # those the consumer holds.
-            n_slots = self.num_workers * (self.prefetch_factor or 2) + 1 + self.held_batches
+            group = self.batches_per_message or batches_per_message(build.representation, batch_size)
+            # Slots: the workers' prefetched items and the one received and not yet handed over (each
+            # `group` batches), and the batches the consumer holds.
+            n_slots = group * (self.num_workers * (self.prefetch_factor or 2) + 1) + self.held_batches
             need = pool_bytes(build.representation, batch_size, n_slots)
             free = shared_memory_free()
             if free is None or need < free:
                 pool = SlotPool(
                     build.representation, batch_size, n_slots, self.held_batches, self.slot_timeout_s
                 )
-                return SlotLoader(pool, ds, sampler, **kwargs)
+                return SlotLoader(pool, ds, sampler, group, **kwargs)
             log.warning(
                 "%s loader: %d output slots need %.0f MB of shared memory, %.0f MB free in /dev/shm; the "
                 "training process paints the images instead (slower; enlarge /dev/shm, e.g. docker "
