@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from recoml.data import slots
 from recoml.data.datamodule import EventDataModule
 from recoml.data.dataset import EventDataset
+from recoml.data.representations.graphs import GraphBuilder
 from recoml.data.samplers import TrainBatchSampler
 from recoml.data.slots import SlotLoader, SlotPool, SlotRef, SlotTask, SlotTimeoutError
 from recoml.data.store import write_store
@@ -197,6 +198,15 @@ def test_a_batch_waits_for_a_held_slot_and_gets_it_when_released(tmp_path):
             previous = (batch.inputs, batch.inputs.clone())
     assert pool.n_promised > 0  # batches did wait for a held slot
     assert pool._waiting == {} and sorted([*pool._free, *(s for _, s in pool._held)]) == [0, 1, 2]
+
+
+def test_small_outputs_travel_several_batches_per_message():
+    """WCTE images of 512 events (17 MB) go 3 per DataLoader item, HK ones of 256 (82 MB) alone, small
+    batches at most 4 per item; outputs without a fixed size alone."""
+    assert slots.batches_per_message(ImageBuilder(detector("wcte")), 512) == 3
+    assert slots.batches_per_message(ImageBuilder(detector("hk")), 256) == 1
+    assert slots.batches_per_message(ImageBuilder(detector("wcte")), 8) == slots.MAX_BATCHES_PER_MESSAGE == 4
+    assert slots.batches_per_message(GraphBuilder(detector("wcte"), k=4), 512) == 1
 
 
 def test_a_worker_without_its_slot_times_out_in_one_sentence(tmp_path):
