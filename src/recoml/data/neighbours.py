@@ -130,25 +130,41 @@ def _counts(pos: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
 def edges_from_table(nbr: torch.Tensor, buffer: torch.Tensor | None = None) -> torch.Tensor:
     """``(2, E)`` [neighbour, centre] edges of a neighbour table (``-1`` marks no neighbour).
 
-    ``buffer``: a flat int64 tensor of at least ``2 * N * k`` elements on ``nbr``'s device; when every node
-    has ``k`` neighbours the edges are written into its start (a contiguous view of it is returned) instead
-    of a new tensor (a WCTE batch's edges are 39 MB: fresh pages cost 6x the copy).
+    ``buffer``: a flat int64 tensor of at least ``2 * N * k`` elements on ``nbr``'s device; the edges are
+    written into its start (a contiguous view of it is returned) instead of a new tensor (a WCTE batch's
+    edges are 39 MB: fresh pages cost 6x the copy).
     """
     n, k = nbr.shape
     source = nbr.reshape(-1)
     if n * k and not bool((source < 0).any()):  # every node has k neighbours: no masking pass
-        fits = buffer is not None and buffer.numel() >= 2 * n * k and buffer.device == nbr.device
-        if not fits:
+        edges = _edge_output(buffer, n * k, nbr.device)
+        if edges is None:
             centre = torch.arange(n, device=nbr.device).repeat_interleave(k, output_size=n * k)
             return torch.stack([source, centre])
-        assert buffer is not None
-        edges = buffer[: 2 * n * k].view(2, n * k)
         edges[0].copy_(source)
         edges[1].view(n, k).copy_(torch.arange(n, device=nbr.device).unsqueeze(1).expand(n, k))
+        return edges
+    if nbr.device.type == "cpu":
+        # A few small events leave -1s in a WCTE batch: numpy's flatnonzero/take/floor_divide were measured
+        # 5x faster than torch's masking (87 -> 16 ms for 3.5M entries).
+        flat = nbr.numpy().reshape(-1)
+        kept = np.flatnonzero(flat >= 0)
+        edges = _edge_output(buffer, len(kept), nbr.device)
+        edges = torch.empty((2, len(kept)), dtype=torch.int64) if edges is None else edges
+        out = edges.numpy()
+        np.take(flat, kept, out=out[0])
+        np.floor_divide(kept, k, out=out[1])
         return edges
     centre = torch.arange(n, device=nbr.device).repeat_interleave(k, output_size=n * k)
     valid = source >= 0
     return torch.stack([source[valid], centre[valid]])
+
+
+def _edge_output(buffer: torch.Tensor | None, n_edges: int, device: torch.device) -> torch.Tensor | None:
+    """``(2, n_edges)`` view of the start of ``buffer``, or None when there is none or it does not fit."""
+    if buffer is None or buffer.numel() < 2 * n_edges or buffer.device != device:
+        return None
+    return buffer[: 2 * n_edges].view(2, n_edges)
 
 
 def neighbour_table(
@@ -345,20 +361,39 @@ def _sensor_order(points: np.ndarray, width: int, chunk: int = 2048) -> np.ndarr
     if width == 0:
         return order
     tree = cKDTree(points)
-    for a in range(0, n_sensors, chunk):
-        b = min(n_sensors, a + chunk)
-        _, found = tree.query(points[a:b], k=width + 1)
-        # Exact squared distances summed as the walk sums them, ids ascending first so that a stable
-        # sort by distance orders equal distances by id.
-        found = np.sort(found, axis=1)
-        diff = points[found] - points[a:b, None, :]
+    for start in range(0, n_sensors, chunk):
+        rows = np.arange(start, min(n_sensors, start + chunk))
+        order[rows] = _nearest_sensors(tree, points, rows, width)
+    return order
+
+
+def _nearest_sensors(tree: cKDTree, points: np.ndarray, rows: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` nearest other sensors of each of ``rows``, by (exact squared distance, id): the
+    tree's nearest with a margin, re-sorted; rows whose margin is all at their last kept distance (equal
+    distances are common on a regular grid) are asked again for twice as many."""
+    n_sensors = points.shape[0]
+    n_query = min(n_sensors, width + 17)
+    result = np.empty((len(rows), width), dtype=np.int64)
+    todo = np.arange(len(rows))
+    while len(todo):
+        centres = rows[todo]
+        _, found = tree.query(points[centres], k=n_query)
+        # Ids ascending first, so that a stable sort by distance orders equal distances by id; squared
+        # distances summed axis by axis as the walk sums them.
+        found = np.sort(found.reshape(len(todo), n_query), axis=1)
+        diff = points[found] - points[centres, None, :]
         d2 = diff[..., 0] * diff[..., 0]
         for axis in range(1, points.shape[1]):
             d2 += diff[..., axis] * diff[..., axis]
-        d2[found == np.arange(a, b)[:, None]] = -1.0  # the sensor itself first, then dropped
+        d2[found == centres[:, None]] = -1.0  # the sensor itself first, then dropped
         by_distance = np.argsort(d2, axis=1, kind="stable")
-        order[a:b] = np.take_along_axis(found, by_distance[:, 1:], axis=1)
-    return order
+        sorted_d2 = np.take_along_axis(d2, by_distance, axis=1)
+        settled = (sorted_d2[:, width] < sorted_d2[:, -1] * (1 - 1e-9)) | (n_query == n_sensors)
+        kept = by_distance[settled, 1 : width + 1]
+        result[todo[settled]] = np.take_along_axis(found[settled], kept, axis=1)
+        todo = todo[~settled]
+        n_query = min(n_sensors, 2 * n_query)
+    return result
 
 
 def sensor_neighbour_table(
@@ -379,12 +414,12 @@ def sensor_neighbour_table(
     width, any_edges = _table_width(counts, k, loop)
     if not any_edges:
         return _empty_table(n_nodes, width, sensors.device)
-    nbr = np.full((n_nodes, width), -1, dtype=np.int64)
-    dist2 = np.full((n_nodes, width), np.inf, dtype=np.float32)
+    nbr = np.empty((n_nodes, width), dtype=np.int64)  # every row written by the walk or the fallback
+    dist2 = np.empty((n_nodes, width), dtype=np.float32)
     sizes = counts.numpy()
     shared = np.zeros(len(sizes), dtype=np.bool_)  # events with two nodes on one sensor
     short = np.zeros(n_nodes, dtype=np.bool_)  # rows that ran past the table's width
-    scratch = np.full(n_sensors, -1, dtype=np.int64)
+    scratch = np.full(n_sensors, -1, dtype=np.int32)
     _walk_sensor_lists(
         table.order, table.positions, ids, sizes, width, loop, scratch, nbr, dist2, shared, short
     )
@@ -481,6 +516,9 @@ def _walk_sensor_lists(
                         dist2[node, n_found] = d
                         n_found += 1
                 short[node] = n_found < want
+                for column in range(n_found, k):
+                    nbr[node, column] = -1
+                    dist2[node, column] = np.inf
         for node in range(start, stop):
             hit_of[sensors[node]] = -1
         start = stop
