@@ -1,7 +1,8 @@
 """The hit-graph builder of the GNNs: one node per hit, kNN edges within each event.
 
-Neighbours come from :mod:`recoml.data.neighbours` (the one kNN/radius builder: KD-tree on the CPU,
-batched blocks on a GPU).
+Neighbours come from :mod:`recoml.data.neighbours` (the one kNN/radius builder): on the CPU without time,
+read off each PMT's precomputed list of nearest PMTs (every node is one of the detector's fixed PMTs);
+with time, a KD-tree; on a GPU, batched blocks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from torch.utils.data import get_worker_info
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
-from recoml.data.neighbours import edges_from_table, neighbour_table
+from recoml.data.neighbours import (
+    edges_from_table,
+    neighbour_table,
+    sensor_neighbour_table,
+    sensor_table,
+)
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
 from recoml.errors import ConfigError
 
@@ -123,7 +129,12 @@ class GraphBuilder(Representation):
             t = batch.hits["time"].to(torch.float32) * self.time_scale
             pos = torch.cat([pos, t.unsqueeze(1)], dim=1)
         counts = (batch.offsets[1:] - batch.offsets[:-1]).cpu()
-        nbr, _ = neighbour_table(pos, counts, self.k, self.loop, chunk_size=self.chunk_size)
+        if pos.device.type == "cpu" and not self.space_time:
+            # Nodes sit on the detector's fixed PMTs: each PMT's nearest PMTs are listed once per process.
+            table = sensor_table(self.pmt_positions)
+            nbr, _ = sensor_neighbour_table(table, pmt, counts, self.k, self.loop)
+        else:
+            nbr, _ = neighbour_table(pos, counts, self.k, self.loop, chunk_size=self.chunk_size)
         return GraphInput(
             x=self.features(batch),
             pos=pos,
