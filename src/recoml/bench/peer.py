@@ -310,18 +310,25 @@ def cpu_seconds(pids: list[int], main: bool = True) -> float:
     return total
 
 
-def settle(loader: Any, timeout_s: float = 10.0, interval_s: float = 0.05) -> None:
-    """Wait until ``loader``'s workers stop using CPU (they finish the batches they prefetched), so that the
+def settle(loader: Any, timeout_s: float = 30.0, interval_s: float = 0.05) -> None:
+    """Wait until ``loader``'s workers are idle (they finished the batches they prefetched), so that the
     other side's measurement has the cores to itself: a WatChMaL worker's 4 prefetched WCTE batches take
-    about 0.45 CPU-s, most of a recoml window of 96 batches on 2 cores."""
+    about 0.45 CPU-s, most of a recoml window of 96 batches on 2 cores. Idle: no worker runnable and no
+    CPU time added over an interval (a busy worker the kernel did not schedule is still runnable)."""
     pids = worker_pids(loader)
     deadline, last = time.monotonic() + timeout_s, cpu_seconds(pids, main=False)
     while pids and time.monotonic() < deadline:
         time.sleep(interval_s)
         now = cpu_seconds(pids, main=False)
-        if now - last < 0.2 * interval_s:  # psutil counts in clock ticks (10 ms)
+        if now - last < 0.2 * interval_s and not any(_runnable(pid) for pid in pids):
             return
         last = now
+
+
+def _runnable(pid: int) -> bool:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return psutil.Process(pid).status() == psutil.STATUS_RUNNING
+    return False
 
 
 @dataclass
