@@ -1195,6 +1195,8 @@ def _block_hits(
             inside = np.isfinite(tmin[signal])
             signal, charge_sig = signal[inside], charge_sig[inside]
 
+    bins: np.ndarray
+    charge_out: np.ndarray
     dark_pe_rate = dark_rate * (pmt_model.dark_conversion if physics.digitizer_threshold else 1.0)
     rate = n_pmts * dark_pe_rate * physics.readout_window * 1e-9
     if dark_noise and rate > 0:
