@@ -1,14 +1,27 @@
 """The one kNN/radius graph builder (recoml.data.neighbours): KD-tree and block paths against brute force,
-on random and degenerate inputs (duplicate points, empty events, fewer hits than k)."""
+on random and degenerate inputs (duplicate points, empty events, fewer hits than k); the fixed-sensor
+lists against the KD-tree on the WCTE and HK geometries."""
 
 from __future__ import annotations
+
+import functools
+import math
 
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from recoml.conf import CONF_DIR
 from recoml.data import neighbours
-from recoml.data.neighbours import knn_graph, neighbour_table, radius_graph
+from recoml.data.neighbours import (
+    knn_graph,
+    neighbour_table,
+    radius_graph,
+    sensor_neighbour_table,
+    sensor_table,
+)
 from recoml.errors import ConfigError, DataError
 
 
@@ -162,3 +175,120 @@ def test_bad_arguments() -> None:
         knn_graph(torch.rand(4), None, k=2)
     with pytest.raises(DataError, match="NaN"):
         knn_graph(torch.tensor([[0.0, 0, 0], [float("nan"), 0, 0]]), None, k=1)
+
+
+# -- kNN on fixed sensors (sensor_table / sensor_neighbour_table) -----------------------------------------
+
+
+@functools.cache
+def sensor_positions(name: str) -> torch.Tensor:
+    """The PMT positions of a detector of the shipped configs (WCTE 2,014 PMTs, HK 19,994)."""
+    det = instantiate(OmegaConf.load(CONF_DIR / "detector" / f"{name}.yaml"))
+    return torch.as_tensor(det.sensor_positions, dtype=torch.float32)
+
+
+def assert_same_up_to_ties(got: tuple[torch.Tensor, torch.Tensor], want: tuple[torch.Tensor, torch.Tensor]):
+    """Same squared distances row by row (nearest first, -1 / inf in the same places), and the same
+    neighbours wherever a choice is forced: those strictly nearer than a row's furthest kept neighbour
+    (among equally distant ones either table may keep any)."""
+    (got_nbr, got_d2), (want_nbr, want_d2) = got, want
+    assert got_nbr.shape == want_nbr.shape and got_nbr.dtype == torch.int64 and got_d2.dtype == torch.float32
+    torch.testing.assert_close(got_d2, want_d2, rtol=1e-6, atol=1e-3)
+    assert torch.equal(got_nbr < 0, want_nbr < 0)
+    furthest = torch.where(torch.isinf(want_d2), -math.inf, want_d2).amax(dim=1, keepdim=True)
+    forced = want_d2 < furthest * (1 - 1e-6)
+    for row in torch.nonzero(forced.any(dim=1)).flatten().tolist():
+        assert set(got_nbr[row][forced[row]].tolist()) == set(want_nbr[row][forced[row]].tolist()), row
+
+
+def ring_event(positions: torch.Tensor, n_isolated: int, generator: torch.Generator) -> torch.Tensor:
+    """Sensors of a Cherenkov-like ring (the sensors between 40% and 45% of the detector's size from a
+    random sensor) plus ``n_isolated`` random sensors elsewhere: hits far from any other hit."""
+    centre = positions[torch.randint(len(positions), (1,), generator=generator)]
+    distance = (positions - centre).norm(dim=1)
+    size = float(distance.max())
+    ring = torch.nonzero((distance > 0.40 * size) & (distance < 0.45 * size)).flatten()
+    others = torch.nonzero(distance < 0.2 * size).flatten()
+    isolated = others[torch.randperm(len(others), generator=generator)[:n_isolated]]
+    return torch.cat([ring, isolated])
+
+
+@pytest.mark.parametrize(("name", "width"), [("wcte", neighbours.SENSOR_TABLE_WIDTH), ("hk", 256)])
+@pytest.mark.parametrize("loop", [False, True])
+def test_sensor_lists_find_the_kdtree_neighbours(name: str, width: int, loop: bool) -> None:
+    """On the real geometries, random hit sensors (events of 0, 1, k, k + 1, 300, 2,000 and every sensor)
+    and rings with isolated hits (the rows that run past the table, left to the KD-tree): the same
+    neighbours as the KD-tree up to ties."""
+    positions = sensor_positions(name)
+    table = sensor_table(positions, width)
+    g = torch.Generator().manual_seed(len(positions) + loop)
+    k = 16
+    events = [torch.randperm(len(positions), generator=g)[:n] for n in (0, 1, k, k + 1, 300, 2000)]
+    events += [torch.randperm(len(positions), generator=g), ring_event(positions, 5, g)]
+    events += [ring_event(positions, 1, g) for _ in range(3)]
+    sensors = torch.cat(events)
+    counts = torch.tensor([len(e) for e in events])
+    got = sensor_neighbour_table(table, sensors, counts, k, loop)
+    assert_same_up_to_ties(got, neighbour_table(positions[sensors], counts, k, loop))
+    # Some isolated hits' k-th nearest hit lies beyond the end of their sensor's row: rows the lists
+    # cannot finish, left to the KD-tree, were among those checked above.
+    last = torch.as_tensor(table.order[sensors.numpy(), -1].astype(np.int64))
+    reach = ((positions[last] - positions[sensors]).double() ** 2).sum(dim=1)
+    beyond = torch.isfinite(got[1][:, -1]) & (got[1][:, -1].double() > reach)
+    assert bool(beyond.any())
+    # Small events against brute force too.
+    small = [0, 1, k, k + 1]
+    expected = brute_force(positions[sensors[: sum(small)]], small, k, loop)
+    for row, want in enumerate(expected):
+        have = got[1][row][torch.isfinite(got[1][row])].double().sqrt().numpy()
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-4)
+
+
+def test_sensor_table_rows_are_the_nearest_sensors_in_order() -> None:
+    """Each row: the other sensors, by (squared distance, id), the nearest ``width``; one table per
+    positions and width in a process; int16 ids."""
+    positions = sensor_positions("wcte")
+    full = sensor_table(positions, 5000)
+    assert full.complete and full.order.shape == (2014, 2013) and full.order.dtype == np.int16
+    assert sensor_table(positions, 5000) is full
+    p = positions.double().numpy()
+    for sensor in (0, 777, 2013):
+        d2 = ((p - p[sensor]) ** 2).sum(axis=1)
+        expected = [s for s in np.lexsort((np.arange(len(p)), d2)) if s != sensor]
+        assert full.order[sensor].tolist() == expected
+    narrow = sensor_table(positions, 40)
+    assert not narrow.complete and np.array_equal(narrow.order, full.order[:, :40])
+    scaled = sensor_table(positions * 2, 40)  # a power of two: the same distances times 4, exactly
+    assert scaled is not narrow and np.array_equal(scaled.order, narrow.order)
+
+
+def test_two_hits_on_one_sensor_go_to_the_kdtree() -> None:
+    """Real WCSim events can hold two digits of one PMT: such an event is searched by the KD-tree (the
+    copy is a neighbour at distance 0, never the node itself), the others of the batch by the lists."""
+    positions = sensor_positions("wcte")
+    table = sensor_table(positions)
+    g = torch.Generator().manual_seed(9)
+    plain = torch.randperm(2014, generator=g)[:200]
+    doubled = torch.randperm(2014, generator=g)[:100]
+    doubled = torch.cat([doubled, doubled[:30]])
+    sensors = torch.cat([plain, doubled, plain[:50]])
+    counts = torch.tensor([200, 130, 50])
+    for loop in (False, True):
+        got = sensor_neighbour_table(table, sensors, counts, 16, loop)
+        assert_same_up_to_ties(got, neighbour_table(positions[sensors], counts, 16, loop))
+        copy = 200 + 100  # node 300 is the second hit of node 200's sensor
+        assert int(got[0][copy, 1 if loop else 0]) in (200, copy) and float(got[1][copy, 0]) == 0.0
+
+
+def test_sensor_lists_refuse_bad_input() -> None:
+    table = sensor_table(sensor_positions("wcte"))
+    with pytest.raises(DataError, match=r"sensor ids must be in \[0, 2014\)"):
+        sensor_neighbour_table(table, torch.tensor([3, 2014]), torch.tensor([2]), 4)
+    with pytest.raises(DataError, match="add up to 3 nodes"):
+        sensor_neighbour_table(table, torch.tensor([3, 4]), torch.tensor([3]), 4)
+    with pytest.raises(DataError, match="finite"):
+        sensor_table(torch.tensor([[0.0, 0.0, 0.0], [math.nan, 0.0, 0.0]]))
+    empty = sensor_neighbour_table(
+        table, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), 4
+    )
+    assert empty[0].shape == (0, 0)

@@ -11,6 +11,7 @@ import yaml
 
 from recoml.conf import CONF_DIR
 from recoml.contracts.batch import HitBatch
+from recoml.data.neighbours import edges_from_table, neighbour_table
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, fit_normalizer
 from recoml.data.representations import (
     C_WATER_CM_PER_NS,
@@ -325,7 +326,7 @@ def test_graph_edge_buffer_reuse_never_leaks_edges_into_the_next_batch() -> None
     batches = [
         random_hit_batch(det, 30, 60, generator=g),
         random_hit_batch(det, 12, 20, generator=g),  # fewer edges: stale ones would show past E
-        small_batch([1, 3, 0, 2]),  # fewer than k + 1 hits: the masked path, a fresh tensor
+        small_batch([1, 3, 0, 2]),  # fewer than k + 1 hits: the masked path, into the buffer too
         random_hit_batch(det, 20, 40, generator=g),
     ]
     reused, fresh = GraphBuilder(det, k=8, reuse_output=True), GraphBuilder(det, k=8)
@@ -335,4 +336,28 @@ def test_graph_edge_buffer_reuse_never_leaks_edges_into_the_next_batch() -> None
         assert torch.equal(got.edge_index, expected.edge_index) and got.edge_index.is_contiguous()
         assert torch.equal(got.x, expected.x)
         pointers.append(got.edge_index.untyped_storage().data_ptr())
-    assert pointers[0] == pointers[1] == pointers[3] != pointers[2]
+    assert pointers[0] == pointers[1] == pointers[2] == pointers[3]
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_graph_builder_sensor_lists_equal_the_kdtree_up_to_ties(loop: bool) -> None:
+    """Without time, on the CPU, the builder reads each PMT's list of nearest PMTs: its edges are the
+    KD-tree's (neighbour_table on the hit positions) up to equally distant neighbours, events of every
+    size (too small for k, larger than k, every PMT hit) included."""
+    det = detector("wcte")
+    batch = small_batch([0, 1, 8, 9, 2014, *range(20, 620, 30)], seed=11)
+    k = 8
+    graph = GraphBuilder(det, k=k, loop=loop)(batch)
+    pos = torch.as_tensor(det.sensor_positions, dtype=torch.float32)[batch.hits["pmt"]]
+    nbr, d2 = neighbour_table(pos, batch.offsets[1:] - batch.offsets[:-1], k, loop)
+    kdtree = edges_from_table(nbr)
+    assert torch.equal(graph.edge_index[1], kdtree[1])  # the same number of neighbours per centre
+    length = (pos[graph.edge_index[0]] - pos[graph.edge_index[1]]).double().pow(2).sum(dim=1)
+    torch.testing.assert_close(length, d2[d2.isfinite()].double(), rtol=1e-6, atol=1e-3)
+    differ = graph.edge_index[0] != kdtree[0]
+    assert float(differ.float().mean()) < 0.2  # ties among PMTs of one module (WCTE's mPMTs)
+    # Where the neighbour differs, another neighbour of that centre is at the same distance in the other.
+    kd_length = (pos[kdtree[0]] - pos[kdtree[1]]).double().pow(2).sum(dim=1)
+    for edge in torch.nonzero(differ).flatten().tolist():
+        same_centre = kdtree[1] == graph.edge_index[1, edge]
+        assert bool((same_centre & ((kd_length - length[edge]).abs() < 1e-3)).any())

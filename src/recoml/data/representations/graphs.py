@@ -1,7 +1,8 @@
 """The hit-graph builder of the GNNs: one node per hit, kNN edges within each event.
 
-Neighbours come from :mod:`recoml.data.neighbours` (the one kNN/radius builder: KD-tree on the CPU,
-batched blocks on a GPU).
+Neighbours come from :mod:`recoml.data.neighbours` (the one kNN/radius builder): on the CPU without time,
+read off each PMT's precomputed list of nearest PMTs (every node is one of the detector's fixed PMTs);
+with time, a KD-tree; on a GPU, batched blocks.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from torch.utils.data import get_worker_info
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
-from recoml.data.neighbours import edges_from_table, neighbour_table
+from recoml.data.neighbours import (
+    edges_from_table,
+    neighbour_table,
+    sensor_neighbour_table,
+    sensor_table,
+)
 from recoml.data.normalization import DEFAULT_FEATURES, FeatureNormalizer, HitFeatures, event_of_hits
 from recoml.errors import ConfigError
 
@@ -57,6 +63,9 @@ class GraphBuilder(Representation):
     ``features`` (normalized when a normalizer is given). Neighbours are found in raw space (cm), or in
     space-time with ``space_time=True``, the time axis scaled by ``time_scale`` (cm/ns; default the speed
     of light in water, so a hit 1 ns later counts as 22.5 cm further).
+    In space on the CPU they are read off each PMT's list of nearest PMTs
+    (:func:`~recoml.data.neighbours.sensor_table`, built on the first call in each process or DataLoader
+    worker: ~1 CPU-s for WCTE, ~5 for HK), 3-4x faster than a KD-tree per event.
 
     ``reuse_output=True`` (what the GNN model configs set): the ``edge_index`` returned is **overwritten
     by the next call** in the same process (one buffer, grown when a batch needs more), as
@@ -123,7 +132,12 @@ class GraphBuilder(Representation):
             t = batch.hits["time"].to(torch.float32) * self.time_scale
             pos = torch.cat([pos, t.unsqueeze(1)], dim=1)
         counts = (batch.offsets[1:] - batch.offsets[:-1]).cpu()
-        nbr, _ = neighbour_table(pos, counts, self.k, self.loop, chunk_size=self.chunk_size)
+        if pos.device.type == "cpu" and not self.space_time:
+            # Nodes sit on the detector's fixed PMTs: each PMT's nearest PMTs are listed once per process.
+            table = sensor_table(self.pmt_positions)
+            nbr, _ = sensor_neighbour_table(table, pmt, counts, self.k, self.loop)
+        else:
+            nbr, _ = neighbour_table(pos, counts, self.k, self.loop, chunk_size=self.chunk_size)
         return GraphInput(
             x=self.features(batch),
             pos=pos,
