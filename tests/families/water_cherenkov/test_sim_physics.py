@@ -26,6 +26,7 @@ from recoml.families.water_cherenkov import (
     simulate,
     simulate_particles,
 )
+from recoml.families.water_cherenkov.digitizer import spe_mean
 from recoml.families.water_cherenkov.particles import ELECTRON_MASS, MUON_MASS, PI0_MASS, isotropic_directions
 
 CONF = CONF_DIR / "detector"
@@ -511,8 +512,9 @@ def test_pmt_transit_time_models_match_wcsim():
 def test_detection_efficiency_follows_the_pmt_type(hk):
     """WCSim's QE tables (WCSimPMTObject.cc: PMT20inch, and BoxandLine20inchHQE = the HQE R3600 table x
     1 / 0.73) averaged with the Frank-Tamm weight 1 / lambda^2 over 300-600 nm give the PMT types' QE;
-    the same events then carry (0.276 x CE 0.95) / (0.135 x CE 1.0) = 1.94 times more charge on
-    box-and-line PMTs than on SK's R3600."""
+    the same events then carry (0.276 x CE 0.95) / (0.135 x CE 1.0) = 1.94 times more photoelectrons on
+    box-and-line PMTs than on SK's R3600, and (without the digitiser threshold) 1.94 x 1.0197 / 0.9993 =
+    1.98 times more charge (the mean single-p.e. charges of WCSim's two tables)."""
     from recoml.families.water_cherenkov.simulation import PMT_TYPES
 
     wavelength = np.arange(280.0, 661.0, 20.0)
@@ -529,11 +531,12 @@ def test_detection_efficiency_follows_the_pmt_type(hk):
     assert bl.quantum_efficiency == pytest.approx(averaged(qe_hqe) / 0.73, abs=0.001)
     assert sk.quantum_efficiency == pytest.approx(averaged(qe_sk), abs=0.001)
     assert (bl.collection_efficiency, sk.collection_efficiency) == (0.95, 1.0)
-    box_and_line, _, _ = _single(hk, "e-", 500.0, 6)
-    r3600, _, _ = _single(
-        hk, "e-", 500.0, 6, physics=PhysicsConfig(dark_rate=0.0, pmt_type="R3600", **DIRECT)
-    )
+    common = {"dark_rate": 0.0, "digitizer_threshold": False, **DIRECT}
+    box_and_line, _, _ = _single(hk, "e-", 500.0, 6, physics=PhysicsConfig(**common))
+    r3600, _, _ = _single(hk, "e-", 500.0, 6, physics=PhysicsConfig(pmt_type="R3600", **common))
+    assert (spe_mean(bl.spe), spe_mean(sk.spe)) == pytest.approx((1.0197, 0.9993), abs=1e-4)
     expected = bl.quantum_efficiency * bl.collection_efficiency / sk.quantum_efficiency
+    expected *= spe_mean(bl.spe) / spe_mean(sk.spe)
     ratio = box_and_line["hit_charge"].sum() / r3600["hit_charge"].sum()
     assert ratio == pytest.approx(expected, rel=0.05)
 

@@ -22,12 +22,12 @@ REFERENCE = {
     "late_charge_fraction": (0.23, 0.22),
     "residual_core_width": (4.5, 4.5),  # ns, real WCSim HK "4-5 ns core"
     "ring_edge": (41.5, None),  # deg, real e- edge 41-42 deg; cos = 1 / n
-    "charge_beyond_50deg": (None, 0.058),  # real WCSim HK muons
+    # Real WCSim HK muons: 5.8 % of the ring's own (prompt) light, see docs/physics.md for why prompt.
+    "prompt_charge_beyond_50deg": (None, 0.058),
 }
 #: Accepted toy / reference ratio per row: the issue's goal is [0.8, 1.25] everywhere; rows that do not
 #: reach it carry the measured band (docs/physics.md says why, with the breakdown by effect): muon late
-#: charge 1.36 and muon charge beyond 50 deg 4.5x (Rayleigh scattering at WCSim's length), the residual
-#: core 0.61-0.71.
+#: charge 1.35 (Rayleigh scattering at WCSim's length) and the residual core 0.60-0.74.
 TOLERANCE = {
     "hits": (0.8, 1.25),
     "charge": (0.8, 1.25),
@@ -36,7 +36,7 @@ TOLERANCE = {
     "late_charge_fraction": (0.8, 1.4),
     "residual_core_width": (0.55, 1.25),
     "ring_edge": (0.95, 1.1),
-    "charge_beyond_50deg": (0.8, 4.8),
+    "prompt_charge_beyond_50deg": (0.8, 1.25),
 }
 
 
@@ -79,3 +79,22 @@ def test_tof_vertex_fit_recovers_a_point_source() -> None:
     fit_v, fit_t = tof_vertex_fit(pmts, t, np.ones(300))
     np.testing.assert_allclose(fit_v, vertex, atol=0.5)
     assert fit_t == pytest.approx(t0, abs=0.05)
+
+
+def test_scattered_light_is_why_the_all_charge_share_beyond_50deg_is_not_comparable(observed) -> None:
+    """Over all the charge the muon puts a quarter beyond 50 deg (Rayleigh-scattered light lands anywhere in
+    the tank, at WCSim's own scattering length), over its prompt charge about a twentieth."""
+    mu = observed["mu-"]
+    assert mu["charge_beyond_50deg"] > 3.0 * mu["prompt_charge_beyond_50deg"]
+    assert 0.2 < mu["charge_beyond_50deg"] < 0.32
+
+
+def test_late_charge_is_bounded_below_by_late_hits_with_wcsims_charge_response(observed) -> None:
+    """A late hit is nearly always one photoelectron, recorded by WCSim's box-and-line spectrum and threshold
+    as 1.08 p.e. on average, so late charge fraction >= late hit fraction x ~1.08 / (charge per hit): the toy
+    sits on that bound (docs/physics.md explains why the reference muons' 22 % cannot)."""
+    for kind in ("e-", "mu-"):
+        o = observed[kind]
+        per_hit = o["charge"] / o["hits"]
+        late_charge_per_late_hit = o["late_charge_fraction"] * per_hit / o["late_hit_fraction"]
+        assert 1.0 < late_charge_per_late_hit < 1.25, (kind, late_charge_per_late_hit)

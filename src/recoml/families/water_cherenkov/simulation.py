@@ -9,8 +9,8 @@ Each simulated particle is a *light source* on a straight line from its vertex a
   add broad light (:mod:`recoml.families.water_cherenkov.delta_rays`);
 * electrons/positrons shower: emission points follow a longitudinal gamma-distribution profile in
   radiation lengths (t_max = ln(E/E_c) - 0.5, b = 0.5), the total Cherenkov-equivalent track length is
-  ``shower_cm_per_mev`` x E (Geant4 cascades, Raedel and Wiebusch 2013), photons are at the beta = 1
-  angle smeared by ``shower_angle_sigma`` (the many shower particles' directions) -- fuzzier rings;
+  ``shower_cm_per_mev`` x E (Geant4 cascades, Raedel and Wiebusch 2013), photon angles to the axis follow
+  their Geant4 angular profile (a sharp peak at the Cherenkov angle over broad tails) -- fuzzier rings;
 * gammas travel an exponential distance (mean 9/7 X0) without light, then shower like an electron;
 * pi0 decay at the vertex into two gammas (see :func:`recoml.families.water_cherenkov.particles.pi0_decay`);
 * muons that stop in the tank decay into a Michel electron (a late, low-energy shower at the stopping
@@ -49,12 +49,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaincinv, ndtr, ndtri
+from scipy.special import gammaincinv, ndtri
 
 from recoml.errors import ConfigError
 from recoml.families.water_cherenkov import wall as wall_module
 from recoml.families.water_cherenkov.delta_rays import knock_on_tables
 from recoml.families.water_cherenkov.detector import WCDetector
+from recoml.families.water_cherenkov.digitizer import (
+    CHARGE_SCALE,
+    THRESHOLD_CHARGE_ERROR,
+    spe_charge_quantiles,
+    threshold_acceptance,
+)
 from recoml.families.water_cherenkov.optics import (
     absorption_quantiles,
     group_index_quantiles,
@@ -75,6 +81,7 @@ from recoml.families.water_cherenkov.particles import (
     pi0_decay,
     uniform_cylinder_points,
 )
+from recoml.families.water_cherenkov.showers import RAEDEL_WIEBUSCH_ELECTRON, cascade_angle_quantiles
 from recoml.families.water_cherenkov.wall import WallMap, wall_map
 
 log = logging.getLogger(__name__)
@@ -102,7 +109,7 @@ SHOWER_CM_PER_MEV = 0.53207 * 0.91 / 1.00
 _Q_BINS = 1024  # quantiles of the emission-point distributions
 _A_STEP = 1.0 / 16.0  # shower profile shape parameter grid
 _A_MAX = 6.0
-_ANGLE_BINS = 4096  # azimuth on the cone and Gaussian angular smear
+_ANGLE_BINS = 4096  # azimuth on the cone, shower angle and Gaussian angular smear quantiles
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,9 @@ class PhysicsConfig:
     The defaults trace 764 x 0.24 x 0.9 x sin^2(theta) = 72 photons per cm of a beta = 1 track. With them
     a 500 MeV (kinetic) particle at the tank centre, isotropic direction, gives on average:
 
-    - WCTE (2,014 3-inch PMTs): e- ~590 hits / ~2,490 p.e.; mu- ~480 / ~2,240; gamma ~430 / ~1,940;
-    - HK (19,994 20-inch box-and-line PMTs): e- ~2,390 hits / ~3,200 p.e.; mu- ~1,680 / ~2,660; gamma
-      ~2,380 / ~3,210
+    - WCTE (2,014 3-inch PMTs): e- ~630 hits / ~2,480 p.e.; mu- ~460 / ~2,240; gamma ~460 / ~1,930;
+    - HK (19,994 20-inch box-and-line PMTs): e- ~2,310 hits / ~3,150 p.e.; mu- ~1,570 / ~2,650; gamma
+      ~2,300 / ~3,170
 
     (muons leave WCTE before ranging out; gammas often convert outside it) plus n_pmts x dark_rate x
     readout_window dark hits (3 in WCTE, 113 in HK per event).
@@ -152,11 +159,13 @@ class PhysicsConfig:
     # l = alpha E^beta with alpha = 532.07 cm/GeV, beta = 1.000; positrons 532.11, gammas 532.09), scaled to
     # water by the density ratio 0.91 / 1.00 (their eq. 9): 0.4842 cm/MeV.
     shower_cm_per_mev: float = SHOWER_CM_PER_MEV
-    # Shower photon angles about the Cherenkov cone: a core of nearly axis-parallel charged particles (the
-    # sharp edge at the Cherenkov angle) plus a broad part from the many low-energy ones.
-    shower_core_fraction: float = 0.55
-    shower_core_sigma: float = 2.5  # deg
-    shower_angle_sigma: float = 25.0  # deg, the broad part
+    # Shower photon angles to the shower axis: Raedel and Wiebusch's Geant4 fit for electron cascades,
+    # (1 / N) dN / dOmega = a exp(b |cos theta - 1 / n|^c) + d (showers.py): a sharp peak at the Cherenkov
+    # angle from the nearly axis-parallel charged particles over broad tails from the low-energy ones.
+    shower_angle_a: float = RAEDEL_WIEBUSCH_ELECTRON[0]
+    shower_angle_b: float = RAEDEL_WIEBUSCH_ELECTRON[1]
+    shower_angle_c: float = RAEDEL_WIEBUSCH_ELECTRON[2]
+    shower_angle_d: float = RAEDEL_WIEBUSCH_ELECTRON[3]
     # Muons: Highland multiple scattering of the muon direction at each emission point, a constant extra
     # smear, and the Cherenkov light of their knock-on electrons (delta rays, PDG spectrum and kinematics,
     # added to the muon's own light at the local muon momentum: 9 % of it at 500 MeV; delta_rays.py).
@@ -183,9 +192,10 @@ class PhysicsConfig:
     pmt_type: str | None = None
     # ns; None: the PMT type's charge-dependent transit-time spread; a number: one Gaussian of that sigma.
     time_jitter: float | None = None
-    gain_sigma: float = 0.3  # relative single-p.e. charge resolution
-    min_charge: float = 0.1  # p.e., smallest recorded charge (clips the Gaussian gain smear)
-    dark_rate: float | None = None  # Hz per PMT; None: the PMT type's
+    # Charge and threshold: WCSim's single-p.e. spectrum of the PMT type and its SKI digitiser threshold
+    # (digitizer.py); digitizer_threshold=False keeps every hit (and draws dark noise at dark_rate).
+    digitizer_threshold: bool = True
+    dark_rate: float | None = None  # Hz per PMT after the threshold, as WCSim quotes it; None: the PMT type's
     # Trigger (WCSim's NDigits): the event time t = 0 is when trigger_hits signal hits first fall within
     # trigger_window ns; hit times are relative to it, the readout window [window_start, window_start +
     # readout_window) too (WCSim: -400 to +950 ns), and the vertex time is stored relative to it. An
@@ -204,7 +214,6 @@ class PhysicsConfig:
         if self.refractive_index <= 1.0:
             raise ConfigError(f"physics.refractive_index must be > 1, got {self.refractive_index}")
         for name in (
-            "shower_core_fraction",
             "pmt_reflectivity",
             "wall_reflectivity",
             "muon_capture_fraction",
@@ -281,18 +290,22 @@ class PMTType:
     """
 
     name: str
-    dark_rate: float  # Hz
+    dark_rate: float  # Hz, after the digitiser threshold
     timing: str
     quantum_efficiency: float  # averaged over the Frank-Tamm spectrum (~1 / lambda^2) in 300-600 nm
     collection_efficiency: float
     sigma: float = 0.0
+    # WCSim's single-p.e. charge table (digitizer.SPE_TYPES) and the factor by which WCSim raises the dark
+    # rate to draw dark photoelectrons before its threshold (GetDarkRateConversionFactor).
+    spe: str = "BoxandLine20inchHQE"
+    dark_conversion: float = 1.110
     # Fraction of the photons reaching the PMT that its surfaces hand to the QE: WCSim's 20-inch glass and
     # photocathode surface with its QE scale (optics.wcsim_pmt_surface); 1 where QE x CE is the whole story.
     surface_detection: float = _WCSIM_PMT_SURFACE.detection
 
-    def time_smear(self, npe: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Transit-time smear (ns) of hits of ``npe`` photoelectrons."""
-        q = np.maximum(np.asarray(npe, dtype=np.float64), 0.5)
+    def time_smear(self, charge: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Transit-time smear (ns) of hits of ``charge`` p.e. (at least 0.5, as in WCSim's digitiser)."""
+        q = np.maximum(np.asarray(charge, dtype=np.float64), 0.5)
         if self.timing == "constant":
             return self.sigma * rng.standard_normal(len(q))
         if self.timing == "sk":
@@ -327,6 +340,7 @@ PMT_TYPES: dict[str, PMTType] = {
         collection_efficiency=0.9,
         sigma=0.6,
         surface_detection=1.0,
+        spe="PMT3inchR14374",
     ),
     "BoxandLine20inchHQE": PMTType(
         "BoxandLine20inchHQE",
@@ -336,7 +350,13 @@ PMT_TYPES: dict[str, PMTType] = {
         collection_efficiency=0.95,
     ),
     "R3600": PMTType(
-        "R3600", dark_rate=4200.0, timing="sk", quantum_efficiency=0.135, collection_efficiency=1.0
+        "R3600",
+        dark_rate=4200.0,
+        timing="sk",
+        quantum_efficiency=0.135,
+        collection_efficiency=1.0,
+        spe="PMT20inch",
+        dark_conversion=1.367,
     ),
 }
 
@@ -373,14 +393,14 @@ def _tables(physics: PhysicsConfig) -> _Tables:
     phi = 2.0 * np.pi * (np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS
     p = (np.arange(_ANGLE_BINS) + 0.5) / _ANGLE_BINS
     z = ndtri(p)
-    # Quantiles of the shower mixture w N(0, s_core) + (1 - w) N(0, s_broad), by inverting its CDF.
-    grid = np.linspace(-6, 6, 20001) * max(physics.shower_angle_sigma, physics.shower_core_sigma)
-    w = physics.shower_core_fraction
-    cdf = w * ndtr(grid / max(physics.shower_core_sigma, 1e-9)) + (1 - w) * ndtr(
-        grid / max(physics.shower_angle_sigma, 1e-9)
+    # Row 0: a shower photon's angle to the axis minus the Cherenkov angle (Raedel-Wiebusch quantiles);
+    # row 1: unit normal quantiles (muons scale them by their scattering angle).
+    shower = cascade_angle_quantiles(
+        float(physics.refractive_index),
+        (physics.shower_angle_a, physics.shower_angle_b, physics.shower_angle_c, physics.shower_angle_d),
+        _ANGLE_BINS,
     )
-    shower = np.interp(p, cdf, grid)
-    delta = np.deg2rad(np.concatenate([shower, z]))
+    delta = np.concatenate([shower, np.deg2rad(z)])
     f32 = np.float32
     return _Tables(
         quantiles=_quantile_table(),
@@ -1130,11 +1150,16 @@ def _block_hits(
     """Photoelectrons -> hits (event, pmt, charge, time, parent) sorted by (event, PMT), and per event the
     trigger time (in the vertex frame) and whether the trigger fired.
 
-    Charge: number of p.e. with a Gaussian gain smear (sigma * sqrt(n_pe)); time: earliest photon plus
-    the PMT's transit-time smear; parent: the particle of the earliest photon. With the trigger, times
-    become relative to the trigger time and signal hits outside the readout window are dropped. Dark hits
-    (uniform in the window) on a PMT with light add their charge, may make the time earlier and keep the
-    signal's parent.
+    As WCSim digitises (digitizer.py): a hit's charge is the sum of its photoelectrons' draws from the PMT
+    type's single-p.e. spectrum; its time is the earliest photon's plus the PMT's transit-time smear at that
+    charge; the digitiser keeps it with the threshold's probability at that charge, adds 0.03 p.e. of
+    Gaussian error and scales it by 0.985. Parent: the particle of the earliest photon. With the trigger,
+    times become relative to the trigger time and signal hits outside the readout window are dropped. Dark
+    photoelectrons (uniform in the window, at the dark rate times the PMT type's conversion factor) on a PMT
+    with light add their charge and may make the time earlier; on a dark PMT they make a hit that must pass
+    the threshold. One hit per PMT: light more than WCSim's 200 ns integration window after a PMT's first
+    photon (decay electrons, dark noise) joins that hit instead of making a second one. Hits whose charge
+    ends at or below 0 are dropped.
     """
     f32 = np.float32
     n_bins = n_ev * n_pmts
@@ -1146,12 +1171,17 @@ def _block_hits(
     first = np.flatnonzero(t_hit == np.take(tmin, key))  # np.put/take: 2-3x cheaper than masks here
     np.put(first_parent, np.take(key, first), np.take(parent, first))
     signal = np.flatnonzero(count > 0)  # a bool mask: 5x cheaper than the nonzero entries of int64 counts
-    npe = count[signal].astype(f32)
-    charge_sig = npe + f32(physics.gain_sigma) * np.sqrt(npe) * rng.standard_normal(len(npe), dtype=f32)
+    spe = spe_charge_quantiles(pmt_model.spe)
+    charge_sig = np.bincount(key, weights=np.take(spe, _random_u16(rng, len(key))), minlength=n_bins)
+    charge_sig = charge_sig[signal].astype(f32)
     if physics.time_jitter is None:
-        tmin[signal] += pmt_model.time_smear(npe, rng).astype(f32)
+        tmin[signal] += pmt_model.time_smear(charge_sig, rng).astype(f32)
     elif physics.time_jitter > 0:
         tmin[signal] += f32(physics.time_jitter) * rng.standard_normal(len(signal), dtype=f32)
+    if physics.digitizer_threshold:  # before the trigger, which counts digitised hits
+        kept = rng.random(len(signal)) < threshold_acceptance(charge_sig)
+        tmin[signal[~kept]] = np.inf
+        signal, charge_sig = signal[kept], charge_sig[kept]
 
     trigger_time = np.zeros(n_ev)
     triggered = np.ones(n_ev, dtype=bool)
@@ -1165,26 +1195,45 @@ def _block_hits(
             inside = np.isfinite(tmin[signal])
             signal, charge_sig = signal[inside], charge_sig[inside]
 
-    rate = n_pmts * dark_rate * physics.readout_window * 1e-9
+    bins: np.ndarray
+    charge_out: np.ndarray
+    dark_pe_rate = dark_rate * (pmt_model.dark_conversion if physics.digitizer_threshold else 1.0)
+    rate = n_pmts * dark_pe_rate * physics.readout_window * 1e-9
     if dark_noise and rate > 0:
         n_dark = rng.poisson(rate, n_ev)
         total = int(n_dark.sum())
         dark_key = np.repeat(np.arange(n_ev, dtype=np.intp) * n_pmts, n_dark)
         dark_key += rng.integers(0, n_pmts, total)
         dark_t = (physics.window_start + physics.readout_window * rng.random(total)).astype(f32)
-        dark_q = (1.0 + physics.gain_sigma * rng.standard_normal(total)).astype(f32)
+        dark_q = np.take(spe, _random_u16(rng, total))
         if total:
             charge = np.zeros(n_bins, dtype=f32)
             charge[signal] = charge_sig
+            is_signal = np.zeros(n_bins, dtype=bool)
+            is_signal[signal] = True
             np.add.at(charge, dark_key, dark_q)
             np.minimum.at(tmin, dark_key, dark_t)
             bins = np.flatnonzero(tmin < np.inf)
             charge_out = charge[bins]
+            if physics.digitizer_threshold:
+                dark_only = np.flatnonzero(~is_signal[bins])
+                dropped = dark_only[rng.random(len(dark_only)) >= threshold_acceptance(charge_out[dark_only])]
+                if len(dropped):
+                    keep = np.ones(len(bins), dtype=bool)
+                    keep[dropped] = False
+                    bins, charge_out = bins[keep], charge_out[keep]
         else:
             bins, charge_out = signal, charge_sig
     else:
         bins, charge_out = signal, charge_sig
-    np.maximum(charge_out, f32(physics.min_charge), out=charge_out)
+    if physics.digitizer_threshold:
+        charge_out = charge_out + f32(THRESHOLD_CHARGE_ERROR) * rng.standard_normal(len(bins), dtype=f32)
+        charge_out *= f32(CHARGE_SCALE)
+    # A kept hit's charge can end at or below 0 (a near-zero single-p.e. draw plus its 0.03 p.e. error;
+    # none in 48,000 Hyper-K hits): it records nothing and is dropped, so every hit has charge > 0.
+    if not (charge_out > 0).all():
+        positive = charge_out > 0
+        bins, charge_out = bins[positive], charge_out[positive]
     return (
         bins // n_pmts,
         (bins % n_pmts).astype(np.int32),
@@ -1194,6 +1243,11 @@ def _block_hits(
         trigger_time,
         triggered,
     )
+
+
+def _random_u16(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` uniform 16-bit integers (indices into 65,536-entry quantile tables)."""
+    return rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
 
 
 def _trigger_times(

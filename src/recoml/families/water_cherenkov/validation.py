@@ -8,8 +8,11 @@ with the true vertex, direction and vertex time (times relative to the trigger):
   bins), ``late_hit_fraction`` / ``late_charge_fraction`` = hits / charge with ``r`` more than 10 ns after
   the peak, and ``residual_core_width`` = FWHM / 2.355 of the peak (ns);
 * the angle between the particle direction and (PMT - vertex) of the signal charge: ``ring_edge`` (deg),
-  where the charge per degree first falls below half its maximum outside the peak, and
-  ``charge_beyond_50deg``, the fraction of the signal charge beyond 50 degrees.
+  where the charge per degree first falls below half its maximum outside the peak,
+  ``charge_beyond_50deg``, the fraction of the signal charge beyond 50 degrees, and
+  ``prompt_charge_beyond_50deg``, the same over the prompt signal charge (not late): the ring's own light
+  (multiple scattering, knock-on electrons, the shower's spread) without the scattered and reflected light
+  that lands anywhere in the tank.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ OBSERVABLES = (
     "residual_core_width",
     "ring_edge",
     "charge_beyond_50deg",
+    "prompt_charge_beyond_50deg",
 )
 LATE_AFTER_PEAK = 10.0  # ns
 PROMPT_WINDOW = 3.0  # ns, residuals kept in the second pass of the time-of-flight fit
@@ -94,6 +98,7 @@ def ring_observables(
     a_centres = 0.5 * (a_edges[1:] + a_edges[:-1])
     a_hist = np.histogram(angle[signal], a_edges, weights=q[signal])[0]
     ring_edge = _half_max_crossing(a_hist, a_centres, int(np.argmax(a_hist)))
+    prompt = signal & ~late
     return {
         "hits": len(q) / n_events,
         "charge": float(q.sum()) / n_events,
@@ -103,6 +108,7 @@ def ring_observables(
         "residual_core_width": float(fwhm / 2.355),
         "ring_edge": ring_edge,
         "charge_beyond_50deg": float(q[signal & (angle > 50.0)].sum() / q[signal].sum()),
+        "prompt_charge_beyond_50deg": float(q[prompt & (angle > 50.0)].sum() / q[prompt].sum()),
     }
 
 
