@@ -288,6 +288,8 @@ def test_sensor_lists_refuse_bad_input() -> None:
         sensor_neighbour_table(table, torch.tensor([3, 4]), torch.tensor([3]), 4)
     with pytest.raises(DataError, match="finite"):
         sensor_table(torch.tensor([[0.0, 0.0, 0.0], [math.nan, 0.0, 0.0]]))
+    with pytest.raises(ConfigError, match="at most 32,768 sensors, got 32,769"):
+        sensor_table(torch.rand(32769, 3))
     empty = sensor_neighbour_table(
         table, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), 4
     )

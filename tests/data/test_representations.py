@@ -17,6 +17,7 @@ from recoml.data.representations import (
     C_WATER_CM_PER_NS,
     GraphBuilder,
     PointCloudBuilder,
+    graphs,
 )
 from recoml.families.water_cherenkov import WCDetector, build_cylinder
 from recoml.families.water_cherenkov.images import ImageBuilder
@@ -361,3 +362,18 @@ def test_graph_builder_sensor_lists_equal_the_kdtree_up_to_ties(loop: bool) -> N
     for edge in torch.nonzero(differ).flatten().tolist():
         same_centre = kdtree[1] == graph.edge_index[1, edge]
         assert bool((same_centre & ((kd_length - length[edge]).abs() < 1e-3)).any())
+
+
+def test_graph_builder_keeps_the_kdtree_for_large_sensor_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above SENSOR_TABLE_MAX_SENSORS PMTs (KM3NeT-sized arrays) no table is built: the KD-tree's edges."""
+    det = detector("wcte")
+    batch = small_batch([30, 5, 60], seed=2)
+    lists = GraphBuilder(det, k=4)(batch)
+    monkeypatch.setattr(graphs, "SENSOR_TABLE_MAX_SENSORS", 2000)
+    monkeypatch.setattr(graphs, "sensor_table", None)  # would fail if called
+    builder = GraphBuilder(det, k=4)
+    assert not builder.sensor_lists
+    tree = builder(batch)
+    pos = torch.as_tensor(det.sensor_positions, dtype=torch.float32)[batch.hits["pmt"]]
+    expected = edges_from_table(neighbour_table(pos, batch.offsets[1:] - batch.offsets[:-1], 4)[0])
+    assert torch.equal(tree.edge_index, expected) and torch.equal(tree.edge_index[1], lists.edge_index[1])

@@ -43,6 +43,7 @@ from recoml.errors import ConfigError, DataError
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "KDTREE_MAX_DIM",
+    "SENSOR_TABLE_MAX_SENSORS",
     "SENSOR_TABLE_WIDTH",
     "SensorTable",
     "edges_from_table",
@@ -64,6 +65,9 @@ KDTREE_MAX_DIM: int = 64
 #: (19,994 PMTs; 41 MB as int16) 1,024 leaves ~2% of toy-event hits to the KD-tree; 512 leaves more and
 #: its table builds in half the time (docs/benchmarks.md).
 SENSOR_TABLE_WIDTH: int = 1024
+#: Most sensors :func:`sensor_table` lists (int16 ids; HK has 19,994, 41 MB): a KM3NeT building block's
+#: ~64k PMTs would need hundreds of MB in every process, so their graphs stay with the KD-tree.
+SENSOR_TABLE_MAX_SENSORS: int = 1 << 15
 
 
 def knn_graph(
@@ -318,8 +322,8 @@ class SensorTable:
     """Each of a detector's fixed sensors' other sensors, nearest first (equal distances by sensor id).
 
     ``positions (S, D)`` float64 (the float32 positions the nodes get, widened as the KD-tree path does,
-    so both paths compute the same distances); ``order (S, W)`` sensor ids (int16 below 32,768 sensors),
-    ``W = min(width, S - 1)``: a row lists the ``W`` nearest other sensors.
+    so both paths compute the same distances); ``order (S, W)`` int16 sensor ids, ``W = min(width, S - 1)``:
+    a row lists the ``W`` nearest other sensors.
     """
 
     positions: np.ndarray
@@ -345,6 +349,11 @@ def sensor_table(positions: torch.Tensor, width: int = SENSOR_TABLE_WIDTH) -> Se
     if points.ndim != 2 or not np.isfinite(points).all():
         raise DataError(f"sensor table: positions must be finite, of shape (S, D), got {points.shape}")
     n_sensors = points.shape[0]
+    if n_sensors > SENSOR_TABLE_MAX_SENSORS:
+        raise ConfigError(
+            f"sensor table: at most {SENSOR_TABLE_MAX_SENSORS:,} sensors, got {n_sensors:,} "
+            "(search such arrays with neighbour_table)"
+        )
     width = max(0, min(int(width), n_sensors - 1))
     key = (hashlib.sha1(np.ascontiguousarray(points).tobytes()).hexdigest(), width)
     table = _SENSOR_TABLES.get(key)
@@ -357,7 +366,7 @@ def sensor_table(positions: torch.Tensor, width: int = SENSOR_TABLE_WIDTH) -> Se
 
 def _sensor_order(points: np.ndarray, width: int, chunk: int = 2048) -> np.ndarray:
     n_sensors = points.shape[0]
-    order = np.empty((n_sensors, width), dtype=np.int16 if n_sensors <= 1 << 15 else np.int32)
+    order = np.empty((n_sensors, width), dtype=np.int16)
     if width == 0:
         return order
     tree = cKDTree(points)

@@ -18,6 +18,7 @@ from recoml.contracts.batch import HitBatch
 from recoml.contracts.detector import Detector
 from recoml.contracts.representation import Representation
 from recoml.data.neighbours import (
+    SENSOR_TABLE_MAX_SENSORS,
     edges_from_table,
     neighbour_table,
     sensor_neighbour_table,
@@ -65,7 +66,8 @@ class GraphBuilder(Representation):
     of light in water, so a hit 1 ns later counts as 22.5 cm further).
     In space on the CPU they are read off each PMT's list of nearest PMTs
     (:func:`~recoml.data.neighbours.sensor_table`, built on the first call in each process or DataLoader
-    worker: ~1 CPU-s for WCTE, ~5 for HK), 3-4x faster than a KD-tree per event.
+    worker: ~1 CPU-s for WCTE, ~5 for HK), 3-4x faster than a KD-tree per event; detectors of more than
+    ``SENSOR_TABLE_MAX_SENSORS`` PMTs keep the KD-tree.
 
     ``reuse_output=True`` (what the GNN model configs set): the ``edge_index`` returned is **overwritten
     by the next call** in the same process (one buffer, grown when a batch needs more), as
@@ -108,6 +110,8 @@ class GraphBuilder(Representation):
         self.register_buffer(
             "pmt_positions", torch.as_tensor(detector.sensor_positions, dtype=torch.float32), persistent=False
         )
+        #: Whether the CPU path reads the PMTs' lists of nearest PMTs (the KD-tree otherwise).
+        self.sensor_lists = len(self.pmt_positions) <= SENSOR_TABLE_MAX_SENSORS
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -132,7 +136,7 @@ class GraphBuilder(Representation):
             t = batch.hits["time"].to(torch.float32) * self.time_scale
             pos = torch.cat([pos, t.unsqueeze(1)], dim=1)
         counts = (batch.offsets[1:] - batch.offsets[:-1]).cpu()
-        if pos.device.type == "cpu" and not self.space_time:
+        if pos.device.type == "cpu" and not self.space_time and self.sensor_lists:
             # Nodes sit on the detector's fixed PMTs: each PMT's nearest PMTs are listed once per process.
             table = sensor_table(self.pmt_positions)
             nbr, _ = sensor_neighbour_table(table, pmt, counts, self.k, self.loop)
