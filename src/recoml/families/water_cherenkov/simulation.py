@@ -365,6 +365,11 @@ PMT_TYPES: dict[str, PMTType] = {
 # Lookup tables
 
 
+def _random_u16(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` uniform 16-bit integers (indices into 65,536-entry quantile tables)."""
+    return rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
+
+
 @functools.lru_cache(maxsize=1)
 def _quantile_table() -> np.ndarray:
     """Row 0: uniform quantiles; row k >= 1: Gamma(a_k) quantiles, a_k = 1 + (k - 1) * _A_STEP."""
@@ -711,7 +716,7 @@ def _trace_block(
     def rep(values: np.ndarray, dtype: type = f32) -> np.ndarray:
         return np.repeat(values[sl].astype(dtype, copy=False), bundles)
 
-    k_s = rng.bit_generator.random_raw((nb + 3) // 4).view(np.uint16)[:nb]
+    k_s = _random_u16(rng, nb)
 
     # Emission point along the track (quantile tables: uniform for muons, gamma profile for showers).
     qi = (k_s >> 6).astype(np.intp)
@@ -733,7 +738,7 @@ def _trace_block(
         if nb == 0:
             empty = np.zeros(0, np.intp)
             return empty, empty, np.zeros(0, f32)
-    bits = rng.bit_generator.random_raw((2 * nb + 3) // 4).view(np.uint16)
+    bits = _random_u16(rng, 2 * nb)
     k_phi, k_sm = bits[:nb], bits[nb : 2 * nb]
 
     # Cherenkov angle from the local beta: cos = E / (n p); showers have E = p = 1.
@@ -783,7 +788,7 @@ def _trace_block(
         ko *= f32(1.0 - 1.0 / physics.refractive_index**2)
         total = np.take(weight, mu) + ko
         weight[mu] = total
-        u_ko = rng.bit_generator.random_raw((len(mu) + 3) // 4).view(np.uint16)[: len(mu)].astype(f32)
+        u_ko = _random_u16(rng, len(mu)).astype(f32)
         chosen = np.flatnonzero((u_ko + f32(0.5)) * total < ko * f32(65536.0))
         rows = mu[chosen]
         ko_index = np.searchsorted(ko_tables.bin_edges, p_mu[chosen]) * _ANGLE_BINS
@@ -892,9 +897,7 @@ def _trace_block(
                 pmt = wall.candidates(fx, fy, fz, barrel, dy < 0)
                 if scatter_cells is not None:
                     # Rayleigh scattering before the wall: the photon goes on from the scattering point.
-                    d_s = np.take(
-                        tables.exp_quantiles, rng.bit_generator.random_raw((nb + 3) // 4).view(np.uint16)[:nb]
-                    )
+                    d_s = np.take(tables.exp_quantiles, _random_u16(rng, nb))
                     d_s *= scatter_cells
                     sc = np.flatnonzero(d_s < t)
                     if len(sc):
@@ -923,7 +926,7 @@ def _trace_block(
                         threshold += t
                         rf = np.flatnonzero(d_s >= threshold)
                     else:
-                        u_r = rng.bit_generator.random_raw((nb + 3) // 4).view(np.uint16)[:nb]
+                        u_r = _random_u16(rng, nb)
                         rf = np.flatnonzero(u_r < threshold)
                     rf = rf[np.isfinite(np.take(t, rf))]
                     if len(rf):
@@ -968,7 +971,7 @@ def _trace_block(
     n_h = len(sample)
     # Each photon's wavelength: one of the 1024 equal-probability bins of the detected spectrum, drawn once
     # for its absorption length and its group index.
-    wavelength_bin = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h] >> 6
+    wavelength_bin = _random_u16(rng, n_h) >> 6
     if physics.attenuation_length is None:
         absorption = np.take(tables.inv_absorption, wavelength_bin)
         absorption *= path
@@ -979,7 +982,7 @@ def _trace_block(
     sn = np.take(weight, sample)
     sn *= np.take(src.inv_sin2max32, pid)
     prob *= sn
-    u_acc = rng.bit_generator.random_raw((n_h + 3) // 4).view(np.uint16)[:n_h].astype(f32)
+    u_acc = _random_u16(rng, n_h).astype(f32)
     u_acc += f32(0.5)
     u_acc *= f32(1.0 / 65536.0)
     keep = np.flatnonzero(u_acc < prob)
@@ -1030,7 +1033,7 @@ def _trace_reflected(
     wall-cell units) -> the lane tuple of those reaching a PMT."""
     f32 = np.float32
     sample, px, py, pz, barrel, on_pmt, before = (np.concatenate(x) for x in zip(*reflected))
-    bits = rng.bit_generator.random_raw((2 * len(sample) + 3) // 4).view(np.uint16)
+    bits = _random_u16(rng, 2 * len(sample))
     dx, dy, dz = reflection_directions((px, py, pz), barrel, on_pmt, bits, tables)
     # start a hair inside the wall so the ray does not meet the surface it leaves
     start = (px + f32(1e-3) * dx, py + f32(1e-3) * dy, pz + f32(1e-3) * dz)
@@ -1243,11 +1246,6 @@ def _block_hits(
         trigger_time,
         triggered,
     )
-
-
-def _random_u16(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` uniform 16-bit integers (indices into 65,536-entry quantile tables)."""
-    return rng.bit_generator.random_raw((n + 3) // 4).view(np.uint16)[:n]
 
 
 def _trigger_times(
