@@ -87,13 +87,21 @@ def _hit_bytes(output_bytes: int) -> int:
     return max(_MIN_HIT_BYTES, output_bytes // _HIT_FRACTION) // 64 * 64
 
 
-def pool_bytes(representation: Representation, batch_size: int, n_slots: int) -> int:
-    """Shared memory a :class:`SlotPool` of these arguments takes (0: the output has no fixed size)."""
+def _batch_output(representation: Representation, batch_size: int) -> tuple[int, int] | None:
+    """Elements and bytes of one batch's output; None when the output has no fixed size."""
     one = representation.new_output(1)
     if one is None:
+        return None
+    return one.numel() * batch_size, one.numel() * one.element_size() * batch_size
+
+
+def pool_bytes(representation: Representation, batch_size: int, n_slots: int) -> int:
+    """Shared memory a :class:`SlotPool` of these arguments takes (0: the output has no fixed size)."""
+    sizes = _batch_output(representation, batch_size)
+    if sizes is None:
         return 0
-    output = one.numel() * one.element_size() * batch_size
-    written = one.numel() * batch_size // _WRITTEN_FRACTION * 8
+    elements, output = sizes
+    written = elements // _WRITTEN_FRACTION * 8
     return n_slots * (output + _hit_bytes(output) + written)
 
 
@@ -103,11 +111,10 @@ def batches_per_message(representation: Representation, batch_size: int) -> int:
     DataLoader's queues (per batch, the training process spent 0.8 ms on a WCTE batch of 512 sent alone,
     0.45 ms in pairs, 0.28 ms in fours, against 8 ms to build it); 1 for outputs of ``MESSAGE_BYTES`` or
     more, whose batches cost enough to carry the message themselves."""
-    one = representation.new_output(1)
-    if one is None:
+    sizes = _batch_output(representation, batch_size)
+    if sizes is None:
         return 1
-    output = one.numel() * one.element_size() * batch_size
-    return max(1, min(MAX_BATCHES_PER_MESSAGE, MESSAGE_BYTES // max(output, 1)))
+    return max(1, min(MAX_BATCHES_PER_MESSAGE, MESSAGE_BYTES // max(sizes[1], 1)))
 
 
 def shared_memory_free(path: str = "/dev/shm") -> int | None:
