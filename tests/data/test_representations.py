@@ -20,6 +20,7 @@ from recoml.data.representations import (
     graphs,
 )
 from recoml.families.water_cherenkov import WCDetector, build_cylinder
+from recoml.families.water_cherenkov import images as images_module
 from recoml.families.water_cherenkov.images import ImageBuilder
 from recoml.families.water_cherenkov.synthetic import random_hit_batch
 
@@ -253,9 +254,15 @@ def test_fit_normalizer_geometry_and_errors():
 
 
 @pytest.mark.parametrize("geometry_channels", [False, True])
-def test_image_buffer_reuse_never_leaks_hits_into_the_next_batch(geometry_channels: bool) -> None:
+@pytest.mark.parametrize("chunk_bytes", [1, None, 1 << 40], ids=["event-chunks", "default-chunks", "whole"])
+def test_image_buffer_reuse_never_leaks_hits_into_the_next_batch(
+    geometry_channels: bool, chunk_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The reused output buffer: each batch's images equal a fresh builder's, whatever came before
-    (a larger batch, more hits, other PMTs), and the previous images are overwritten, not copied."""
+    (a larger batch, more hits, other PMTs), and the previous images are overwritten, not copied; the
+    same whether the CPU paints an event at a time, a few MB of events (12 WCTE events) or all at once."""
+    if chunk_bytes is not None:
+        monkeypatch.setattr(images_module, "_CHUNK_BYTES", chunk_bytes)
     det = detector("wcte")
     g = torch.Generator().manual_seed(11)
     batches = [
@@ -273,6 +280,27 @@ def test_image_buffer_reuse_never_leaks_hits_into_the_next_batch(geometry_channe
         if previous is not None and len(image):
             assert image.untyped_storage().data_ptr() == previous.untyped_storage().data_ptr()
         previous = image
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, None], ids=["event-chunks", "default-chunks"])
+def test_image_finish_into_clears_a_slot_whole_or_by_index(
+    chunk_bytes: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``finish_into`` on an output that held a larger batch: cleared whole (``written=None``, what a
+    slot gets after a batch too dense to record) or by the earlier record, the images equal a fresh
+    builder's and no pixel of the earlier batch survives, even in events beyond this batch."""
+    if chunk_bytes is not None:
+        monkeypatch.setattr(images_module, "_CHUNK_BYTES", chunk_bytes)
+    det = detector("wcte")
+    g = torch.Generator().manual_seed(3)
+    big, small = random_hit_batch(det, 30, 200, generator=g), random_hit_batch(det, 7, 100, generator=g)
+    builder = ImageBuilder(det)
+    for clear_whole in (True, False):
+        out = builder.new_output(30)
+        _, written = builder.finish_into(builder.prepare(big), out, out.new_zeros(0, dtype=torch.int64))
+        image, _ = builder.finish_into(builder.prepare(small), out, None if clear_whole else written)
+        assert torch.equal(image, ImageBuilder(det)(small))
+        assert not out[7:].any()
 
 
 def test_inputs_prepared_in_dataloader_workers_equal_those_built_here(tmp_path) -> None:
