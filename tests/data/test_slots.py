@@ -146,15 +146,22 @@ def test_without_persistent_workers_images_are_painted_here(tmp_path):
 
 
 def test_without_room_in_shared_memory_images_are_painted_here(tmp_path, monkeypatch, caplog):
-    """/dev/shm too small for the pool (a container's 64 MB): one warning, the hits hand-over instead."""
+    """/dev/shm too small for the pool (a container's 64 MB): batches one per item when those slots fit,
+    else one warning and the hits hand-over."""
     import recoml.data.datamodule as datamodule
 
     det = detector("wcte")
     dm = EventDataModule(write_hits(tmp_path), batch_size=8, num_workers=2, fractions=(1.0, 0.0, 0.0))
     builder = ImageBuilder(det, reuse_output=True)
     assert dm.build_in_workers(builder)
-    n_slots = slots.batches_per_message(builder, 8) * (2 * 2 + 1) + 3
+    group = slots.batches_per_message(builder, 8)
+    assert group > 1
+    n_slots = 1 * (2 * 2 + 1) + 3
     need = slots.pool_bytes(builder, 8, n_slots)
+    monkeypatch.setattr(datamodule, "shared_memory_free", lambda: need + 1)
+    loader = dm.train_dataloader()
+    assert isinstance(loader, SlotLoader) and loader.pool.n_slots == n_slots
+    assert loader.sampler.group == 1  # type: ignore[attr-defined]
     monkeypatch.setattr(datamodule, "shared_memory_free", lambda: need - 1)
     with caplog.at_level("WARNING", logger="recoml.data.datamodule"):
         loader = dm.train_dataloader()
@@ -201,10 +208,11 @@ def test_a_batch_waits_for_a_held_slot_and_gets_it_when_released(tmp_path):
 
 
 def test_small_outputs_travel_several_batches_per_message():
-    """WCTE images of 512 events (17 MB) go 3 per DataLoader item, HK ones of 256 (82 MB) alone, small
-    batches at most 4 per item; outputs without a fixed size alone."""
+    """WCTE images of 512 events (17 MB) go 3 per DataLoader item, HK ones of 256 (82 MB) and 512 in
+    pairs, small batches at most 4 per item; outputs without a fixed size alone."""
     assert slots.batches_per_message(ImageBuilder(detector("wcte")), 512) == 3
-    assert slots.batches_per_message(ImageBuilder(detector("hk")), 256) == 1
+    assert slots.batches_per_message(ImageBuilder(detector("hk")), 256) == 2
+    assert slots.batches_per_message(ImageBuilder(detector("hk")), 512) == slots.MIN_BATCHES_PER_MESSAGE == 2
     assert slots.batches_per_message(ImageBuilder(detector("wcte")), 8) == slots.MAX_BATCHES_PER_MESSAGE == 4
     assert slots.batches_per_message(GraphBuilder(detector("wcte"), k=4), 512) == 1
 

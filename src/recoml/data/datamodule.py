@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from recoml.contracts.batch import HitBatch
 from recoml.contracts.representation import Representation
+from recoml.data.allocator import init_worker
 from recoml.data.dataset import DEFAULT_HIT_FIELDS, DEFAULT_TARGET_FIELDS, EventDataset
 from recoml.data.samplers import EvalBatchSampler, TrainBatchSampler
 from recoml.data.slots import (
@@ -318,22 +319,27 @@ class EventDataModule(L.LightningDataModule):
         extra: dict[str, Any] = {}
         if self.num_workers > 0:
             extra["persistent_workers"] = self.persistent_workers
+            extra["worker_init_fn"] = init_worker
             if self.prefetch_factor is not None:
                 extra["prefetch_factor"] = self.prefetch_factor
         kwargs = {"batch_size": None, "num_workers": self.num_workers, "pin_memory": self.pin_memory, **extra}
         build = self._worker_builds.get(split)
         if slots and build is not None and self.persistent_workers and build.slots:
-            group = self.batches_per_message or batches_per_message(build.representation, batch_size)
-            # Slots: the workers' prefetched items and the one received and not yet handed over (each
-            # `group` batches), and the batches the consumer holds.
-            n_slots = group * (self.num_workers * (self.prefetch_factor or 2) + 1) + self.held_batches
-            need = pool_bytes(build.representation, batch_size, n_slots)
+            groups = [self.batches_per_message or batches_per_message(build.representation, batch_size)]
+            if self.batches_per_message is None and groups[0] > 1:
+                groups.append(1)  # batches one per item before none in slots
             free = shared_memory_free()
-            if free is None or need < free:
-                pool = SlotPool(
-                    build.representation, batch_size, n_slots, self.held_batches, self.slot_timeout_s
-                )
-                return SlotLoader(pool, ds, sampler, group, **kwargs)
+            for group in groups:
+                # Slots: the workers' prefetched items and the one received and not yet handed over (each
+                # `group` batches), and the batches the consumer holds.
+                n_slots = group * (self.num_workers * (self.prefetch_factor or 2) + 1) + self.held_batches
+                need = pool_bytes(build.representation, batch_size, n_slots)
+                if free is None or need < free:
+                    pool = SlotPool(
+                        build.representation, batch_size, n_slots, self.held_batches, self.slot_timeout_s
+                    )
+                    return SlotLoader(pool, ds, sampler, group, **kwargs)
+            assert free is not None  # an unknown size lets every pool through
             log.warning(
                 "%s loader: %d output slots need %.0f MB of shared memory, %.0f MB free in /dev/shm; the "
                 "training process paints the images instead (slower; enlarge /dev/shm, e.g. docker "

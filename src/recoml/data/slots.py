@@ -78,8 +78,9 @@ _HIT_FRACTION = 4
 _MIN_HIT_BYTES = 1 << 20
 _MADV_POPULATE_WRITE = 23  # linux/mman.h, Linux >= 5.14
 #: Outputs smaller than this travel several batches per DataLoader item (:func:`batches_per_message`):
-#: 3 WCTE batches of 512 (17 MB each), one HK batch of 256 (82 MB).
+#: 3 WCTE batches of 512 (17 MB each); larger ones travel in pairs (HK batches of 256, 82 MB each).
 MESSAGE_BYTES = 64 << 20
+MIN_BATCHES_PER_MESSAGE = 2
 MAX_BATCHES_PER_MESSAGE = 4
 
 
@@ -106,15 +107,17 @@ def pool_bytes(representation: Representation, batch_size: int, n_slots: int) ->
 
 
 def batches_per_message(representation: Representation, batch_size: int) -> int:
-    """Consecutive batches a worker finishes per DataLoader item: enough for ``MESSAGE_BYTES`` of output
-    (at most ``MAX_BATCHES_PER_MESSAGE``), so that small, cheap batches share the per-item cost of the
-    DataLoader's queues (per batch, the training process spent 0.8 ms on a WCTE batch of 512 sent alone,
-    0.45 ms in pairs, 0.28 ms in fours, against 8 ms to build it); 1 for outputs of ``MESSAGE_BYTES`` or
-    more, whose batches cost enough to carry the message themselves."""
+    """Consecutive batches a worker finishes per DataLoader item: enough for ``MESSAGE_BYTES`` of output,
+    from ``MIN_BATCHES_PER_MESSAGE`` to ``MAX_BATCHES_PER_MESSAGE``, so that batches share the per-item
+    cost of the DataLoader's queues in both processes (per WCTE batch of 512, the training process spent
+    0.8 ms sent alone, 0.45 ms in pairs, 0.28 ms in fours, against 8 ms to build it; HK batches of 256 in
+    pairs: 2 workers went from 1.64x to 1.71x one process, see docs/benchmarks.md); 1 for outputs of no
+    fixed size (they use no slots)."""
     sizes = _batch_output(representation, batch_size)
     if sizes is None:
         return 1
-    return max(1, min(MAX_BATCHES_PER_MESSAGE, MESSAGE_BYTES // max(sizes[1], 1)))
+    fitting = MESSAGE_BYTES // max(sizes[1], 1)
+    return max(MIN_BATCHES_PER_MESSAGE, min(MAX_BATCHES_PER_MESSAGE, fitting))
 
 
 def shared_memory_free(path: str = "/dev/shm") -> int | None:
