@@ -215,12 +215,12 @@ class ImageBuilder(Representation):
         # Each event's hits lie in its own block of flat indices, in event order: a search for the
         # blocks' starts finds each chunk's hits (the order within an event does not matter).
         new = torch.searchsorted(prepared.index, marks * per_event).tolist()
-        old = None if written is None else torch.searchsorted(written, marks * per_event).tolist()
+        old = [] if written is None else torch.searchsorted(written, marks * per_event).tolist()
         events = marks.tolist()
         for c in range(len(events) - 1):
             lo, hi = new[c], new[c + 1]
             index, values = prepared.index[lo:hi], [v[lo:hi] for v in prepared.values]
-            previous = None if old is None else written[old[c] : old[c + 1]]  # type: ignore[index]
+            previous = None if written is None else written[old[c] : old[c + 1]]
             self._paint(index, values, out, previous, events[c], events[c + 1])
         return out[: prepared.n_events], prepared.index
 
