@@ -294,3 +294,37 @@ def test_sensor_lists_refuse_bad_input() -> None:
         table, torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), 4
     )
     assert empty[0].shape == (0, 0)
+
+
+@pytest.mark.skipif(
+    torch.multiprocessing.get_start_method(allow_none=False) != "fork",
+    reason="DataLoader workers inherit the training process's tables only when forked",
+)
+def test_graph_workers_share_the_sensor_table_built_before_they_start(tmp_path, monkeypatch):
+    """``build_in_workers`` builds the PMTs' lists of nearest PMTs in the training process
+    (``Representation.warm_up``); the forked DataLoader workers build their graphs from that table and
+    never build their own (HK: ~5 CPU-s per worker, train and validation workers alike)."""
+    import os
+
+    from recoml.data.datamodule import EventDataModule
+    from recoml.data.representations.graphs import GraphBuilder
+    from tests.data.test_representations import detector
+    from tests.data.test_slots import write_hits
+
+    built = tmp_path / "built_by"
+    build = neighbours._sensor_order
+
+    def recorded(points: np.ndarray, width: int, chunk: int = 2048) -> np.ndarray:
+        with built.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return build(points, width, chunk)
+
+    monkeypatch.setattr(neighbours, "_sensor_order", recorded)
+    monkeypatch.setattr(neighbours, "_SENSOR_TABLES", {})
+    dm = EventDataModule(write_hits(tmp_path), batch_size=8, num_workers=2, fractions=(1.0, 0.0, 0.0))
+    builder = GraphBuilder(detector("wcte"), k=4)
+    assert builder.sensor_lists and dm.build_in_workers(builder)
+    assert built.read_text().split() == [str(os.getpid())]
+    graphs = [batch.inputs for batch in dm.train_dataloader()]
+    assert graphs and all(g.edge_index.shape[1] > 0 for g in graphs)
+    assert built.read_text().split() == [str(os.getpid())]  # no worker built one

@@ -53,6 +53,11 @@ class Representation(nn.Module):
         """Fit what the builder itself learns from training batches beyond its normalizer. Default:
         nothing."""
 
+    def warm_up(self) -> None:
+        """Build, in this process, what every batch looks up (a detector's lists of nearest sensors), before
+        DataLoader workers start: forked workers then share it instead of each building it. Default:
+        nothing."""
+
     def prepare(self, batch: HitBatch) -> Any:
         """The part of building that may run in a DataLoader worker; :meth:`finish` completes it in the
         process that trains. Default: the whole output (``finish`` returns it as it is). A builder whose

@@ -271,6 +271,7 @@ class EventDataModule(L.LightningDataModule):
         if why:
             _info_rank_zero("model inputs built in the training process (%s)", why)
             return False
+        representation.warm_up()  # lookup tables built once here, shared by the forked workers
         slots = representation.new_output(1) is not None
         train, other = BuildInputs(representation, augment, slots), BuildInputs(representation, None, slots)
         self._worker_builds = {"train": train, "val": other, "test": other, "all": other}
