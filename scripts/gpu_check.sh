@@ -66,7 +66,8 @@ if [ "$PEER" != skip ]; then
   step peer 120 "${BENCH[@]}" 'suites=[peer]' "bench.peer.watchmal=$PEER" \
     'bench.peer.cases=[wcte_batches_0w,wcte_batches_2w,hk_batches_0w,hk_batches_2w,wcte_train_w64,hk_train_w64]' \
     bench.peer.train.workers=2 bench.peer.train.batch_size=256 bench.peer.train.n_steps=8 \
-    bench.peer.repeats=3 "hydra.run.dir=$OUT/peer"
+    bench.peer.repeats=3 'bench.peer.n_batches={wcte: 12, hk: 6}' 'bench.peer.n_events={wcte: 16384, hk: 2048}' \
+    "hydra.run.dir=$OUT/peer"
 else
   echo "gpu_check: PEER_WATCHMAL=skip: no peer rows (WatChMaL ratios) in this check" >&2
   echo '{"step": "peer", "ok": false, "seconds": 0, "skipped": true}' >>"$OUT/steps.jsonl"
