@@ -90,7 +90,8 @@ def metadata(view: Any, module: Any, ckpt: Any) -> dict[str, Any]:
             f"features {view.feature_names()}, 'edge_index' (2, edges) int64 kNN edges [neighbour, centre] "
             f"(k={view.k} nearest PMTs by position{' and time' if view.space_time else ''}, per event), "
             "'batch' (hits,) int64 event of each hit; outputs "
-            f"{list(view.output_names)} in physical units"
+            f"{list(view.output_names)} in physical units; run it on one intra-op thread in onnxruntime "
+            "(its CPU ScatterND reductions give wrong rows on several threads)"
         )
     return meta
 
