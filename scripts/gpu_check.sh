@@ -16,7 +16,7 @@
 # limit is reported with the end of its log, marked FAILED in gpu_check.md, the others still run, and
 # the script exits 1.
 #
-#   GPU_CHECK_REHEARSAL=1 bash scripts/gpu_check.sh OUT   # every step on the CPU at tiny sizes (~5 min)
+#   GPU_CHECK_REHEARSAL=1 bash scripts/gpu_check.sh OUT   # every step on the CPU at tiny sizes (~3.5 min, 2 cores)
 #
 # The rehearsal checks, without a GPU, that every step's command still runs and the summary is written,
 # so a lent GPU's minutes are not lost to a renamed option; it measures nothing (its machine line says
@@ -27,8 +27,7 @@ PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 OUT="${1:-gpu_check/$(date +%Y%m%d-%H%M%S)}"
 
-REHEARSAL="${GPU_CHECK_REHEARSAL:-}"
-if [ -n "$REHEARSAL" ]; then
+if [ -n "${GPU_CHECK_REHEARSAL:-}" ]; then
   DEVICE=cpu LIMIT_SCALE=3 STEPS=2 BATCH=2 ITER=2 SECONDS_EACH=0.05 PARTICLES=300 REPEAT=1 PEER_STEPS=2 PEER_REPEATS=1
   PEER_BATCHES='{wcte: 2, hk: 1}' PEER_EVENTS='{wcte: 1024, hk: 256}'
 elif ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then

@@ -62,8 +62,8 @@ def test_rehearsal_runs_every_step_and_writes_the_summary(tmp_path: Path) -> Non
     summary = json.loads((out / "gpu_check.json").read_text())
     assert summary["machine"].endswith("CPU rehearsal, nothing measured")
     cases = {(r["step"], r.get("suite"), r.get("case")) for r in summary["rows"]}
-    for precision, models in (("32-true", ("resnet18", "gnn")), ("bf16-mixed", ("resnet18",))):
-        step = "train_fp32" if precision == "32-true" else "train_bf16"
+    trained = (("train_fp32", "32-true", ("resnet18", "gnn")), ("train_bf16", "bf16-mixed", ("resnet18",)))
+    for step, precision, models in trained:
         for model in models:
             for det in ("wcte", "hk"):
                 assert (step, "train", f"{model} on {det} ({precision})") in cases
