@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 ARGS   ?=
 
-.PHONY: install train test test-all lint format bench clean
+.PHONY: install train test test-all test-peer lint format bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test: install
 ## Everything, slow tests included.
 test-all: install
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not gpu" $(ARGS)
+
+## The tests against WatChMaL's own code (RECOML_WATCHMAL=DIR: a checkout of github.com/WatChMaL/WatChMaL).
+test-peer: install
+	@test -d "$(RECOML_WATCHMAL)/watchmal" || { echo "make test-peer: set RECOML_WATCHMAL=DIR, a checkout of github.com/WatChMaL/WatChMaL holding the watchmal package (got '$(RECOML_WATCHMAL)')" >&2; exit 2; }
+	OMP_NUM_THREADS=1 RECOML_WATCHMAL=$(RECOML_WATCHMAL) $(PY) -m pytest -n 2 -m watchmal $(ARGS)
 
 ## Static checks (what CI runs before the tests): style, format, types, and the import-layer contracts
 ## once a `.importlinter` file or a `[tool.importlinter]` table declares them.

@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import h5py
@@ -158,10 +158,16 @@ def test_settle_waits_until_a_loaders_workers_finished_their_prefetch():
     del items
 
 
-requires_watchmal = pytest.mark.skipif(
+_skip_without_watchmal = pytest.mark.skipif(
     not (WATCHMAL and (Path(WATCHMAL) / "watchmal").is_dir()),
     reason="set RECOML_WATCHMAL=DIR, a checkout of github.com/WatChMaL/WatChMaL holding the watchmal package",
 )
+
+
+def requires_watchmal(test: Callable[..., None]) -> Callable[..., None]:
+    """Marked ``watchmal`` (outside the default selection: a bare clone has no WatChMaL checkout; run
+    with ``make test-peer RECOML_WATCHMAL=DIR``), and skipped in ``make test-all`` without one."""
+    return pytest.mark.watchmal(_skip_without_watchmal(test))
 
 
 @pytest.mark.slow
