@@ -7,6 +7,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ from recoml.bench.peer import (
 from recoml.conf import CONFIG_MODULE
 from recoml.data.dataset import EventDataset
 from recoml.families.water_cherenkov.images import ImageBuilder
+from tests.helpers import REPO
 
 WATCHMAL = os.environ.get("RECOML_WATCHMAL")
 
@@ -168,6 +171,18 @@ def requires_watchmal(test: Callable[..., None]) -> Callable[..., None]:
     """Marked ``watchmal`` (outside the default selection: a bare clone has no WatChMaL checkout; run
     with ``make test-peer RECOML_WATCHMAL=DIR``), and skipped in ``make test-all`` without one."""
     return pytest.mark.watchmal(_skip_without_watchmal(test))
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_test_peer_refuses_without_a_watchmal_checkout(tmp_path):
+    """The WatChMaL tests stay outside ``make test``; ``make test-peer`` says what it needs, exit 2."""
+    run = subprocess.run(
+        ["make", "-s", "-o", "install", "test-peer", f"RECOML_WATCHMAL={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2
+    expected = "make test-peer: set RECOML_WATCHMAL=DIR, a checkout of github.com/WatChMaL/WatChMaL holding"
+    assert run.stderr.startswith(f"{expected} the watchmal package (got '{tmp_path}')\n"), run.stderr
 
 
 @pytest.mark.slow
